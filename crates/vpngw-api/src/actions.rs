@@ -1,0 +1,115 @@
+//! The one list of API actions.
+//!
+//! Each line declares an action: its name, its access class, the handler function that serves
+//! it (in `vpngw-service`'s `handlers` module), and its required parameters. `vpngw-service`
+//! expands the same list into its dispatch `match`, so an action without a handler does not
+//! compile. The dispatcher checks the required parameters before the handler runs, so every
+//! missing one is answered alike (`MissingParameter`).
+
+/// Read actions never change state; a read-only AccessKey may call only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub access: Access,
+    /// The handler's function name in `vpngw-service::handlers`.
+    pub handler: &'static str,
+    pub required: &'static [&'static str],
+}
+
+/// Calls `$m! { (Name, Access, handler_fn, [Required, ...]), ... }` with the whole list.
+#[macro_export]
+macro_rules! for_each_action {
+    ($m:ident) => {
+        $m! {
+            // ---- regions and zones ----
+            (DescribeRegions, Read, describe_regions, []),
+            (DescribeZones, Read, describe_zones, [RegionId]),
+            (DescribeVpnGatewayAvailableZones, Read, describe_vpn_gateway_available_zones, [RegionId]),
+            // ---- VPC and vSwitch (the minimum VPN gateways need) ----
+            (CreateVpc, Write, create_vpc, [RegionId]),
+            (DescribeVpcs, Read, describe_vpcs, [RegionId]),
+            (DeleteVpc, Write, delete_vpc, [RegionId, VpcId]),
+            (CreateVSwitch, Write, create_vswitch, [RegionId, VpcId, ZoneId, CidrBlock]),
+            (DescribeVSwitches, Read, describe_vswitches, [RegionId]),
+            (DeleteVSwitch, Write, delete_vswitch, [RegionId, VSwitchId]),
+            // ---- VPN gateway (2022 reference 4.1-4.4) ----
+            (CreateVpnGateway, Write, create_vpn_gateway, [RegionId, VpcId, Bandwidth, InstanceChargeType]),
+            (ModifyVpnGatewayAttribute, Write, modify_vpn_gateway_attribute, [RegionId, VpnGatewayId]),
+            (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
+            (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
+            (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
+            // ---- tags (4.5-4.7) ----
+            (TagResources, Write, tag_resources, [RegionId, ResourceType]),
+            (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),
+            (UnTagResources, Write, untag_resources, [RegionId, ResourceType]),
+            // ---- customer gateway (5.1-5.5) ----
+            (CreateCustomerGateway, Write, create_customer_gateway, [RegionId, IpAddress]),
+            (ModifyCustomerGatewayAttribute, Write, modify_customer_gateway_attribute, [RegionId, CustomerGatewayId]),
+            (DescribeCustomerGateways, Read, describe_customer_gateways, [RegionId]),
+            (DescribeCustomerGateway, Read, describe_customer_gateway, [RegionId, CustomerGatewayId]),
+            (DeleteCustomerGateway, Write, delete_customer_gateway, [RegionId, CustomerGatewayId]),
+        }
+    };
+}
+
+macro_rules! make_specs {
+    ($( ($name:ident, $access:ident, $handler:ident, [$($req:ident),*]) ),* $(,)?) => {
+        /// Every action, in declaration order.
+        pub const ACTIONS: &[ActionSpec] = &[
+            $( ActionSpec {
+                name: stringify!($name),
+                access: Access::$access,
+                handler: stringify!($handler),
+                required: &[$(stringify!($req)),*],
+            }, )*
+        ];
+    };
+}
+
+for_each_action!(make_specs);
+
+/// Looks an action up by its exact name.
+pub fn find(name: &str) -> Option<&'static ActionSpec> {
+    ACTIONS.iter().find(|a| a.name == name)
+}
+
+/// The action list as Markdown, for `docs/actions.md`.
+pub fn actions_markdown() -> String {
+    let mut s = String::from(
+        "# Actions\n\nGenerated from `crates/vpngw-api/src/actions.rs`; do not edit by hand \
+         (`cargo run -p vpngw -- docs actions > docs/actions.md`).\n\n\
+         | Action | Access | Required parameters |\n|---|---|---|\n",
+    );
+    for a in ACTIONS {
+        s.push_str(&format!("| {} | {:?} | {} |\n", a.name, a.access, a.required.join(", ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for a in ACTIONS {
+            assert_eq!(find(a.name).map(|x| x.name), Some(a.name));
+            assert_eq!(ACTIONS.iter().filter(|b| b.name == a.name).count(), 1);
+        }
+        assert!(find("describeregions").is_none(), "action names are case-sensitive");
+    }
+
+    #[test]
+    fn access_class_follows_the_verb() {
+        for a in ACTIONS {
+            let read = ["Describe", "List", "Download"].iter().any(|p| a.name.starts_with(p));
+            assert_eq!(a.access == Access::Read, read, "{}", a.name);
+        }
+    }
+}
