@@ -1,1 +1,202 @@
+//! `vpngw-store`: where intent and identity live.
+//!
+//! One [`Store`] trait, at the level of the domain (resources of a [`Kind`] in an account's
+//! region, their tags, ClientToken results, scheduled lifecycle tasks, accounts and keys), and
+//! its SQLite backend ([`sqlite::SqliteStore`]). Handlers only ever see the trait, so a
+//! PostgreSQL backend can follow without touching them; [`conformance`] is the suite every
+//! backend must pass.
+//!
+//! What we store: intent (every resource as its handler wrote it), identity (accounts, keys),
+//! ClientToken results, and the lifecycle tasks that move resources between states, so that a
+//! restart picks them up. Every write is one transaction ([`Store::commit`]) that is durable
+//! before it is acknowledged. Observed data-plane state, once there is any, is a cache that
+//! reconcilers can rebuild.
+//!
+//! This crate must not know about the wire format or the data plane.
 
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+pub mod conformance;
+pub mod sqlite;
+
+/// The kinds of resources the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Vpc,
+    VSwitch,
+    VpnGateway,
+    CustomerGateway,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::VSwitch => "vswitch",
+            Kind::VpnGateway => "vpn_gateway",
+            Kind::CustomerGateway => "customer_gateway",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+/// An account's view: every read and write is inside one account and one region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub account: i64,
+    pub region: String,
+}
+
+/// One stored resource. `doc` is the resource itself, as the service serialized it; `parent`
+/// (the VPC of a vSwitch or gateway, ...) and `status` are kept beside it for filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: Kind,
+    pub id: String,
+    pub account: i64,
+    pub region: String,
+    pub parent: Option<String>,
+    pub status: String,
+    pub created_ms: i64,
+    pub doc: serde_json::Value,
+}
+
+/// A filtered, paged listing. Filters are AND-ed; `fields` compare top-level keys of `doc`;
+/// `tags` match a key and, if given, its value. Results come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub ids: Vec<String>,
+    pub parent: Option<String>,
+    pub status: Option<String>,
+    pub fields: Vec<(String, String)>,
+    pub tags: Vec<(String, Option<String>)>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Record>,
+    pub total: u64,
+}
+
+/// One tag of one resource, as ListTagResources returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRow {
+    pub kind: Kind,
+    pub resource_id: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// A ClientToken's first result, kept so that a retry gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdemEntry {
+    pub account: i64,
+    pub action: String,
+    pub token: String,
+    /// A digest of the request's parameters: a reuse with other parameters is refused.
+    pub digest: String,
+    /// The response body (JSON object without RequestId).
+    pub response: String,
+    pub created_ms: i64,
+}
+
+/// A lifecycle step due at `due_ms`: the task engine applies `op` to the resource then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub kind: Kind,
+    pub resource_id: String,
+    pub op: String,
+    pub due_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret: String,
+    pub account_id: i64,
+    pub readonly: bool,
+}
+
+/// One change inside a [`Store::commit`]: all of a commit's mutations apply together or not
+/// at all.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Inserts the record, or replaces the one with the same id (its creation order is kept).
+    Put(Record),
+    /// Removes the record, its tags and the addresses it holds.
+    Delete { kind: Kind, id: String },
+    /// Sets these tags (replacing the value of a key it already has).
+    SetTags { kind: Kind, id: String, scope: Scope, tags: Vec<(String, String)> },
+    /// Removes these tag keys, or every tag when `keys` is `None`.
+    RemoveTags { id: String, keys: Option<Vec<String>> },
+    PutIdem(IdemEntry),
+    PutTask(Task),
+    DeleteTask { id: String },
+    /// Claims an address from a pool for a resource; fails with `Conflict` if it is taken.
+    ClaimAddress { ip: String, owner: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<Record>>;
+    /// Outside any scope: for operator commands and the task engine.
+    async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>>;
+    async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page>;
+    /// How many records of a kind the scope has (under one parent, if given).
+    async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64>;
+    /// The tags of these resources, each list sorted by key.
+    async fn tags(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>>;
+    /// Tag rows of resources of `kind` in the scope: of the given ids (if any), of resources
+    /// carrying all of `having` (if any); ordered by resource then key; paged by offset.
+    async fn list_tags(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        ids: &[String],
+        having: &[(String, Option<String>)],
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<TagRow>>;
+    async fn idem_get(&self, account: i64, action: &str, token: &str) -> Result<Option<IdemEntry>>;
+    async fn due_tasks(&self, now_ms: i64) -> Result<Vec<Task>>;
+    async fn next_due(&self) -> Result<Option<i64>>;
+    async fn tasks_of(&self, resource_id: &str) -> Result<Vec<Task>>;
+    async fn claimed_addresses(&self) -> Result<Vec<String>>;
+    /// Applies all mutations in one durable transaction.
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()>;
+
+    async fn create_account(&self, name: &str) -> Result<Account>;
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    /// Inserts the key, or updates its secret, account and read-only flag.
+    async fn put_key(&self, key: &AccessKey) -> Result<()>;
+    async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>>;
+}

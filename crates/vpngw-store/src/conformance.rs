@@ -1,0 +1,156 @@
+//! The suite every [`Store`] backend must pass. SQLite runs it in this crate's tests; a new
+//! backend calls [`run`] from its own.
+
+use serde_json::json;
+
+use crate::*;
+
+fn rec(kind: Kind, id: &str, scope: &Scope, parent: Option<&str>, status: &str, doc: serde_json::Value) -> Record {
+    Record {
+        kind,
+        id: id.into(),
+        account: scope.account,
+        region: scope.region.clone(),
+        parent: parent.map(Into::into),
+        status: status.into(),
+        created_ms: 1,
+        doc,
+    }
+}
+
+/// Runs every check against a fresh, empty store. Panics on the first failure.
+pub async fn run(store: impl Store) {
+    let alice = store.create_account("alice").await.expect("create alice");
+    let bob = store.create_account("bob").await.expect("create bob");
+    assert!(matches!(store.create_account("alice").await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.account_by_name("bob").await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.accounts().await.unwrap().len(), 2);
+
+    let key = AccessKey { access_key_id: "AK1".into(), secret: "s1".into(), account_id: alice.id, readonly: false };
+    store.put_key(&key).await.unwrap();
+    assert_eq!(store.key("AK1").await.unwrap(), Some(key.clone()));
+    store.put_key(&AccessKey { readonly: true, ..key.clone() }).await.unwrap();
+    assert!(store.key("AK1").await.unwrap().unwrap().readonly);
+    assert_eq!(store.key("nope").await.unwrap(), None);
+
+    let a = Scope { account: alice.id, region: "r1".into() };
+    let b = Scope { account: bob.id, region: "r1".into() };
+    let a2 = Scope { account: alice.id, region: "r2".into() };
+
+    // Isolation: another account or region never sees a resource.
+    store.commit(vec![Mutation::Put(rec(Kind::Vpc, "vpc-1", &a, None, "Available", json!({"name": "one"})))]).await.unwrap();
+    assert!(store.get(Kind::Vpc, &a, "vpc-1").await.unwrap().is_some());
+    assert!(store.get(Kind::Vpc, &b, "vpc-1").await.unwrap().is_none());
+    assert!(store.get(Kind::Vpc, &a2, "vpc-1").await.unwrap().is_none());
+    assert!(store.get(Kind::VSwitch, &a, "vpc-1").await.unwrap().is_none());
+    assert!(store.get_any(Kind::Vpc, "vpc-1").await.unwrap().is_some());
+
+    // Listing: newest first, filters, paging, totals.
+    for i in 0..5 {
+        let status = if i % 2 == 0 { "active" } else { "init" };
+        let r = rec(Kind::VpnGateway, &format!("vpn-{i}"), &a, Some("vpc-1"), status, json!({"business_status": if i == 4 { "FinancialLocked" } else { "Normal" }}));
+        store.commit(vec![Mutation::Put(r)]).await.unwrap();
+    }
+    store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-b", &b, Some("vpc-b"), "active", json!({})))]).await.unwrap();
+    let all = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(all.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["vpn-4", "vpn-3", "vpn-2", "vpn-1", "vpn-0"]);
+    let page = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 2, offset: 2, ..Default::default() }).await.unwrap();
+    assert_eq!((page.total, page.items.len(), page.items[0].id.as_str()), (5, 2, "vpn-2"));
+    let active = store.list(Kind::VpnGateway, &a, &ListQuery { status: Some("active".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(active.total, 3);
+    let locked = store
+        .list(Kind::VpnGateway, &a, &ListQuery { fields: vec![("business_status".into(), "FinancialLocked".into())], limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(locked.items.len(), 1);
+    let by_id = store.list(Kind::VpnGateway, &a, &ListQuery { ids: vec!["vpn-1".into(), "vpn-b".into()], limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(by_id.total, 1, "another account's id is never listed");
+    assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), 5);
+    assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-x")).await.unwrap(), 0);
+
+    // Replacing a record keeps its place in the creation order.
+    store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-0", &a, Some("vpc-1"), "updating", json!({"v": 2})))]).await.unwrap();
+    let all = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.items.last().unwrap().id, "vpn-0");
+    assert_eq!(all.items.last().unwrap().doc, json!({"v": 2}));
+
+    // Tags: set, overwrite, filter (AND), remove.
+    store
+        .commit(vec![
+            Mutation::SetTags { kind: Kind::VpnGateway, id: "vpn-1".into(), scope: a.clone(), tags: vec![("env".into(), "prod".into()), ("team".into(), "net".into())] },
+            Mutation::SetTags { kind: Kind::VpnGateway, id: "vpn-2".into(), scope: a.clone(), tags: vec![("env".into(), "dev".into())] },
+        ])
+        .await
+        .unwrap();
+    store.commit(vec![Mutation::SetTags { kind: Kind::VpnGateway, id: "vpn-2".into(), scope: a.clone(), tags: vec![("env".into(), "prod".into())] }]).await.unwrap();
+    let tags = store.tags(&["vpn-1".into(), "vpn-2".into(), "vpn-3".into()]).await.unwrap();
+    assert_eq!(tags["vpn-1"], vec![("env".to_string(), "prod".to_string()), ("team".to_string(), "net".to_string())]);
+    assert_eq!(tags["vpn-2"], vec![("env".to_string(), "prod".to_string())]);
+    assert!(!tags.contains_key("vpn-3"));
+    let q = ListQuery { tags: vec![("env".into(), Some("prod".into())), ("team".into(), None)], limit: 10, ..Default::default() };
+    assert_eq!(store.list(Kind::VpnGateway, &a, &q).await.unwrap().items.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ["vpn-1"]);
+    let rows = store.list_tags(Kind::VpnGateway, &a, &[], &[("env".into(), Some("prod".into()))], 0, 10).await.unwrap();
+    assert_eq!(rows.len(), 3, "every tag of the matching resources");
+    assert_eq!(store.list_tags(Kind::VpnGateway, &a, &[], &[], 1, 1).await.unwrap().len(), 1);
+    assert!(store.list_tags(Kind::VpnGateway, &b, &["vpn-1".into()], &[], 0, 10).await.unwrap().is_empty());
+    store.commit(vec![Mutation::RemoveTags { id: "vpn-1".into(), keys: Some(vec!["team".into()]) }]).await.unwrap();
+    assert_eq!(store.tags(&["vpn-1".into()]).await.unwrap()["vpn-1"].len(), 1);
+
+    // Atomicity: a commit that fails half-way leaves nothing behind.
+    let taken = Mutation::ClaimAddress { ip: "198.51.100.1".into(), owner: "vpn-1".into() };
+    store.commit(vec![taken.clone()]).await.unwrap();
+    let r = store.commit(vec![Mutation::Put(rec(Kind::Vpc, "vpc-half", &a, None, "Available", json!({}))), taken]).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))));
+    assert!(store.get(Kind::Vpc, &a, "vpc-half").await.unwrap().is_none());
+    assert_eq!(store.claimed_addresses().await.unwrap(), vec!["198.51.100.1".to_string()]);
+
+    // Delete takes tags and addresses with it.
+    store.commit(vec![Mutation::Delete { kind: Kind::VpnGateway, id: "vpn-1".into() }]).await.unwrap();
+    assert!(store.get(Kind::VpnGateway, &a, "vpn-1").await.unwrap().is_none());
+    assert!(store.tags(&["vpn-1".into()]).await.unwrap().is_empty());
+    assert!(store.claimed_addresses().await.unwrap().is_empty());
+
+    // ClientTokens: first write wins, a second insert conflicts.
+    let e = IdemEntry { account: alice.id, action: "CreateVpc".into(), token: "t".into(), digest: "d".into(), response: "{}".into(), created_ms: 5 };
+    store.commit(vec![Mutation::PutIdem(e.clone())]).await.unwrap();
+    assert_eq!(store.idem_get(alice.id, "CreateVpc", "t").await.unwrap(), Some(e.clone()));
+    assert_eq!(store.idem_get(bob.id, "CreateVpc", "t").await.unwrap(), None);
+    assert!(matches!(store.commit(vec![Mutation::PutIdem(e)]).await, Err(StoreError::Conflict(_))));
+
+    // Tasks: due order, replacement, removal.
+    let t = |id: &str, due| Task { id: id.into(), kind: Kind::VpnGateway, resource_id: "vpn-2".into(), op: "status:active".into(), due_ms: due };
+    store.commit(vec![Mutation::PutTask(t("t2", 20)), Mutation::PutTask(t("t1", 10))]).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(10));
+    assert_eq!(store.due_tasks(15).await.unwrap().iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ["t1"]);
+    store.commit(vec![Mutation::PutTask(t("t1", 30))]).await.unwrap();
+    assert_eq!(store.due_tasks(25).await.unwrap().iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ["t2"]);
+    assert_eq!(store.tasks_of("vpn-2").await.unwrap().len(), 2);
+    store.commit(vec![Mutation::DeleteTask { id: "t1".into() }, Mutation::DeleteTask { id: "t2".into() }]).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn sqlite_memory_conforms() {
+        super::run(SqliteStore::memory().unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_file_conforms_and_survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("vpngw-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vpngw.db");
+        super::run(SqliteStore::open(&path).unwrap()).await;
+        // Reopening runs no migration twice and sees every committed write.
+        let again = SqliteStore::open(&path).unwrap();
+        use crate::Store;
+        assert_eq!(again.accounts().await.unwrap().len(), 2);
+        assert!(again.key("AK1").await.unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,526 @@
+//! The SQLite backend: one file in the data directory, WAL mode, `synchronous=FULL` (a
+//! commit is on disk before it is acknowledged), migrations numbered by `PRAGMA user_version`.
+//!
+//! One writer connection and a few reader connections (WAL lets readers run beside the
+//! writer). Every call runs on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use crate::*;
+
+/// Each entry moves the schema one version up; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    readonly INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    parent_id TEXT,
+    status TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX resources_scope ON resources(kind, account_id, region, seq);
+CREATE INDEX resources_parent ON resources(kind, account_id, region, parent_id, seq);
+CREATE TABLE tags (
+    resource_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (resource_id, key)
+);
+CREATE INDEX tags_kv ON tags(account_id, region, kind, key, value);
+CREATE TABLE idempotency (
+    account_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    token TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, action, token)
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    due_ms INTEGER NOT NULL
+);
+CREATE INDEX tasks_due ON tasks(due_ms);
+CREATE INDEX tasks_resource ON tasks(resource_id);
+CREATE TABLE addresses (
+    ip TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL
+);
+CREATE INDEX addresses_owner ON addresses(owner_id);
+"#];
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+fn other<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let writer = Connection::open(path).map_err(other)?;
+        configure(&writer)?;
+        migrate(&writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open(path).map_err(other)?;
+            configure(&r)?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) }) })
+    }
+
+    /// A private in-memory database (one connection), for tests.
+    pub fn memory() -> Result<Self> {
+        let c = Connection::open_in_memory().map_err(other)?;
+        migrate(&c)?;
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(c), readers: Vec::new(), next: AtomicUsize::new(0) }) })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = if inner.readers.is_empty() {
+                &inner.writer
+            } else {
+                // Take a free reader if one is, else wait for the next in turn.
+                let n = inner.readers.len();
+                let start = inner.next.fetch_add(1, Ordering::Relaxed);
+                match (0..n).map(|i| &inner.readers[(start + i) % n]).find_map(|m| m.try_lock().ok()) {
+                    Some(guard) => return f(&guard),
+                    None => &inner.readers[start % n],
+                }
+            };
+            let guard = conn.lock().map_err(other)?;
+            f(&guard)
+        })
+        .await
+        .map_err(other)?
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.writer.lock().map_err(other)?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(other)?
+    }
+}
+
+fn configure(c: &Connection) -> Result<()> {
+    c.busy_timeout(std::time::Duration::from_secs(10)).map_err(other)?;
+    c.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
+    c.pragma_update(None, "synchronous", "FULL").map_err(other)?;
+    c.pragma_update(None, "foreign_keys", "ON").map_err(other)?;
+    Ok(())
+}
+
+fn migrate(c: &Connection) -> Result<()> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(other)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        c.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1)).map_err(other)?;
+    }
+    Ok(())
+}
+
+const RECORD_COLS: &str = "kind, id, account_id, region, parent_id, status, created_ms, doc";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let kind: String = r.get(0)?;
+    let doc: String = r.get(7)?;
+    Ok(Record {
+        kind: Kind::parse(&kind).unwrap_or(Kind::Vpc),
+        id: r.get(1)?,
+        account: r.get(2)?,
+        region: r.get(3)?,
+        parent: r.get(4)?,
+        status: r.get(5)?,
+        created_ms: r.get(6)?,
+        doc: serde_json::from_str(&doc).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Appends `AND resource has every tag` clauses for `column` (the resource id column).
+fn tag_clauses(sql: &mut String, args: &mut Vec<rusqlite::types::Value>, column: &str, tags: &[(String, Option<String>)]) {
+    for (k, v) in tags {
+        match v {
+            Some(v) => {
+                sql.push_str(&format!(" AND {column} IN (SELECT resource_id FROM tags WHERE key = ? AND value = ?)"));
+                args.push(k.clone().into());
+                args.push(v.clone().into());
+            }
+            None => {
+                sql.push_str(&format!(" AND {column} IN (SELECT resource_id FROM tags WHERE key = ?)"));
+                args.push(k.clone().into());
+            }
+        }
+    }
+}
+
+fn in_list(sql: &mut String, args: &mut Vec<rusqlite::types::Value>, column: &str, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; ids.len()].join(",")));
+    args.extend(ids.iter().map(|i| rusqlite::types::Value::from(i.clone())));
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<Record>> {
+        let (scope, id) = (scope.clone(), id.to_string());
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ? AND account_id = ? AND region = ?"))
+                .and_then(|mut s| s.query_row(params![id, kind.as_str(), scope.account, scope.region], record).optional())
+                .map_err(other)
+        })
+        .await
+    }
+
+    async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ?"))
+                .and_then(|mut s| s.query_row(params![id, kind.as_str()], record).optional())
+                .map_err(other)
+        })
+        .await
+    }
+
+    async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page> {
+        let (scope, q) = (scope.clone(), q.clone());
+        self.read(move |c| {
+            let mut filter = String::from(" FROM resources WHERE kind = ? AND account_id = ? AND region = ?");
+            let mut args: Vec<rusqlite::types::Value> = vec![kind.as_str().to_string().into(), scope.account.into(), scope.region.clone().into()];
+            in_list(&mut filter, &mut args, "id", &q.ids);
+            if let Some(p) = &q.parent {
+                filter.push_str(" AND parent_id = ?");
+                args.push(p.clone().into());
+            }
+            if let Some(s) = &q.status {
+                filter.push_str(" AND status = ?");
+                args.push(s.clone().into());
+            }
+            for (f, v) in &q.fields {
+                if !f.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    return Err(StoreError::Other(format!("bad field name {f}")));
+                }
+                filter.push_str(&format!(" AND json_extract(doc, '$.{f}') = ?"));
+                args.push(v.clone().into());
+            }
+            tag_clauses(&mut filter, &mut args, "id", &q.tags);
+            let total: u64 = c
+                .prepare_cached(&format!("SELECT COUNT(*){filter}"))
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
+                .map_err(other)? as u64;
+            let mut page_args = args.clone();
+            page_args.push((q.limit.min(i64::MAX as u64) as i64).into());
+            page_args.push((q.offset.min(i64::MAX as u64) as i64).into());
+            let mut stmt = c.prepare_cached(&format!("SELECT {RECORD_COLS}{filter} ORDER BY seq DESC LIMIT ? OFFSET ?")).map_err(other)?;
+            let items = stmt.query_map(params_from_iter(page_args.iter()), record).map_err(other)?.collect::<rusqlite::Result<Vec<_>>>().map_err(other)?;
+            Ok(Page { items, total })
+        })
+        .await
+    }
+
+    async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64> {
+        let (scope, parent) = (scope.clone(), parent.map(str::to_string));
+        self.read(move |c| {
+            let n: i64 = match parent {
+                Some(p) => c.query_row(
+                    "SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ? AND parent_id = ?",
+                    params![kind.as_str(), scope.account, scope.region, p],
+                    |r| r.get(0),
+                ),
+                None => c.query_row(
+                    "SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ?",
+                    params![kind.as_str(), scope.account, scope.region],
+                    |r| r.get(0),
+                ),
+            }
+            .map_err(other)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn tags(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut sql = String::from("SELECT resource_id, key, value FROM tags WHERE 1=1");
+            let mut args = Vec::new();
+            in_list(&mut sql, &mut args, "resource_id", &ids);
+            sql.push_str(" ORDER BY resource_id, key");
+            let mut stmt = c.prepare_cached(&sql).map_err(other)?;
+            let mut rows = stmt.query(params_from_iter(args.iter())).map_err(other)?;
+            let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+            while let Some(r) = rows.next().map_err(other)? {
+                out.entry(r.get(0).map_err(other)?).or_default().push((r.get(1).map_err(other)?, r.get(2).map_err(other)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, kind: Kind, scope: &Scope, ids: &[String], having: &[(String, Option<String>)], offset: u64, limit: u64) -> Result<Vec<TagRow>> {
+        let (scope, ids, having) = (scope.clone(), ids.to_vec(), having.to_vec());
+        self.read(move |c| {
+            let mut sql = String::from("SELECT t.resource_id, t.key, t.value FROM tags t JOIN resources r ON r.id = t.resource_id WHERE t.kind = ? AND t.account_id = ? AND t.region = ?");
+            let mut args: Vec<rusqlite::types::Value> = vec![kind.as_str().to_string().into(), scope.account.into(), scope.region.into()];
+            in_list(&mut sql, &mut args, "t.resource_id", &ids);
+            tag_clauses(&mut sql, &mut args, "t.resource_id", &having);
+            sql.push_str(" ORDER BY r.seq, t.key LIMIT ? OFFSET ?");
+            args.push((limit as i64).into());
+            args.push((offset as i64).into());
+            let mut stmt = c.prepare_cached(&sql).map_err(other)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), |r| Ok(TagRow { kind, resource_id: r.get(0)?, key: r.get(1)?, value: r.get(2)? }))
+                .map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn idem_get(&self, account: i64, action: &str, token: &str) -> Result<Option<IdemEntry>> {
+        let (action, token) = (action.to_string(), token.to_string());
+        self.read(move |c| {
+            c.prepare_cached("SELECT digest, response, created_ms FROM idempotency WHERE account_id = ? AND action = ? AND token = ?")
+                .and_then(|mut s| {
+                    s.query_row(params![account, action, token], |r| {
+                        Ok(IdemEntry { account, action: action.clone(), token: token.clone(), digest: r.get(0)?, response: r.get(1)?, created_ms: r.get(2)? })
+                    })
+                    .optional()
+                })
+                .map_err(other)
+        })
+        .await
+    }
+
+    async fn due_tasks(&self, now_ms: i64) -> Result<Vec<Task>> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached("SELECT id, kind, resource_id, op, due_ms FROM tasks WHERE due_ms <= ? ORDER BY due_ms, id").map_err(other)?;
+            let rows = s.query_map(params![now_ms], task).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        self.read(|c| c.query_row("SELECT MIN(due_ms) FROM tasks", [], |r| r.get(0)).map_err(other)).await
+    }
+
+    async fn tasks_of(&self, resource_id: &str) -> Result<Vec<Task>> {
+        let id = resource_id.to_string();
+        self.read(move |c| {
+            let mut s = c.prepare_cached("SELECT id, kind, resource_id, op, due_ms FROM tasks WHERE resource_id = ? ORDER BY due_ms").map_err(other)?;
+            let rows = s.query_map(params![id], task).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn claimed_addresses(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT ip FROM addresses").map_err(other)?;
+            let rows = s.query_map([], |r| r.get(0)).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()> {
+        self.write(move |c| {
+            let tx = c.transaction().map_err(other)?;
+            for m in mutations {
+                apply(&tx, m)?;
+            }
+            tx.commit().map_err(other)
+        })
+        .await
+    }
+
+    async fn create_account(&self, name: &str) -> Result<Account> {
+        let name = name.to_string();
+        self.write(move |c| {
+            c.execute("INSERT INTO accounts (name, created_ms) VALUES (?, ?)", params![name, now_ms()]).map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(format!("account {name} exists")),
+                e => other(e),
+            })?;
+            Ok(Account { id: c.last_insert_rowid(), name })
+        })
+        .await
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT id, name FROM accounts WHERE name = ?", params![name], |r| Ok(Account { id: r.get(0)?, name: r.get(1)? }))
+                .optional()
+                .map_err(other)
+        })
+        .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT id, name FROM accounts ORDER BY id").map_err(other)?;
+            let rows = s.query_map([], |r| Ok(Account { id: r.get(0)?, name: r.get(1)? })).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn put_key(&self, key: &AccessKey) -> Result<()> {
+        let key = key.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO access_keys (access_key_id, secret, account_id, readonly, created_ms) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT(access_key_id) DO UPDATE SET secret = excluded.secret, account_id = excluded.account_id, readonly = excluded.readonly",
+                params![key.access_key_id, key.secret, key.account_id, key.readonly, now_ms()],
+            )
+            .map_err(other)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
+        let ak = access_key_id.to_string();
+        self.read(move |c| {
+            c.prepare_cached("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = ?")
+                .and_then(|mut s| {
+                    s.query_row(params![ak], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? }))
+                        .optional()
+                })
+                .map_err(other)
+        })
+        .await
+    }
+}
+
+fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
+    let kind: String = r.get(1)?;
+    Ok(Task { id: r.get(0)?, kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), resource_id: r.get(2)?, op: r.get(3)?, due_ms: r.get(4)? })
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
+    let conflict = |what: String| {
+        move |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(what.clone()),
+            e => other(e),
+        }
+    };
+    match m {
+        Mutation::Put(r) => {
+            let doc = serde_json::to_string(&r.doc).map_err(other)?;
+            tx.prepare_cached(
+                "INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, status = excluded.status, doc = excluded.doc",
+            )
+            .and_then(|mut s| s.execute(params![r.id, r.kind.as_str(), r.account, r.region, r.parent, r.status, r.created_ms, doc]))
+            .map_err(conflict(format!("resource {}", r.id)))?;
+        }
+        Mutation::Delete { kind, id } => {
+            tx.execute("DELETE FROM resources WHERE id = ? AND kind = ?", params![id, kind.as_str()]).map_err(other)?;
+            tx.execute("DELETE FROM tags WHERE resource_id = ?", params![id]).map_err(other)?;
+            tx.execute("DELETE FROM addresses WHERE owner_id = ?", params![id]).map_err(other)?;
+        }
+        Mutation::SetTags { kind, id, scope, tags } => {
+            let mut s = tx
+                .prepare_cached(
+                    "INSERT INTO tags (resource_id, kind, account_id, region, key, value) VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT(resource_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(other)?;
+            for (k, v) in tags {
+                s.execute(params![id, kind.as_str(), scope.account, scope.region, k, v]).map_err(other)?;
+            }
+        }
+        Mutation::RemoveTags { id, keys } => match keys {
+            None => {
+                tx.execute("DELETE FROM tags WHERE resource_id = ?", params![id]).map_err(other)?;
+            }
+            Some(keys) => {
+                for k in keys {
+                    tx.execute("DELETE FROM tags WHERE resource_id = ? AND key = ?", params![id, k]).map_err(other)?;
+                }
+            }
+        },
+        Mutation::PutIdem(e) => {
+            tx.prepare_cached("INSERT INTO idempotency (account_id, action, token, digest, response, created_ms) VALUES (?, ?, ?, ?, ?, ?)")
+                .and_then(|mut s| s.execute(params![e.account, e.action, e.token, e.digest, e.response, e.created_ms]))
+                .map_err(conflict(format!("client token {}", e.token)))?;
+        }
+        Mutation::PutTask(t) => {
+            tx.prepare_cached(
+                "INSERT INTO tasks (id, kind, resource_id, op, due_ms) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET op = excluded.op, due_ms = excluded.due_ms",
+            )
+            .and_then(|mut s| s.execute(params![t.id, t.kind.as_str(), t.resource_id, t.op, t.due_ms]))
+            .map_err(other)?;
+        }
+        Mutation::DeleteTask { id } => {
+            tx.execute("DELETE FROM tasks WHERE id = ?", params![id]).map_err(other)?;
+        }
+        Mutation::ClaimAddress { ip, owner } => {
+            tx.prepare_cached("INSERT INTO addresses (ip, owner_id) VALUES (?, ?)")
+                .and_then(|mut s| s.execute(params![ip, owner]))
+                .map_err(conflict(format!("address {ip}")))?;
+        }
+    }
+    Ok(())
+}
