@@ -51,6 +51,7 @@ error_codes! {
     InternalError = "InternalError" => 500, "The request processing has failed due to some unknown error.", "alibaba";
     ServiceUnavailable = "ServiceUnavailable" => 503, "The request has failed due to a temporary failure of the server.", "alibaba";
     ResourceQuotaFull = "Resource.QuotaFull" => 400, "The quota of resource is full", "doc";
+    DryRunOperation = "DryRunOperation" => 400, "Request validation has been passed with DryRun flag set.", "doc";
 
     // ---- VPC and vSwitch ----
     InvalidVpcId = "InvalidVpcId.NotFound" => 404, "Specified VPC does not exist.", "alibaba";

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 
 /// Decoded request parameters (common parameters already removed or not, as the caller likes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -242,6 +242,7 @@ fn form_unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Code;
 
     fn p(pairs: &[(&str, &str)]) -> Params {
         Params::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))

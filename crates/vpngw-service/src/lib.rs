@@ -1,1 +1,181 @@
+//! `vpngw-service`: one handler per action, the dispatcher in front of them, and the task
+//! engine that moves resources through their lifecycle.
+//!
+//! A handler validates its input against the stored state, records intent in one
+//! [`Store::commit`] and returns the response body. It never touches the data plane: once
+//! reconcilers exist they are woken after a write and make the data plane follow the intent.
+//!
+//! Writes are serialized by one lock (`Service::write_lock`), so a handler's checks and its
+//! commit see the same state; reads run beside them.
 
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, Notify};
+use vpngw_api::{Access, ActionSpec, ApiError, Code, Params};
+use vpngw_store::{IdemEntry, Mutation, Scope, Store, StoreError};
+
+pub mod config;
+pub mod engine;
+pub mod handlers;
+pub mod ids;
+pub mod validate;
+
+pub use config::ServiceConfig;
+
+/// Who is calling: the account of the AccessKey that signed the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account: i64,
+    pub access_key_id: String,
+    pub readonly: bool,
+}
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub config: ServiceConfig,
+    write_lock: Mutex<()>,
+    /// Wakes the task engine when a write scheduled a task.
+    pub tasks_changed: Notify,
+}
+
+/// What a handler gets: the service, the caller's scope, the parameters (common ones removed),
+/// and, for writes with a ClientToken, the idempotency record its commit must carry.
+pub struct Req<'a> {
+    pub svc: &'a Service,
+    pub action: &'static ActionSpec,
+    pub scope: Scope,
+    pub params: Params,
+    pub request_id: String,
+    idem: Option<IdemEntry>,
+}
+
+pub type Body = Map<String, Value>;
+pub type HandlerResult = Result<Body, ApiError>;
+
+impl Req<'_> {
+    pub fn store(&self) -> &dyn Store {
+        self.svc.store.as_ref()
+    }
+
+    /// Commits the mutations together with the ClientToken's record of this response, so a
+    /// crash can never leave one without the other.
+    pub async fn commit(&self, mut mutations: Vec<Mutation>, body: Body) -> HandlerResult {
+        if let Some(idem) = &self.idem {
+            let mut e = idem.clone();
+            e.response = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
+            mutations.push(Mutation::PutIdem(e));
+        }
+        if !mutations.is_empty() {
+            self.store().commit(mutations).await.map_err(store_error)?;
+        }
+        Ok(body)
+    }
+
+    /// `DryRun=true`: every check passed; answer DryRunOperation and change nothing.
+    pub fn dry_run(&self) -> Result<(), ApiError> {
+        if self.params.opt_bool("DryRun")?.unwrap_or(false) {
+            return Err(ApiError::new(Code::DryRunOperation));
+        }
+        Ok(())
+    }
+}
+
+/// Store failures become InternalError (retryable 5xx) and are logged once, here.
+pub fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "Store call failed.");
+    match e {
+        StoreError::Conflict(_) => ApiError::new(Code::ServiceUnavailable),
+        _ => ApiError::internal(),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+macro_rules! make_dispatch {
+    ($( ($name:ident, $access:ident, $handler:ident, [$($req:ident),*]) ),* $(,)?) => {
+        async fn call_handler(req: &mut Req<'_>) -> HandlerResult {
+            match req.action.name {
+                $( stringify!($name) => handlers::$handler(req).await, )*
+                _ => Err(ApiError::new(Code::InvalidAction)),
+            }
+        }
+    };
+}
+
+vpngw_api::for_each_action!(make_dispatch);
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Arc<Self> {
+        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new() })
+    }
+
+    /// Authorizes and runs one action for an authenticated principal. `params` holds the
+    /// action's own parameters (common ones removed).
+    pub async fn dispatch(&self, action: &'static ActionSpec, principal: &Principal, params: Params, request_id: &str) -> HandlerResult {
+        if action.access == Access::Write && principal.readonly {
+            return Err(ApiError::msg(Code::Forbidden, "User not authorized to operate on the specified resource: the AccessKey is read-only."));
+        }
+        for name in action.required {
+            params.req(name)?;
+        }
+        let region = match params.opt("RegionId") {
+            Some(r) => {
+                if self.config.region(r).is_none() {
+                    return Err(ApiError::new(Code::InvalidRegionId));
+                }
+                r.to_string()
+            }
+            None => self.config.regions.first().map(|r| r.id.clone()).unwrap_or_default(),
+        };
+        let scope = Scope { account: principal.account, region };
+        let mut req = Req { svc: self, action, scope, params, request_id: request_id.to_string(), idem: None };
+        if action.access == Access::Read {
+            return call_handler(&mut req).await;
+        }
+
+        let _guard = self.write_lock.lock().await;
+        if let Some(token) = req.params.opt("ClientToken").map(str::to_string) {
+            if token.len() > 64 || !token.is_ascii() {
+                return Err(ApiError::invalid("ClientToken"));
+            }
+            let digest = params_digest(&req.params, &req.scope.region);
+            if let Some(prev) = self.store.idem_get(principal.account, action.name, &token).await.map_err(store_error)? {
+                if prev.digest != digest {
+                    return Err(ApiError::new(Code::IdempotentParameterMismatch));
+                }
+                return serde_json::from_str(&prev.response).map_err(|_| ApiError::internal());
+            }
+            req.idem = Some(IdemEntry { account: principal.account, action: action.name.to_string(), token, digest, response: String::new(), created_ms: now_ms() });
+        }
+        let out = call_handler(&mut req).await;
+        if out.is_ok() {
+            self.tasks_changed.notify_one();
+        }
+        out
+    }
+
+    /// Runs `f` under the write lock: for the task engine and operator commands.
+    pub async fn with_write_lock<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let _guard = self.write_lock.lock().await;
+        f.await
+    }
+}
+
+fn params_digest(params: &Params, region: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(region.as_bytes());
+    h.update([0]);
+    for (k, v) in params.iter() {
+        if k != "ClientToken" {
+            h.update(k.as_bytes());
+            h.update([1]);
+            h.update(v.as_bytes());
+            h.update([2]);
+        }
+    }
+    hex::encode(h.finalize())
+}

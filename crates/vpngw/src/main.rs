@@ -1,1 +1,184 @@
-fn main(){}
+//! `vpngw`: a self-hostable VPN gateway service speaking the Alibaba Cloud VPN Gateway API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vpngw::config::Config;
+use vpngw::server;
+use vpngw_store::Store;
+
+#[derive(Parser)]
+#[command(name = "vpngw", version, about = "A VPN gateway service that speaks the Alibaba Cloud VPN Gateway API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Configuration file (TOML).
+    #[arg(long, env = "VPNGW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded SQLite database lives.
+    #[arg(long, env = "VPNGW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref())?;
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the service.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "VPNGW_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Manages accounts.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+    /// Manages AccessKeys.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Operator actions on resources.
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+    /// Prints generated reference documents.
+    Docs {
+        /// `error-codes` or `actions`.
+        what: String,
+    },
+    /// Runs the benchmark and prints a table.
+    Bench(vpngw::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Creates an account with one AccessKey and prints the key.
+    Create {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Creates another AccessKey for an account and prints it.
+    Create {
+        account: String,
+        /// The key may call read actions only.
+        #[arg(long)]
+        readonly: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Sets a VPN gateway's BusinessStatus to FinancialLocked.
+    Lock {
+        gateway: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Sets a VPN gateway's BusinessStatus back to Normal.
+    Unlock {
+        gateway: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let mut cfg = common.load()?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let store = server::open_store(&cfg.data_dir)?;
+            let running = server::start(&cfg, store).await?;
+            println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
+            shutdown_signal().await;
+            tracing::info!("Shutting down.");
+            let _ = running.shutdown.send(true);
+            let _ = running.done.await;
+        }
+        Command::Account { cmd: AccountCmd::Create { name, common } } => {
+            let store = server::open_store(&common.load()?.data_dir)?;
+            let (account, key) = server::create_account_with_key(store.as_ref(), &name).await?;
+            println!("Created account {account}.");
+            println!("AccessKeyId: {}", key.access_key_id);
+            println!("AccessKeySecret: {}", key.secret);
+        }
+        Command::Key { cmd: KeyCmd::Create { account, readonly, common } } => {
+            let store = server::open_store(&common.load()?.data_dir)?;
+            let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
+            let key = server::create_key(store.as_ref(), acc.id, readonly).await?;
+            println!("AccessKeyId: {}", key.access_key_id);
+            println!("AccessKeySecret: {}", key.secret);
+        }
+        Command::Admin { cmd } => {
+            let (gateway, lock, common) = match cmd {
+                AdminCmd::Lock { gateway, common } => (gateway, true, common),
+                AdminCmd::Unlock { gateway, common } => (gateway, false, common),
+            };
+            let cfg = common.load()?;
+            let store = server::open_store(&cfg.data_dir)?;
+            let svc = vpngw_service::Service::new(store, cfg.service_config()?);
+            vpngw_service::handlers::set_financial_lock(&svc, &gateway, lock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{gateway}: BusinessStatus {}", if lock { "FinancialLocked" } else { "Normal" });
+        }
+        Command::Docs { what } => match what.as_str() {
+            "error-codes" => print!("{}", vpngw_api::error::error_table_markdown()),
+            "actions" => print!("{}", vpngw_api::actions::actions_markdown()),
+            other => anyhow::bail!("unknown document {other}: use error-codes or actions"),
+        },
+        Command::Bench(args) => vpngw::bench::run(args).await?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,132 @@
+//! Customer gateways (2022 reference 5.1-5.5).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code};
+use vpngw_store::{Kind, ListQuery, Mutation, Record};
+
+use super::{default_resource_group, doc, list_with_tags, load, obj, tags_json, to_doc};
+use crate::validate::{self, opt_text, vpn_description, vpn_name};
+use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CustomerGateway {
+    pub name: String,
+    pub description: String,
+    pub ip_address: String,
+    pub asn: Option<u32>,
+    pub auth_key: String,
+    pub resource_group_id: String,
+}
+
+fn cgw_json(rec: &Record, c: &CustomerGateway, tags: Option<&Vec<(String, String)>>) -> Value {
+    json!({
+        "CustomerGatewayId": rec.id, "IpAddress": c.ip_address, "Asn": c.asn, "AuthKey": c.auth_key,
+        "Name": c.name, "Description": c.description, "CreateTime": rec.created_ms,
+        "ResourceGroupId": c.resource_group_id, "Tags": tags_json(tags),
+    })
+}
+
+pub async fn create_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let ip = validate::public_ip(p.req("IpAddress")?).ok_or_else(|| ApiError::new(Code::InvalidIpAddressWrongFormat))?.to_string();
+    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 128), Code::InvalidName)?.unwrap_or("").to_string();
+    let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.unwrap_or("").to_string();
+    let asn = match p.opt("Asn") {
+        Some(a) => Some(validate::asn(a).ok_or_else(|| ApiError::new(Code::InvalidAsn))?),
+        None => None,
+    };
+    let auth_key = match p.opt("AuthKey") {
+        Some(k) if !validate::auth_key(k) => return Err(ApiError::arg(Code::InvalidAuthKey, k)),
+        Some(_) if asn.is_none() => return Err(ApiError::new(Code::MissingAsn)),
+        Some(k) => k.to_string(),
+        None => String::new(),
+    };
+    let tags = validate::tags(p, "Tags")?;
+    let same_ip = ListQuery { fields: vec![("ip_address".into(), ip.clone())], limit: 1, ..Default::default() };
+    if req.store().list(Kind::CustomerGateway, &req.scope, &same_ip).await.map_err(store_error)?.total > 0 {
+        return Err(ApiError::new(Code::InvalidIpAddressAlreadyExist));
+    }
+    if req.store().count(Kind::CustomerGateway, &req.scope, None).await.map_err(store_error)? >= req.svc.config.quotas.customer_gateways {
+        return Err(ApiError::new(Code::ResourceQuotaFull));
+    }
+    let id = new_id("cgw");
+    let c = CustomerGateway {
+        name,
+        description,
+        ip_address: ip,
+        asn,
+        auth_key,
+        resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
+    };
+    let rec = Record { kind: Kind::CustomerGateway, id: id.clone(), account: req.scope.account, region: req.scope.region.clone(), parent: None, status: "available".into(), created_ms: now_ms(), doc: to_doc(&c) };
+    let body = obj(json!({"CustomerGatewayId": id, "IpAddress": c.ip_address, "Name": c.name, "Description": c.description, "CreateTime": rec.created_ms}));
+    let mut muts = vec![Mutation::Put(rec)];
+    if !tags.is_empty() {
+        muts.push(Mutation::SetTags { kind: Kind::CustomerGateway, id, scope: req.scope.clone(), tags });
+    }
+    req.commit(muts, body).await
+}
+
+pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let id = p.req("CustomerGatewayId")?.to_string();
+    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 128), Code::InvalidName)?.map(str::to_string);
+    let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.map(str::to_string);
+    let auth_key = match p.opt("AuthKey") {
+        Some(k) if !validate::auth_key(k) => return Err(ApiError::arg(Code::InvalidAuthKey, k)),
+        other => other.map(str::to_string),
+    };
+    let mut rec = load(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
+    let mut c: CustomerGateway = doc(&rec)?;
+    if auth_key.is_some() && c.asn.is_none() {
+        return Err(ApiError::new(Code::MissingAsn));
+    }
+    // A customer gateway is linked to VPN gateways through connections: while one of those is
+    // configuring or locked, the change is refused (OperationDenied.VpnConfiguring /
+    // OperationDenied.VpnFinancialLocked). Connections arrive with the IPsec-VPN issue.
+    if let Some(n) = name {
+        c.name = n;
+    }
+    if let Some(d) = description {
+        c.description = d;
+    }
+    if let Some(k) = auth_key {
+        c.auth_key = k;
+    }
+    rec.doc = to_doc(&c);
+    let body = obj(json!({
+        "CustomerGatewayId": id, "IpAddress": c.ip_address, "Name": c.name, "Description": c.description,
+        "CreateTime": rec.created_ms, "ResourceGroupId": c.resource_group_id,
+    }));
+    req.commit(vec![Mutation::Put(rec)], body).await
+}
+
+pub async fn describe_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let id = req.params.req("CustomerGatewayId")?.to_string();
+    let rec = load(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
+    let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
+    Ok(obj(cgw_json(&rec, &doc(&rec)?, tags.get(&id))))
+}
+
+pub async fn describe_customer_gateways(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let (offset, limit, number, size) = validate::paging(p)?;
+    let mut q = ListQuery { offset, limit, tags: validate::tag_filters(p)?, ..Default::default() };
+    if let Some(id) = p.opt("CustomerGatewayId") {
+        q.ids = vec![id.to_string()];
+    }
+    if let Some(rg) = p.opt("ResourceGroupId") {
+        q.fields.push(("resource_group_id".into(), rg.into()));
+    }
+    let (page, tags) = list_with_tags(req, Kind::CustomerGateway, &q).await?;
+    let items = page.items.iter().map(|r| Ok(cgw_json(r, &doc(r)?, tags.get(&r.id)))).collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "CustomerGateways": {"CustomerGateway": items}})))
+}
+
+pub async fn delete_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let id = req.params.req("CustomerGatewayId")?.to_string();
+    load(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
+    // Connections that use it (DependencyViolation.VpnConnection) arrive with the IPsec-VPN issue.
+    req.commit(vec![Mutation::Delete { kind: Kind::CustomerGateway, id }], Default::default()).await
+}

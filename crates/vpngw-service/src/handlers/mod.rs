@@ -1,0 +1,81 @@
+//! One handler per action, grouped by resource. Each is named after its action (see the list in
+//! `vpngw_api::actions`) and has the signature `async fn(&mut Req) -> HandlerResult`.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use vpngw_api::ApiError;
+use vpngw_store::{Kind, ListQuery, Mutation, Page, Record, Task};
+
+use crate::{store_error, Req};
+
+mod customer_gateway;
+mod regions;
+mod tags;
+mod vpc;
+mod vpn_gateway;
+
+pub use customer_gateway::*;
+pub use regions::*;
+pub use tags::*;
+pub use vpc::*;
+pub use vpn_gateway::*;
+
+/// `{"Tag": [{"Key": .., "Value": ..}]}`, the wrapper every SDK model expects.
+pub(crate) fn tags_json(tags: Option<&Vec<(String, String)>>) -> Value {
+    let list: Vec<Value> = tags.map(|t| t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()).unwrap_or_default();
+    json!({ "Tag": list })
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`, the string time some models use.
+pub(crate) fn iso_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
+}
+
+/// The default resource group of an account.
+pub(crate) fn default_resource_group(account: i64) -> String {
+    format!("rg-acfm{account:015x}")
+}
+
+/// Loads a record of the caller's scope, or the kind's NotFound code.
+pub(crate) async fn load(req: &Req<'_>, kind: Kind, id: &str, not_found: vpngw_api::Code) -> Result<Record, ApiError> {
+    req.store().get(kind, &req.scope, id).await.map_err(store_error)?.ok_or_else(|| ApiError::new(not_found))
+}
+
+/// A page of records with the tags of each.
+pub(crate) async fn list_with_tags(req: &Req<'_>, kind: Kind, q: &ListQuery) -> Result<(Page, HashMap<String, Vec<(String, String)>>), ApiError> {
+    let page = req.store().list(kind, &req.scope, q).await.map_err(store_error)?;
+    let ids: Vec<String> = page.items.iter().map(|r| r.id.clone()).collect();
+    let tags = req.store().tags(&ids).await.map_err(store_error)?;
+    Ok((page, tags))
+}
+
+/// Lifecycle tasks: each `(op, after)` step runs `after` from now.
+pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration)]) -> Vec<Mutation> {
+    let now = crate::now_ms();
+    steps
+        .iter()
+        .map(|(op, after)| {
+            Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: (*op).to_string(), due_ms: now + after.as_millis() as i64 })
+        })
+        .collect()
+}
+
+/// A typed view of a record's document.
+pub(crate) fn doc<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
+    serde_json::from_value(r.doc.clone()).map_err(|e| {
+        tracing::error!(id = %r.id, error = %e, "Stored document does not parse.");
+        ApiError::internal()
+    })
+}
+
+pub(crate) fn to_doc<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+pub(crate) fn obj(v: Value) -> crate::Body {
+    match v {
+        Value::Object(m) => m,
+        _ => crate::Body::new(),
+    }
+}

@@ -1,0 +1,356 @@
+//! VPN gateways (2022 reference 4.1-4.4 and DeleteVpnGateway).
+//!
+//! Lifecycle: Create answers at once with the gateway in `init`; the task engine moves it to
+//! `provisioning` and then `active`. A change that must be applied puts it in `updating`;
+//! Delete puts it in `deleting` and the engine removes it. A write to a gateway that is not
+//! `active` gets `VpnGateway.Configuring`; one to a gateway whose BusinessStatus is
+//! `FinancialLocked` gets `VpnGateway.FinancialLocked`.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code};
+use vpngw_store::{Kind, ListQuery, Mutation, Record};
+
+use super::vpc::VSwitch;
+use super::{default_resource_group, doc, list_with_tags, load, obj, schedule, tags_json, to_doc};
+use crate::validate::{self, opt_text, vpn_description, vpn_name};
+use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
+
+pub(crate) const BUSINESS_NORMAL: &str = "Normal";
+pub(crate) const BUSINESS_LOCKED: &str = "FinancialLocked";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct VpnGateway {
+    pub name: String,
+    pub description: String,
+    pub vswitch_id: String,
+    pub dr_vswitch_id: Option<String>,
+    pub bandwidth: u32,
+    pub enable_ipsec: bool,
+    pub enable_ssl: bool,
+    pub ssl_connections: u32,
+    pub vpn_type: String,
+    pub charge_type: String,
+    pub period: Option<u32>,
+    pub auto_pay: bool,
+    pub internet_ip: String,
+    pub dr_internet_ip: Option<String>,
+    pub intranet_ip: String,
+    pub business_status: String,
+    pub auto_propagate: bool,
+    pub enable_bgp: bool,
+    pub end_ms: i64,
+    pub resource_group_id: String,
+    pub order_id: i64,
+}
+
+const BANDWIDTHS: &[u32] = &[5, 10, 20, 50, 100, 200, 500, 1000];
+const SSL_CONNECTIONS: &[u32] = &[5, 10, 20, 50, 100, 200, 500, 1000];
+const PERIODS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 24, 36];
+/// The end of a pay-as-you-go gateway's life: none, written as the far future.
+const NO_END_MS: i64 = 4_102_415_999_000;
+
+/// Refuses a write to a gateway that is locked or busy.
+pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiError> {
+    if gw.business_status == BUSINESS_LOCKED {
+        return Err(ApiError::new(Code::VpnGatewayFinancialLocked));
+    }
+    if rec.status != "active" {
+        return Err(ApiError::new(Code::VpnGatewayConfiguring));
+    }
+    Ok(())
+}
+
+/// The first free addresses of the pool (network and broadcast excluded), one per request.
+async fn allocate_public_ips(req: &Req<'_>, n: usize) -> Result<Vec<Ipv4Addr>, ApiError> {
+    let taken: std::collections::HashSet<String> = req.store().claimed_addresses().await.map_err(store_error)?.into_iter().collect();
+    let free: Vec<Ipv4Addr> = req.svc.config.public_ip_pool.hosts().filter(|ip| !taken.contains(&ip.to_string())).take(n).collect();
+    if free.len() < n {
+        return Err(ApiError::new(Code::NoPublicIpAvailable));
+    }
+    Ok(free)
+}
+
+pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let vpc_id = p.req("VpcId")?.to_string();
+    let bandwidth: u32 = p.req_num("Bandwidth")?;
+    if !BANDWIDTHS.contains(&bandwidth) {
+        return Err(ApiError::invalid("Bandwidth"));
+    }
+    let charge_type = p.req("InstanceChargeType")?.to_ascii_uppercase();
+    if charge_type != "PREPAY" && charge_type != "POSTPAY" {
+        return Err(ApiError::invalid("InstanceChargeType"));
+    }
+    let period: Option<u32> = p.opt_num("Period")?;
+    if charge_type == "PREPAY" {
+        match period {
+            None => return Err(ApiError::missing("Period")),
+            Some(m) if !PERIODS.contains(&m) => return Err(ApiError::invalid("Period")),
+            _ => {}
+        }
+    }
+    let enable_ipsec = p.opt_bool("EnableIpsec")?.unwrap_or(true);
+    let enable_ssl = p.opt_bool("EnableSsl")?.unwrap_or(false);
+    let auto_pay = p.opt_bool("AutoPay")?.unwrap_or(false);
+    let ssl_connections: u32 = p.opt_num("SslConnections")?.unwrap_or(5);
+    if !SSL_CONNECTIONS.contains(&ssl_connections) {
+        return Err(ApiError::invalid("SslConnections"));
+    }
+    let vpn_type = match p.opt("VpnType") {
+        None => "Normal".to_string(),
+        Some(t) if t.eq_ignore_ascii_case("Normal") => "Normal".to_string(),
+        Some(t) if t.eq_ignore_ascii_case("NationalStandard") => "NationalStandard".to_string(),
+        Some(_) => return Err(ApiError::invalid("VpnType")),
+    };
+    if let Some(nt) = p.opt("NetworkType") {
+        if nt != "public" && nt != "private" {
+            return Err(ApiError::invalid("NetworkType"));
+        }
+    }
+    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
+
+    let vpc_rec = load(req, Kind::Vpc, &vpc_id, Code::InvalidVpcId).await?;
+    let switches = req.store().list(Kind::VSwitch, &req.scope, &ListQuery { parent: Some(vpc_id.clone()), limit: u32::MAX as u64, ..Default::default() }).await.map_err(store_error)?;
+    let find_switch = |id: &str| -> Result<Option<(Record, VSwitch)>, ApiError> {
+        match switches.items.iter().find(|s| s.id == id) {
+            Some(r) => Ok(Some((r.clone(), doc(r)?))),
+            None => Ok(None),
+        }
+    };
+    let (vswitch_id, vswitch) = match p.opt("VSwitchId") {
+        Some(id) => match find_switch(id)? {
+            Some((_, v)) => (id.to_string(), Some(v)),
+            // Another VPC's vSwitch of the caller, or none at all.
+            None => {
+                if req.store().get(Kind::VSwitch, &req.scope, id).await.map_err(store_error)?.is_some() {
+                    return Err(ApiError::new(Code::VSwitchNotInVpc));
+                }
+                return Err(ApiError::new(Code::InvalidVSwitchId));
+            }
+        },
+        None => match switches.items.last() {
+            Some(first) => (first.id.clone(), Some(doc::<VSwitch>(first)?)),
+            None => (String::new(), None),
+        },
+    };
+    let dr_vswitch_id = match p.opt("DisasterRecoveryVSwitchId") {
+        None => None,
+        Some(id) => {
+            let Some(main) = &vswitch else { return Err(ApiError::missing("VSwitchId")) };
+            match find_switch(id)? {
+                Some((_, dr)) if dr.zone_id != main.zone_id && id != vswitch_id => Some(id.to_string()),
+                Some(_) => return Err(ApiError::new(Code::IllegalDisasterRecoveryVSwitch)),
+                None => {
+                    if req.store().get(Kind::VSwitch, &req.scope, id).await.map_err(store_error)?.is_some() {
+                        return Err(ApiError::new(Code::IllegalDisasterRecoveryVSwitch));
+                    }
+                    return Err(ApiError::new(Code::InvalidVSwitchId));
+                }
+            }
+        }
+    };
+    if req.store().count(Kind::VpnGateway, &req.scope, None).await.map_err(store_error)? >= req.svc.config.quotas.vpn_gateways {
+        return Err(ApiError::new(Code::ResourceQuotaFull));
+    }
+    let ips = allocate_public_ips(req, if dr_vswitch_id.is_some() { 2 } else { 1 }).await?;
+    let intranet_ip = match &vswitch {
+        Some(v) => v.cidr_block.parse::<ipnet::Ipv4Net>().ok().and_then(|n| n.hosts().last()).map(|ip| ip.to_string()).unwrap_or_default(),
+        None => String::new(),
+    };
+
+    let id = new_id("vpn");
+    let now = now_ms();
+    let end_ms = match period {
+        Some(m) if charge_type == "PREPAY" => chrono::DateTime::from_timestamp_millis(now)
+            .and_then(|t| t.checked_add_months(chrono::Months::new(m)))
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(NO_END_MS),
+        _ => NO_END_MS,
+    };
+    let gw = VpnGateway {
+        name: name.unwrap_or_else(|| id.clone()),
+        description: String::new(),
+        vswitch_id,
+        dr_vswitch_id,
+        bandwidth,
+        enable_ipsec,
+        enable_ssl,
+        ssl_connections,
+        vpn_type,
+        charge_type,
+        period,
+        auto_pay,
+        internet_ip: ips[0].to_string(),
+        dr_internet_ip: ips.get(1).map(|ip| ip.to_string()),
+        intranet_ip,
+        business_status: BUSINESS_NORMAL.into(),
+        auto_propagate: true,
+        enable_bgp: false,
+        end_ms,
+        resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
+        order_id: 200_000_000_000_000 + (rand::random::<u32>() as i64) * 1000 + (now % 1000),
+    };
+    let body = obj(json!({"VpnGatewayId": id, "Name": gw.name, "OrderId": gw.order_id}));
+    let t = req.svc.config.transition;
+    let mut muts = vec![Mutation::Put(Record {
+        kind: Kind::VpnGateway,
+        id: id.clone(),
+        account: req.scope.account,
+        region: req.scope.region.clone(),
+        parent: Some(vpc_rec.id.clone()),
+        status: "init".into(),
+        created_ms: now,
+        doc: to_doc(&gw),
+    })];
+    for ip in &ips {
+        muts.push(Mutation::ClaimAddress { ip: ip.to_string(), owner: id.clone() });
+    }
+    muts.extend(schedule(Kind::VpnGateway, &id, &[("status:provisioning", t / 3), ("status:active", t)]));
+    req.commit(muts, body).await
+}
+
+/// The DescribeVpnGateway(s) item.
+fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String)>>) -> Value {
+    let system_tag = json!({
+        "VpnEnableBgp": "true", "VisuallySsl": "true", "PbrPriority": "true", "VpnNewImage": "true",
+        "VpnVersion": concat!("vpngw-", env!("CARGO_PKG_VERSION")),
+    })
+    .to_string();
+    let enable = |b: bool| if b { "enable" } else { "disable" };
+    json!({
+        "VpnGatewayId": rec.id,
+        "VpcId": rec.parent,
+        "VSwitchId": gw.vswitch_id,
+        "DisasterRecoveryVSwitchId": gw.dr_vswitch_id.clone().unwrap_or_default(),
+        "InternetIp": gw.internet_ip,
+        "DisasterRecoveryInternetIp": gw.dr_internet_ip.clone().unwrap_or_default(),
+        "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
+        "CreateTime": rec.created_ms,
+        "EndTime": gw.end_ms,
+        "Spec": format!("{}M", gw.bandwidth),
+        "Name": gw.name,
+        "Description": gw.description,
+        "Status": rec.status,
+        "BusinessStatus": gw.business_status,
+        "ChargeType": if gw.charge_type == "PREPAY" { "Prepay" } else { "Postpay" },
+        "IpsecVpn": enable(gw.enable_ipsec),
+        "SslVpn": enable(gw.enable_ssl),
+        "SslMaxConnections": gw.ssl_connections,
+        "Tag": system_tag,
+        "Tags": tags_json(tags),
+        "EnableBgp": gw.enable_bgp,
+        "AutoPropagate": gw.auto_propagate,
+        "VpnType": gw.vpn_type,
+        "NetworkType": "public",
+        "GatewayType": "Normal",
+        "ResourceGroupId": gw.resource_group_id,
+        "EniInstanceIds": {"EniInstanceId": []},
+    })
+}
+
+pub async fn describe_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let id = req.params.req("VpnGatewayId")?.to_string();
+    req.params.opt_bool("IncludeReservationData")?;
+    let rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+    let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
+    Ok(obj(gateway_json(&rec, &doc(&rec)?, tags.get(&id))))
+}
+
+pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let (offset, limit, number, size) = validate::paging(p)?;
+    p.opt_bool("IncludeReservationData")?;
+    let mut q = ListQuery { offset, limit, tags: validate::tag_filters(p)?, parent: p.opt("VpcId").map(str::to_string), ..Default::default() };
+    if let Some(id) = p.opt("VpnGatewayId") {
+        q.ids = vec![id.to_string()];
+    }
+    if let Some(s) = p.opt("Status") {
+        let s = s.to_ascii_lowercase();
+        if !["init", "provisioning", "active", "updating", "deleting"].contains(&s.as_str()) {
+            return Err(ApiError::invalid("Status"));
+        }
+        q.status = Some(s);
+    }
+    if let Some(b) = p.opt("BusinessStatus") {
+        let b = if b.eq_ignore_ascii_case(BUSINESS_NORMAL) {
+            BUSINESS_NORMAL
+        } else if b.eq_ignore_ascii_case(BUSINESS_LOCKED) {
+            BUSINESS_LOCKED
+        } else {
+            return Err(ApiError::invalid("BusinessStatus"));
+        };
+        q.fields.push(("business_status".into(), b.into()));
+    }
+    if let Some(rg) = p.opt("ResourceGroupId") {
+        q.fields.push(("resource_group_id".into(), rg.into()));
+    }
+    let (page, tags) = list_with_tags(req, Kind::VpnGateway, &q).await?;
+    let items = page.items.iter().map(|r| Ok(gateway_json(r, &doc(r)?, tags.get(&r.id)))).collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "VpnGateways": {"VpnGateway": items}})))
+}
+
+pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let id = p.req("VpnGatewayId")?.to_string();
+    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
+    let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.map(str::to_string);
+    let auto_propagate = p.opt_bool("AutoPropagate")?;
+    let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+    let mut gw: VpnGateway = doc(&rec)?;
+    ensure_writable(&rec, &gw)?;
+    let mut muts = Vec::new();
+    if let Some(n) = name {
+        gw.name = n;
+    }
+    if let Some(d) = description {
+        gw.description = d;
+    }
+    if let Some(a) = auto_propagate {
+        if a != gw.auto_propagate {
+            // Route propagation is data-plane configuration: the gateway applies it.
+            gw.auto_propagate = a;
+            rec.status = "updating".into();
+            muts.extend(schedule(Kind::VpnGateway, &id, &[("status:active", req.svc.config.transition)]));
+        }
+    }
+    rec.doc = to_doc(&gw);
+    let body = obj(json!({
+        "VpnGatewayId": id, "VpcId": rec.parent, "VSwitchId": gw.vswitch_id, "InternetIp": gw.internet_ip,
+        "IntranetIp": gw.intranet_ip, "DisasterRecoveryInternetIp": gw.dr_internet_ip.clone().unwrap_or_default(),
+        "DisasterRecoveryVSwitchId": gw.dr_vswitch_id.clone().unwrap_or_default(),
+        "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
+        "CreateTime": rec.created_ms, "EndTime": gw.end_ms, "Spec": format!("{}M", gw.bandwidth), "Name": gw.name,
+        "Description": gw.description, "Status": rec.status, "BusinessStatus": gw.business_status,
+        "EnableBgp": gw.enable_bgp, "AutoPropagate": gw.auto_propagate, "ResourceGroupId": gw.resource_group_id,
+    }));
+    muts.insert(0, Mutation::Put(rec));
+    req.commit(muts, body).await
+}
+
+pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let id = req.params.req("VpnGatewayId")?.to_string();
+    let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+    let gw: VpnGateway = doc(&rec)?;
+    ensure_writable(&rec, &gw)?;
+    // Later API families add their dependency checks here (connections, SSL-VPN and IPsec
+    // servers); routes, certificate associations and tags go with the gateway.
+    rec.status = "deleting".into();
+    let mut muts = vec![Mutation::Put(rec)];
+    muts.extend(schedule(Kind::VpnGateway, &id, &[("delete", req.svc.config.transition)]));
+    req.commit(muts, Default::default()).await
+}
+
+/// Operator command: sets BusinessStatus to FinancialLocked (`lock = true`) or Normal.
+pub async fn set_financial_lock(svc: &crate::Service, id: &str, lock: bool) -> Result<(), ApiError> {
+    svc.with_write_lock(async {
+        let mut rec = svc.store.get_any(Kind::VpnGateway, id).await.map_err(store_error)?.ok_or_else(|| ApiError::new(Code::InvalidVpnGatewayId))?;
+        let mut gw: VpnGateway = doc(&rec)?;
+        gw.business_status = if lock { BUSINESS_LOCKED } else { BUSINESS_NORMAL }.into();
+        rec.doc = to_doc(&gw);
+        svc.store.commit(vec![Mutation::Put(rec)]).await.map_err(store_error)
+    })
+    .await
+}

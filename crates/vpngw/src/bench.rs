@@ -1,0 +1,256 @@
+//! `vpngw bench`: throughput and latency of signed reads and writes beside a bare endpoint of
+//! the same server, a bare SQLite insert at the same durability, and moto_server (the AWS
+//! emulator) when it is installed. Prints a table; BENCHMARKS.md records the results.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::client::{Client, Scheme};
+use crate::config::{AccountConfig, Config};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds each scenario runs.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// The moto_server program to compare with (skipped when not found).
+    #[arg(long, default_value = "moto_server")]
+    pub moto: String,
+}
+
+struct Row {
+    name: String,
+    conns: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Runs `op` from `conns` concurrent loops for `secs` seconds.
+async fn measure<F, Fut>(name: &str, conns: usize, secs: u64, op: F) -> anyhow::Result<Row>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<bool>> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (op, counter) = (op.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                match op(n).await {
+                    Ok(true) => lat.push(t.elapsed()),
+                    _ => failures += 1,
+                }
+            }
+            (lat, failures)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        all.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(failures == 0, "{name}: {failures} requests failed");
+    all.sort();
+    Ok(Row { name: name.into(), conns, rps: all.len() as f64 / elapsed, p50_ms: pct_ms(&all, 0.5), p99_ms: pct_ms(&all, 0.99) })
+}
+
+/// A bare SQLite insert per transaction with the store's durability (WAL, synchronous=FULL).
+fn bare_sqlite(dir: &std::path::Path, secs: u64) -> anyhow::Result<Row> {
+    let c = rusqlite::Connection::open(dir.join("bare.db"))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)")?;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        c.execute("INSERT INTO t (doc) VALUES (?)", [r#"{"ip_address":"11.0.0.1","name":"bench"}"#])?;
+        lat.push(t.elapsed());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    Ok(Row { name: "bare SQLite insert (WAL, sync=FULL)".into(), conns: 1, rps: lat.len() as f64 / elapsed, p50_ms: pct_ms(&lat, 0.5), p99_ms: pct_ms(&lat, 0.99) })
+}
+
+fn ip_for(n: u64) -> String {
+    let n = n + 1;
+    format!("11.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+}
+
+async fn moto_rows(program: &str, secs: u64) -> anyhow::Result<Vec<Row>> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {program}"))?;
+    let endpoint = format!("127.0.0.1:{port}");
+    let probe = Client::new(endpoint.clone(), "", "", Scheme::RpcV1);
+    let mut up = false;
+    for _ in 0..100 {
+        if probe.get("/moto-api/").await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(up, "moto_server did not start");
+    let ec2 = move |body: String| {
+        let endpoint = endpoint.clone();
+        let probe = probe.clone();
+        async move {
+            let req = hyper::Request::post(format!("http://{endpoint}/"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+            let a = probe.send(req).await?;
+            Ok::<bool, anyhow::Error>(a.status == 200)
+        }
+    };
+    let created = ec2("Action=CreateVpnGateway&Type=ipsec.1&Version=2016-11-15".into()).await?;
+    anyhow::ensure!(created, "moto CreateVpnGateway failed");
+    let mut rows = Vec::new();
+    for conns in [1, 16] {
+        let ec2 = ec2.clone();
+        rows.push(measure("moto DescribeVpnGateways", conns, secs, move |_| ec2("Action=DescribeVpnGateways&Version=2016-11-15".into())).await?);
+    }
+    for conns in [1, 16] {
+        let ec2 = ec2.clone();
+        let base = conns as u64 * 1_000_000;
+        rows.push(
+            measure("moto CreateCustomerGateway", conns, secs, move |n| {
+                ec2(format!("Action=CreateCustomerGateway&Type=ipsec.1&PublicIp={}&BgpAsn=65000&Version=2016-11-15", ip_for(base + n)))
+            })
+            .await?,
+        );
+    }
+    let _ = child.kill().await;
+    Ok(rows)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vpngw-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.join("data"),
+        transition_ms: 50,
+        accounts: vec![AccountConfig { name: "bench".into(), access_key_id: "BENCHAK".into(), access_key_secret: "benchsecret".into(), readonly: false }],
+        ..Config::default()
+    };
+    cfg.quotas.customer_gateways = u64::MAX;
+    let store = crate::server::open_store(&cfg.data_dir)?;
+    let running = crate::server::start(&cfg, store).await?;
+    let endpoint = running.addr.to_string();
+    let client = Client::new(endpoint.clone(), "BENCHAK", "benchsecret", Scheme::Acs3);
+
+    let r = "cn-hangzhou";
+    let vpc = client.call("CreateVpc", &[("RegionId", r), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
+    let vsw = client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"].as_str().unwrap_or_default().to_string();
+    let gw = client
+        .call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")])
+        .await?
+        .json()["VpnGatewayId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(!gw.is_empty(), "bench setup failed to create a gateway");
+
+    let mut rows = Vec::new();
+    for conns in [1, 16] {
+        let c = client.clone();
+        rows.push(measure("bare GET /bare", conns, args.seconds, move |_| {
+            let c = c.clone();
+            async move { Ok(c.get("/bare").await?.status == 200) }
+        })
+        .await?);
+        let (c, gw) = (client.clone(), gw.clone());
+        rows.push(measure("signed DescribeVpnGateway", conns, args.seconds, move |_| {
+            let (c, gw) = (c.clone(), gw.clone());
+            async move { Ok(c.call("DescribeVpnGateway", &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", &gw)]).await?.status == 200) }
+        })
+        .await?);
+        let c = client.clone();
+        let base = conns as u64 * 1_000_000;
+        rows.push(measure("signed CreateCustomerGateway", conns, args.seconds, move |n| {
+            let c = c.clone();
+            async move { Ok(c.call("CreateCustomerGateway", &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip_for(base + n))]).await?.status == 200) }
+        })
+        .await?);
+    }
+    rows.push(tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        let secs = args.seconds;
+        move || bare_sqlite(&dir, secs)
+    })
+    .await??);
+    let moto = match moto_rows(&args.moto, args.seconds).await {
+        Ok(r) => r,
+        Err(e) => {
+            println!("(moto comparison skipped: {e:#})");
+            Vec::new()
+        }
+    };
+    rows.extend(moto);
+    let _ = running.shutdown.send(true);
+    let _ = running.done.await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("| scenario | conns | req/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &rows {
+        println!("| {} | {} | {:.0} | {:.3} | {:.3} |", r.name, r.conns, r.rps, r.p50_ms, r.p99_ms);
+    }
+    let find = |n: &str, c: usize| rows.iter().find(|r| r.name.starts_with(n) && r.conns == c);
+    println!();
+    println!("| ratio | 1 conn | 16 conns | target |");
+    println!("|---|---:|---:|---|");
+    let ratio = |a: &str, b: &str, f: fn(&Row) -> f64| -> Vec<String> {
+        [1, 16].iter().map(|&c| match (find(a, c), find(b, c)) {
+            (Some(x), Some(y)) if f(y) > 0.0 => format!("{:.2}", f(x) / f(y)),
+            _ => "-".into(),
+        }).collect()
+    };
+    let r1 = ratio("signed DescribeVpnGateway", "bare GET", |r| r.rps);
+    println!("| signed read / bare, throughput | {} | {} | ≥ 0.6 |", r1[0], r1[1]);
+    let r2 = ratio("signed DescribeVpnGateway", "bare GET", |r| r.p50_ms);
+    println!("| signed read / bare, p50 latency | {} | {} | ≤ 1.5 at 1 conn |", r2[0], r2[1]);
+    let sqlite = rows.iter().find(|r| r.name.starts_with("bare SQLite")).map(|r| r.rps).unwrap_or(0.0);
+    let w: Vec<String> = [1, 16].iter().map(|&c| find("signed CreateCustomerGateway", c).map(|r| format!("{:.2}", r.rps / sqlite)).unwrap_or("-".into())).collect();
+    println!("| signed write / bare SQLite insert, throughput | {} | {} | ≥ 0.5 |", w[0], w[1]);
+    let m1 = ratio("signed DescribeVpnGateway", "moto DescribeVpnGateways", |r| r.rps);
+    println!("| vpngw / moto, DescribeVpnGateway(s) throughput | {} | {} | ≥ 100 |", m1[0], m1[1]);
+    let m2 = ratio("signed CreateCustomerGateway", "moto CreateCustomerGateway", |r| r.rps);
+    println!("| vpngw / moto, CreateCustomerGateway throughput | {} | {} | ≥ 100 |", m2[0], m2[1]);
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The HTTP front: the only place that knows HTTP. Each request goes
+//! decode → authenticate → authorize → handle → render, and every error is rendered in one place.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use vpngw_api::params::decode_form;
+use vpngw_api::render::{render_error, render_ok, Format};
+use vpngw_api::sign::{self, SignedRequest};
+use vpngw_api::{actions, ApiError, Code, Params, COMMON_PARAMS, VERSION};
+use vpngw_service::{ids, store_error, Principal, Service};
+use vpngw_store::AccessKey;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+const NONCE_SHARDS: usize = 16;
+
+pub struct AppState {
+    pub svc: Arc<Service>,
+    pub host_id: String,
+    pub max_clock_skew_secs: i64,
+    keys: RwLock<HashMap<String, AccessKey>>,
+    /// SignatureNonces seen, per shard: (AccessKeyId, nonce) → when seen (Unix seconds).
+    nonces: Vec<Mutex<HashMap<(String, String), i64>>>,
+}
+
+impl AppState {
+    pub fn new(svc: Arc<Service>, host_id: String, max_clock_skew_secs: i64) -> Arc<Self> {
+        Arc::new(AppState {
+            svc,
+            host_id,
+            max_clock_skew_secs,
+            keys: RwLock::new(HashMap::new()),
+            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        })
+    }
+
+    async fn key(&self, ak: &str) -> Result<Option<AccessKey>, ApiError> {
+        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(ak).cloned()) {
+            return Ok(Some(k));
+        }
+        // Keys added by `vpngw key create` while we run are found here on first use.
+        let found = self.svc.store.key(ak).await.map_err(store_error)?;
+        if let (Some(k), Ok(mut m)) = (&found, self.keys.write()) {
+            m.insert(ak.to_string(), k.clone());
+        }
+        Ok(found)
+    }
+
+    /// Records a nonce; false if the key used it within the replay window already.
+    fn fresh_nonce(&self, ak: &str, nonce: &str, now: i64) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (ak, nonce).hash(&mut h);
+        let shard = &self.nonces[h.finish() as usize % NONCE_SHARDS];
+        let Ok(mut seen) = shard.lock() else { return false };
+        // A nonce older than twice the window can be forgotten: its request's timestamp is
+        // outside the window now, so a replay fails the clock check instead.
+        let horizon = now - 2 * self.max_clock_skew_secs;
+        if seen.len() > 4096 && seen.len().is_power_of_two() {
+            seen.retain(|_, t| *t >= horizon);
+        }
+        match seen.get(&(ak.to_string(), nonce.to_string())) {
+            Some(t) if *t >= horizon => false,
+            _ => {
+                seen.insert((ak.to_string(), nonce.to_string()), now);
+                true
+            }
+        }
+    }
+}
+
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/bare", get(bare))
+        .route("/", any(api))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// A bare JSON endpoint with no signature and no store: the benchmark's baseline.
+async fn bare() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"RequestId":"bare"}"#).into_response()
+}
+
+async fn api(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = ids::request_id();
+    let query = decode_form(uri.query().unwrap_or(""));
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let form = if is_form { decode_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
+    let lookup = |k: &str| query.iter().chain(form.iter()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let format = Format::from_param(lookup("Format"));
+    let hdrs: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let header_val = |k: &str| hdrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let action_name = lookup("Action").or_else(|| header_val("x-acs-action")).unwrap_or("").to_string();
+
+    let result = async {
+        let action = decode(&action_name, lookup("Version").or_else(|| header_val("x-acs-version")))?;
+        let signed = SignedRequest { method: method.as_str(), path: uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
+        let principal = authenticate(&st, &signed).await?;
+        let mut params = Params::from_pairs(query.iter().chain(form.iter()).cloned());
+        for c in COMMON_PARAMS {
+            params.remove(c);
+        }
+        tracing::debug!(action = %action.name, account = principal.account, "Dispatching.");
+        st.svc.dispatch(action, &principal, params, &request_id).await.map(|body| (action, body))
+    }
+    .await;
+
+    match result {
+        Ok((action, body)) => {
+            let text = render_ok(format, action.name, &request_id, body);
+            ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
+        }
+        Err(e) => {
+            if e.code.status() >= 500 {
+                tracing::warn!(request_id = %request_id, action = %action_name, code = e.code.wire(), "Request failed.");
+            } else {
+                tracing::debug!(request_id = %request_id, action = %action_name, code = e.code.wire(), message = %e.message, "Request refused.");
+            }
+            let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, [(header::CONTENT_TYPE, format.content_type())], render_error(format, &request_id, &st.host_id, &e)).into_response()
+        }
+    }
+}
+
+/// The action and the version: known before anything else is checked.
+fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::ActionSpec, ApiError> {
+    if action.is_empty() {
+        return Err(ApiError::missing("Action"));
+    }
+    match version {
+        None | Some("") => return Err(ApiError::missing("Version")),
+        Some(v) if v != VERSION => return Err(ApiError::new(Code::InvalidVersion)),
+        _ => {}
+    }
+    actions::find(action).ok_or_else(|| ApiError::new(Code::InvalidAction))
+}
+
+async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Principal, ApiError> {
+    let claims = sign::claims(req)?;
+    let key = st.key(&claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
+    sign::verify(req, &claims, &key.secret)?;
+    let ts = sign::parse_timestamp(&claims.timestamp)?;
+    let now = chrono::Utc::now().timestamp();
+    if (now - ts).abs() > st.max_clock_skew_secs {
+        return Err(ApiError::new(Code::InvalidTimeStampExpired));
+    }
+    if !st.fresh_nonce(&key.access_key_id, &claims.nonce, now) {
+        return Err(ApiError::new(Code::SignatureNonceUsed));
+    }
+    Ok(Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly })
+}
