@@ -194,6 +194,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             async move { Ok(c.get("/bare").await?.status == 200) }
         })
         .await?);
+        let c = client.clone();
+        rows.push(measure("signed DescribeRegions (no store)", conns, args.seconds, move |_| {
+            let c = c.clone();
+            async move { Ok(c.call("DescribeRegions", &[]).await?.status == 200) }
+        })
+        .await?);
         let (c, gw) = (client.clone(), gw.clone());
         rows.push(measure("signed DescribeVpnGateway", conns, args.seconds, move |_| {
             let (c, gw) = (c.clone(), gw.clone());
