@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
-use super::{default_resource_group, doc, list_with_tags, load, obj, tags_json, to_doc};
+use super::{default_resource_group, doc, list_with_tags, load, new_record, obj, put_tagged, tags_json, to_doc};
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
-use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
+use crate::{ids::new_id, store_error, HandlerResult, Req};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CustomerGateway {
@@ -59,13 +59,9 @@ pub async fn create_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
         auth_key,
         resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
     };
-    let rec = Record { kind: Kind::CustomerGateway, id: id.clone(), account: req.scope.account, region: req.scope.region.clone(), parent: None, status: "available".into(), created_ms: now_ms(), doc: to_doc(&c) };
+    let rec = new_record(req, Kind::CustomerGateway, &id, None, "available", to_doc(&c));
     let body = obj(json!({"CustomerGatewayId": id, "IpAddress": c.ip_address, "Name": c.name, "Description": c.description, "CreateTime": rec.created_ms}));
-    let mut muts = vec![Mutation::Put(rec)];
-    if !tags.is_empty() {
-        muts.push(Mutation::SetTags { kind: Kind::CustomerGateway, id, scope: req.scope.clone(), tags });
-    }
-    req.commit(muts, body).await
+    req.commit(put_tagged(req, rec, tags), body).await
 }
 
 pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {

@@ -50,6 +50,21 @@ pub(crate) async fn list_with_tags(req: &Req<'_>, kind: Kind, q: &ListQuery) -> 
     Ok((page, tags))
 }
 
+/// A new resource of the caller's scope, created now.
+pub(crate) fn new_record(req: &Req<'_>, kind: Kind, id: &str, parent: Option<String>, status: &str, doc: Value) -> Record {
+    Record { kind, id: id.to_string(), account: req.scope.account, region: req.scope.region.clone(), parent, status: status.into(), created_ms: crate::now_ms(), doc }
+}
+
+/// The mutations that store a new record with its tags.
+pub(crate) fn put_tagged(req: &Req<'_>, rec: Record, tags: Vec<(String, String)>) -> Vec<Mutation> {
+    let (kind, id) = (rec.kind, rec.id.clone());
+    let mut muts = vec![Mutation::Put(rec)];
+    if !tags.is_empty() {
+        muts.push(Mutation::SetTags { kind, id, scope: req.scope.clone(), tags });
+    }
+    muts
+}
+
 /// Lifecycle tasks: each `(op, after)` step runs `after` from now.
 pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration)]) -> Vec<Mutation> {
     let now = crate::now_ms();

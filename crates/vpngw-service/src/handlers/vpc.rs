@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vpngw_api::{ApiError, Code};
-use vpngw_store::{Kind, ListQuery, Mutation, Record};
+use vpngw_store::{Kind, ListQuery, Mutation};
 
-use super::{default_resource_group, doc, iso_time, list_with_tags, load, obj, tags_json, to_doc};
+use super::{default_resource_group, doc, iso_time, list_with_tags, load, new_record, obj, put_tagged, tags_json, to_doc};
 use crate::validate::{self, cidr, opt_text, vpc_text};
-use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
+use crate::{ids::new_id, store_error, HandlerResult, Req};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Vpc {
@@ -57,12 +57,8 @@ pub async fn create_vpc(req: &mut Req<'_>) -> HandlerResult {
         resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
     };
     let body = obj(json!({"VpcId": id, "VRouterId": vpc.vrouter_id, "RouteTableId": vpc.route_table_id, "ResourceGroupId": vpc.resource_group_id}));
-    let rec = Record { kind: Kind::Vpc, id: id.clone(), account: req.scope.account, region: req.scope.region.clone(), parent: None, status: "Available".into(), created_ms: now_ms(), doc: to_doc(&vpc) };
-    let mut muts = vec![Mutation::Put(rec)];
-    if !tags.is_empty() {
-        muts.push(Mutation::SetTags { kind: Kind::Vpc, id, scope: req.scope.clone(), tags });
-    }
-    req.commit(muts, body).await
+    let rec = new_record(req, Kind::Vpc, &id, None, "Available", to_doc(&vpc));
+    req.commit(put_tagged(req, rec, tags), body).await
 }
 
 pub async fn describe_vpcs(req: &mut Req<'_>) -> HandlerResult {
@@ -147,12 +143,8 @@ pub async fn create_vswitch(req: &mut Req<'_>) -> HandlerResult {
     }
     let id = new_id("vsw");
     let vsw = VSwitch { name, description, cidr_block: block.to_string(), zone_id };
-    let rec = Record { kind: Kind::VSwitch, id: id.clone(), account: req.scope.account, region: req.scope.region.clone(), parent: Some(vpc_id), status: "Available".into(), created_ms: now_ms(), doc: to_doc(&vsw) };
-    let mut muts = vec![Mutation::Put(rec)];
-    if !tags.is_empty() {
-        muts.push(Mutation::SetTags { kind: Kind::VSwitch, id: id.clone(), scope: req.scope.clone(), tags });
-    }
-    req.commit(muts, obj(json!({"VSwitchId": id}))).await
+    let rec = new_record(req, Kind::VSwitch, &id, Some(vpc_id), "Available", to_doc(&vsw));
+    req.commit(put_tagged(req, rec, tags), obj(json!({"VSwitchId": id}))).await
 }
 
 pub async fn describe_vswitches(req: &mut Req<'_>) -> HandlerResult {
@@ -169,6 +161,7 @@ pub async fn describe_vswitches(req: &mut Req<'_>) -> HandlerResult {
         q.fields.push(("name".into(), n.into()));
     }
     let (page, tags) = list_with_tags(req, Kind::VSwitch, &q).await?;
+    let mut route_tables: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut items = Vec::with_capacity(page.items.len());
     for r in &page.items {
         let v: VSwitch = doc(r)?;
@@ -176,9 +169,16 @@ pub async fn describe_vswitches(req: &mut Req<'_>) -> HandlerResult {
         // Alibaba reserves the first three and the last address of every vSwitch.
         let usable = (1u64 << (32 - net.prefix_len())).saturating_sub(4);
         let vpc_id = r.parent.clone().unwrap_or_default();
-        let route_table = match req.store().get(Kind::Vpc, &req.scope, &vpc_id).await.map_err(store_error)? {
-            Some(vpc) => doc::<Vpc>(&vpc)?.route_table_id,
-            None => String::new(),
+        let route_table = match route_tables.get(&vpc_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = match req.store().get(Kind::Vpc, &req.scope, &vpc_id).await.map_err(store_error)? {
+                    Some(vpc) => doc::<Vpc>(&vpc)?.route_table_id,
+                    None => String::new(),
+                };
+                route_tables.insert(vpc_id.clone(), t.clone());
+                t
+            }
         };
         items.push(json!({
             "VSwitchId": r.id, "VpcId": vpc_id, "Status": r.status, "CidrBlock": v.cidr_block, "ZoneId": v.zone_id,
