@@ -66,8 +66,13 @@ impl Req<'_> {
             e.response = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
             mutations.push(Mutation::PutIdem(e));
         }
-        if !mutations.is_empty() {
-            self.store().commit(mutations).await.map_err(store_error)?;
+        if mutations.is_empty() {
+            return Ok(body);
+        }
+        let scheduled = mutations.iter().any(|m| matches!(m, Mutation::PutTask(_)));
+        self.store().commit(mutations).await.map_err(store_error)?;
+        if scheduled {
+            self.svc.tasks_changed.notify_one();
         }
         Ok(body)
     }
@@ -150,11 +155,7 @@ impl Service {
             }
             req.idem = Some(IdemEntry { account: principal.account, action: action.name.to_string(), token, digest, response: String::new(), created_ms: now_ms() });
         }
-        let out = call_handler(&mut req).await;
-        if out.is_ok() {
-            self.tasks_changed.notify_one();
-        }
-        out
+        call_handler(&mut req).await
     }
 
     /// Runs `f` under the write lock: for the task engine and operator commands.

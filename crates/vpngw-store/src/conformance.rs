@@ -74,6 +74,9 @@ pub async fn run(store: impl Store) {
     let all = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.items.last().unwrap().id, "vpn-0");
     assert_eq!(all.items.last().unwrap().doc, json!({"v": 2}));
+    assert_eq!(store.count(Kind::VpnGateway, &a, None).await.unwrap(), 5, "a replacement is not counted twice");
+    assert_eq!(store.count(Kind::VpnGateway, &b, None).await.unwrap(), 1);
+    assert_eq!(store.count(Kind::VpnGateway, &a2, None).await.unwrap(), 0);
 
     // Tags: set, overwrite, filter (AND), remove.
     store
@@ -110,6 +113,9 @@ pub async fn run(store: impl Store) {
     assert!(store.get(Kind::VpnGateway, &a, "vpn-1").await.unwrap().is_none());
     assert!(store.tags(&["vpn-1".into()]).await.unwrap().is_empty());
     assert!(store.claimed_addresses().await.unwrap().is_empty());
+    assert_eq!(store.count(Kind::VpnGateway, &a, None).await.unwrap(), 4);
+    store.commit(vec![Mutation::Delete { kind: Kind::VpnGateway, id: "vpn-1".into() }]).await.unwrap();
+    assert_eq!(store.count(Kind::VpnGateway, &a, None).await.unwrap(), 4, "deleting what is gone counts nothing");
 
     // ClientTokens: first write wins, a second insert conflicts.
     let e = IdemEntry { account: alice.id, action: "CreateVpc".into(), token: "t".into(), digest: "d".into(), response: "{}".into(), created_ms: 5 };

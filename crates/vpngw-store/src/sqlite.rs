@@ -77,6 +77,17 @@ CREATE INDEX addresses_owner ON addresses(owner_id);
 "#, r#"
 -- Uniqueness checks (a customer gateway's address) use the index, not a scan of every row.
 CREATE INDEX resources_ip ON resources(kind, account_id, region, json_extract(doc, '$.ip_address'));
+"#, r#"
+-- How many resources of a kind a scope has, kept in step by every commit: quota checks read
+-- one row instead of counting the table.
+CREATE TABLE counts (
+    kind TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (kind, account_id, region)
+);
+INSERT INTO counts (kind, account_id, region, n) SELECT kind, account_id, region, COUNT(*) FROM resources GROUP BY kind, account_id, region;
 "#];
 
 const READERS: usize = 4;
@@ -283,11 +294,10 @@ impl Store for SqliteStore {
                     params![kind.as_str(), scope.account, scope.region, p],
                     |r| r.get(0),
                 ),
-                None => c.query_row(
-                    "SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ?",
-                    params![kind.as_str(), scope.account, scope.region],
-                    |r| r.get(0),
-                ),
+                None => c
+                    .query_row("SELECT n FROM counts WHERE kind = ? AND account_id = ? AND region = ?", params![kind.as_str(), scope.account, scope.region], |r| r.get(0))
+                    .optional()
+                    .map(|n| n.unwrap_or(0)),
             }
             .map_err(other)?;
             Ok(n as u64)
@@ -457,6 +467,13 @@ fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     Ok(Task { id: r.get(0)?, kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), resource_id: r.get(2)?, op: r.get(3)?, due_ms: r.get(4)? })
 }
 
+fn bump_count(tx: &rusqlite::Transaction<'_>, kind: &str, account: i64, region: &str, by: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO counts (kind, account_id, region, n) VALUES (?, ?, ?, ?) ON CONFLICT(kind, account_id, region) DO UPDATE SET n = n + excluded.n")
+        .and_then(|mut s| s.execute(params![kind, account, region, by]))
+        .map_err(other)?;
+    Ok(())
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
     let conflict = |what: String| {
         move |e: rusqlite::Error| match e {
@@ -467,15 +484,25 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
     match m {
         Mutation::Put(r) => {
             let doc = serde_json::to_string(&r.doc).map_err(other)?;
-            tx.prepare_cached(
-                "INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, status = excluded.status, doc = excluded.doc",
-            )
-            .and_then(|mut s| s.execute(params![r.id, r.kind.as_str(), r.account, r.region, r.parent, r.status, r.created_ms, doc]))
-            .map_err(conflict(format!("resource {}", r.id)))?;
+            let updated = tx
+                .prepare_cached("UPDATE resources SET parent_id = ?, status = ?, doc = ? WHERE id = ? AND kind = ?")
+                .and_then(|mut s| s.execute(params![r.parent, r.status, doc, r.id, r.kind.as_str()]))
+                .map_err(other)?;
+            if updated == 0 {
+                tx.prepare_cached("INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                    .and_then(|mut s| s.execute(params![r.id, r.kind.as_str(), r.account, r.region, r.parent, r.status, r.created_ms, doc]))
+                    .map_err(conflict(format!("resource {}", r.id)))?;
+                bump_count(tx, r.kind.as_str(), r.account, &r.region, 1)?;
+            }
         }
         Mutation::Delete { kind, id } => {
-            tx.execute("DELETE FROM resources WHERE id = ? AND kind = ?", params![id, kind.as_str()]).map_err(other)?;
+            let gone: Option<(i64, String)> = tx
+                .prepare_cached("DELETE FROM resources WHERE id = ? AND kind = ? RETURNING account_id, region")
+                .and_then(|mut s| s.query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(other)?;
+            if let Some((account, region)) = gone {
+                bump_count(tx, kind.as_str(), account, &region, -1)?;
+            }
             tx.execute("DELETE FROM tags WHERE resource_id = ?", params![id]).map_err(other)?;
             tx.execute("DELETE FROM addresses WHERE owner_id = ?", params![id]).map_err(other)?;
         }

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::client::{Client, Scheme};
+use crate::client::{Client, Scheme, Tweak};
 use crate::config::{AccountConfig, Config};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Seconds each scenario runs.
-    #[arg(long, default_value_t = 5)]
-    pub seconds: u64,
+    /// Requests each read scenario sends (bare and signed reads).
+    #[arg(long, default_value_t = 60_000)]
+    pub reads: usize,
+    /// Requests each write scenario sends (and rows the bare SQLite insert writes).
+    #[arg(long, default_value_t = 6_000)]
+    pub writes: usize,
     /// The moto_server program to compare with (skipped when not found).
     #[arg(long, default_value = "moto_server")]
     pub moto: String,
@@ -37,56 +40,61 @@ fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Runs `op` from `conns` concurrent loops for `secs` seconds.
-async fn measure<F, Fut>(name: &str, conns: usize, secs: u64, op: F) -> anyhow::Result<Row>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<bool>> + Send,
-{
-    let op = Arc::new(op);
-    let counter = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
+/// Sends every prepared request once, from `conns` concurrent loops, and times them. The
+/// requests are built (and signed) before the clock starts, as a load generator would, so the
+/// numbers are the server's, not the client's signing.
+async fn measure(name: &str, conns: usize, client: &Client, reqs: Vec<Request>) -> anyhow::Result<Row> {
+    let total = reqs.len();
+    let reqs: Arc<Vec<std::sync::Mutex<Option<Request>>>> = Arc::new(reqs.into_iter().map(|r| std::sync::Mutex::new(Some(r))).collect());
+    let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (op, counter) = (op.clone(), counter.clone());
+        let (reqs, next, client) = (reqs.clone(), next.clone(), client.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut failures = 0u64;
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
+            let mut failures = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(req) = reqs.get(i).and_then(|m| m.lock().ok().and_then(|mut g| g.take())) else { break };
                 let t = Instant::now();
-                match op(n).await {
-                    Ok(true) => lat.push(t.elapsed()),
-                    _ => failures += 1,
+                match client.send(req).await {
+                    Ok(a) if a.status == 200 => lat.push(t.elapsed()),
+                    Ok(a) => failures.push(a.body),
+                    Err(e) => failures.push(e.to_string()),
                 }
             }
             (lat, failures)
         }));
     }
-    let mut all = Vec::new();
-    let mut failures = 0;
+    let mut all = Vec::with_capacity(total);
+    let mut failures = Vec::new();
     for t in tasks {
         let (l, f) = t.await?;
         all.extend(l);
-        failures += f;
+        failures.extend(f);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    anyhow::ensure!(failures == 0, "{name}: {failures} requests failed");
+    anyhow::ensure!(failures.is_empty(), "{name}: {} requests failed, first: {}", failures.len(), failures[0]);
     all.sort();
     Ok(Row { name: name.into(), conns, rps: all.len() as f64 / elapsed, p50_ms: pct_ms(&all, 0.5), p99_ms: pct_ms(&all, 0.99) })
 }
 
+type Request = hyper::Request<http_body_util::Full<bytes::Bytes>>;
+
+fn get(endpoint: &str, path: &str) -> Request {
+    hyper::Request::get(format!("http://{endpoint}{path}")).body(Default::default()).expect("valid request")
+}
+
 /// A bare SQLite insert per transaction with the store's durability (WAL, synchronous=FULL).
-fn bare_sqlite(dir: &std::path::Path, secs: u64) -> anyhow::Result<Row> {
+fn bare_sqlite(dir: &std::path::Path, rows: usize) -> anyhow::Result<Row> {
     let c = rusqlite::Connection::open(dir.join("bare.db"))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
     c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)")?;
-    let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let mut lat = Vec::new();
-    while Instant::now() < deadline {
+    for _ in 0..rows {
         let t = Instant::now();
         c.execute("INSERT INTO t (doc) VALUES (?)", [r#"{"ip_address":"11.0.0.1","name":"bench"}"#])?;
         lat.push(t.elapsed());
@@ -101,7 +109,7 @@ fn ip_for(n: u64) -> String {
     format!("11.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
 }
 
-async fn moto_rows(program: &str, secs: u64) -> anyhow::Result<Vec<Row>> {
+async fn moto_rows(program: &str, n: usize) -> anyhow::Result<Vec<Row>> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
@@ -124,34 +132,23 @@ async fn moto_rows(program: &str, secs: u64) -> anyhow::Result<Vec<Row>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::ensure!(up, "moto_server did not start");
-    let ec2 = move |body: String| {
-        let endpoint = endpoint.clone();
-        let probe = probe.clone();
-        async move {
-            let req = hyper::Request::post(format!("http://{endpoint}/"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0")
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-            let a = probe.send(req).await?;
-            Ok::<bool, anyhow::Error>(a.status == 200)
-        }
+    let ec2 = |body: String| -> Request {
+        hyper::Request::post(format!("http://{endpoint}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("valid request")
     };
-    let created = ec2("Action=CreateVpnGateway&Type=ipsec.1&Version=2016-11-15".into()).await?;
-    anyhow::ensure!(created, "moto CreateVpnGateway failed");
+    anyhow::ensure!(probe.send(ec2("Action=CreateVpnGateway&Type=ipsec.1&Version=2016-11-15".into())).await?.status == 200, "moto CreateVpnGateway failed");
     let mut rows = Vec::new();
     for conns in [1, 16] {
-        let ec2 = ec2.clone();
-        rows.push(measure("moto DescribeVpnGateways", conns, secs, move |_| ec2("Action=DescribeVpnGateways&Version=2016-11-15".into())).await?);
+        let reqs = (0..n).map(|_| ec2("Action=DescribeVpnGateways&Version=2016-11-15".into())).collect();
+        rows.push(measure("moto DescribeVpnGateways", conns, &probe, reqs).await?);
     }
     for conns in [1, 16] {
-        let ec2 = ec2.clone();
         let base = conns as u64 * 1_000_000;
-        rows.push(
-            measure("moto CreateCustomerGateway", conns, secs, move |n| {
-                ec2(format!("Action=CreateCustomerGateway&Type=ipsec.1&PublicIp={}&BgpAsn=65000&Version=2016-11-15", ip_for(base + n)))
-            })
-            .await?,
-        );
+        let reqs = (0..n as u64).map(|i| ec2(format!("Action=CreateCustomerGateway&Type=ipsec.1&PublicIp={}&BgpAsn=65000&Version=2016-11-15", ip_for(base + i)))).collect();
+        rows.push(measure("moto CreateCustomerGateway", conns, &probe, reqs).await?);
     }
     let _ = child.kill().await;
     Ok(rows)
@@ -186,41 +183,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .to_string();
     anyhow::ensure!(!gw.is_empty(), "bench setup failed to create a gateway");
 
+    let none = Tweak::default();
     let mut rows = Vec::new();
     for conns in [1, 16] {
-        let c = client.clone();
-        rows.push(measure("bare GET /bare", conns, args.seconds, move |_| {
-            let c = c.clone();
-            async move { Ok(c.get("/bare").await?.status == 200) }
-        })
-        .await?);
-        let c = client.clone();
-        rows.push(measure("signed DescribeRegions (no store)", conns, args.seconds, move |_| {
-            let c = c.clone();
-            async move { Ok(c.call("DescribeRegions", &[]).await?.status == 200) }
-        })
-        .await?);
-        let (c, gw) = (client.clone(), gw.clone());
-        rows.push(measure("signed DescribeVpnGateway", conns, args.seconds, move |_| {
-            let (c, gw) = (c.clone(), gw.clone());
-            async move { Ok(c.call("DescribeVpnGateway", &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", &gw)]).await?.status == 200) }
-        })
-        .await?);
-        let c = client.clone();
+        let reqs = (0..args.reads).map(|_| get(&endpoint, "/bare")).collect();
+        rows.push(measure("bare GET /bare", conns, &client, reqs).await?);
+        let reqs = (0..args.reads).map(|_| client.signed("DescribeRegions", &[], &none)).collect::<anyhow::Result<_>>()?;
+        rows.push(measure("signed DescribeRegions (no store)", conns, &client, reqs).await?);
+        let reqs = (0..args.reads).map(|_| client.signed("DescribeVpnGateway", &[("RegionId", r), ("VpnGatewayId", &gw)], &none)).collect::<anyhow::Result<_>>()?;
+        rows.push(measure("signed DescribeVpnGateway", conns, &client, reqs).await?);
         let base = conns as u64 * 1_000_000;
-        rows.push(measure("signed CreateCustomerGateway", conns, args.seconds, move |n| {
-            let c = c.clone();
-            async move { Ok(c.call("CreateCustomerGateway", &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip_for(base + n))]).await?.status == 200) }
-        })
-        .await?);
+        let reqs = (0..args.writes as u64)
+            .map(|i| client.signed("CreateCustomerGateway", &[("RegionId", r), ("IpAddress", &ip_for(base + i))], &none))
+            .collect::<anyhow::Result<_>>()?;
+        rows.push(measure("signed CreateCustomerGateway", conns, &client, reqs).await?);
     }
     rows.push(tokio::task::spawn_blocking({
         let dir = dir.clone();
-        let secs = args.seconds;
-        move || bare_sqlite(&dir, secs)
+        let n = args.writes;
+        move || bare_sqlite(&dir, n)
     })
     .await??);
-    let moto = match moto_rows(&args.moto, args.seconds).await {
+    let moto = match moto_rows(&args.moto, (args.writes / 4).max(100)).await {
         Ok(r) => r,
         Err(e) => {
             println!("(moto comparison skipped: {e:#})");

@@ -76,6 +76,12 @@ impl Client {
     }
 
     pub async fn call_with(&self, action: &str, params: &[(&str, &str)], t: &Tweak) -> anyhow::Result<Answer> {
+        let req = self.signed(action, params, t)?;
+        self.send(req).await
+    }
+
+    /// Builds and signs a request without sending it (the benchmark signs ahead of time).
+    pub fn signed(&self, action: &str, params: &[(&str, &str)], t: &Tweak) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
         let secret = t.secret.clone().unwrap_or_else(|| self.secret.clone());
         let timestamp = t.timestamp.clone().unwrap_or_else(now_iso);
         let nonce = t.nonce.clone().unwrap_or_else(nonce);
@@ -125,7 +131,7 @@ impl Client {
                 b.body(Full::new(Bytes::new()))?
             }
         };
-        self.send(req).await
+        Ok(req)
     }
 
     pub async fn send(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<Answer> {
