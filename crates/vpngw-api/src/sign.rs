@@ -160,7 +160,7 @@ pub fn verify(req: &SignedRequest<'_>, claims: &Claims, secret: &str) -> Result<
             }
         }
         Scheme::Acs3 => {
-            let body_hash = hex::encode(Sha256::digest(req.body));
+            let body_hash = if req.body.is_empty() { EMPTY_SHA256.to_string() } else { hex::encode(Sha256::digest(req.body)) };
             let sent_hash = req.header("x-acs-content-sha256").unwrap_or_default();
             if !sent_hash.eq_ignore_ascii_case(&body_hash) {
                 return Err(ApiError::arg(Code::ContentSha256Mismatch, body_hash));
@@ -229,6 +229,9 @@ pub fn acs3_signature(secret: &str, string_to_sign: &str) -> String {
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
+
+/// hex(SHA-256("")), the payload hash of every request without a body.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -330,6 +333,11 @@ mod tests {
         let req = SignedRequest { method: "POST", path: "/", query: &[], form: &[], body: b"x=1", headers: &h };
         let c = claims(&req).unwrap();
         assert_eq!(verify(&req, &c, "s").unwrap_err().code, Code::ContentSha256Mismatch);
+    }
+
+    #[test]
+    fn empty_body_hash_constant() {
+        assert_eq!(EMPTY_SHA256, hex::encode(Sha256::digest(b"")));
     }
 
     #[test]

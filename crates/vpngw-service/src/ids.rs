@@ -11,7 +11,9 @@ pub fn new_id(prefix: &str) -> String {
 
 /// A request id: an upper-case UUID, as Alibaba's.
 pub fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string().to_uppercase()
+    // From the thread's RNG: one syscall per request for getrandom showed in profiles.
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_upper(&mut uuid::Uuid::encode_buffer()).to_string()
 }
 
 /// A random secret of `len` characters from letters and digits.

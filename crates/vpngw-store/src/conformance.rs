@@ -90,6 +90,10 @@ pub async fn run(store: impl Store) {
     let tags = store.tags(&["vpn-1".into(), "vpn-2".into(), "vpn-3".into()]).await.unwrap();
     assert_eq!(tags["vpn-1"], vec![("env".to_string(), "prod".to_string()), ("team".to_string(), "net".to_string())]);
     assert_eq!(tags["vpn-2"], vec![("env".to_string(), "prod".to_string())]);
+    let (r, t) = store.get_tagged(Kind::VpnGateway, &a, "vpn-1").await.unwrap().unwrap();
+    assert_eq!((r.id.as_str(), t), ("vpn-1", tags["vpn-1"].clone()));
+    assert_eq!(store.get_tagged(Kind::VpnGateway, &a, "vpn-3").await.unwrap().unwrap().1, vec![]);
+    assert!(store.get_tagged(Kind::VpnGateway, &b, "vpn-1").await.unwrap().is_none());
     assert!(!tags.contains_key("vpn-3"));
     let q = ListQuery { tags: vec![("env".into(), Some("prod".into())), ("team".into(), None)], limit: 10, ..Default::default() };
     assert_eq!(store.list(Kind::VpnGateway, &a, &q).await.unwrap().items.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ["vpn-1"]);

@@ -167,6 +167,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<Record>>;
+    /// A record with its tags (sorted by key), in one call.
+    async fn get_tagged(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<(Record, Vec<(String, String)>)>> {
+        let Some(rec) = self.get(kind, scope, id).await? else { return Ok(None) };
+        let tags = self.tags(std::slice::from_ref(&rec.id)).await?.remove(&rec.id).unwrap_or_default();
+        Ok(Some((rec, tags)))
+    }
     /// Outside any scope: for operator commands and the task engine.
     async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>>;
     async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page>;

@@ -239,6 +239,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_tagged(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<(Record, Vec<(String, String)>)>> {
+        let (scope, id) = (scope.clone(), id.to_string());
+        self.read(move |c| {
+            let rec = c
+                .prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ? AND account_id = ? AND region = ?"))
+                .and_then(|mut s| s.query_row(params![id, kind.as_str(), scope.account, scope.region], record).optional())
+                .map_err(other)?;
+            let Some(rec) = rec else { return Ok(None) };
+            let mut s = c.prepare_cached("SELECT key, value FROM tags WHERE resource_id = ? ORDER BY key").map_err(other)?;
+            let tags = s.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(other)?.collect::<rusqlite::Result<Vec<_>>>().map_err(other)?;
+            Ok(Some((rec, tags)))
+        })
+        .await
+    }
+
     async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>> {
         let id = id.to_string();
         self.read(move |c| {

@@ -100,7 +100,11 @@ async fn api(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers:
     let form = if is_form { decode_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
     let lookup = |k: &str| query.iter().chain(form.iter()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let format = Format::from_param(lookup("Format"));
-    let hdrs: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    // Header names arrive lower-cased from `http`; values are almost always ASCII.
+    let hdrs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().map(str::to_string).unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .collect();
     let header_val = |k: &str| hdrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let action_name = lookup("Action").or_else(|| header_val("x-acs-action")).unwrap_or("").to_string();
 

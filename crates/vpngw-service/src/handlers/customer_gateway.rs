@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
-use super::{default_resource_group, doc, list_with_tags, load, new_record, obj, put_tagged, tags_json, to_doc};
+use super::{default_resource_group, doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, tags_json, to_doc};
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, store_error, HandlerResult, Req};
 
@@ -100,9 +100,8 @@ pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResu
 
 pub async fn describe_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("CustomerGatewayId")?.to_string();
-    let rec = load(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
-    let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
-    Ok(obj(cgw_json(&rec, &doc(&rec)?, tags.get(&id))))
+    let (rec, tags) = load_tagged(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
+    Ok(obj(cgw_json(&rec, &doc(&rec)?, Some(&tags))))
 }
 
 pub async fn describe_customer_gateways(req: &mut Req<'_>) -> HandlerResult {

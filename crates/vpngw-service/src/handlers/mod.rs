@@ -42,6 +42,11 @@ pub(crate) async fn load(req: &Req<'_>, kind: Kind, id: &str, not_found: vpngw_a
     req.store().get(kind, &req.scope, id).await.map_err(store_error)?.ok_or_else(|| ApiError::new(not_found))
 }
 
+/// Like [`load`], with the record's tags.
+pub(crate) async fn load_tagged(req: &Req<'_>, kind: Kind, id: &str, not_found: vpngw_api::Code) -> Result<(Record, Vec<(String, String)>), ApiError> {
+    req.store().get_tagged(kind, &req.scope, id).await.map_err(store_error)?.ok_or_else(|| ApiError::new(not_found))
+}
+
 /// A page of records with the tags of each.
 pub(crate) async fn list_with_tags(req: &Req<'_>, kind: Kind, q: &ListQuery) -> Result<(Page, HashMap<String, Vec<(String, String)>>), ApiError> {
     let page = req.store().list(kind, &req.scope, q).await.map_err(store_error)?;
@@ -78,7 +83,7 @@ pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration
 
 /// A typed view of a record's document.
 pub(crate) fn doc<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
-    serde_json::from_value(r.doc.clone()).map_err(|e| {
+    T::deserialize(&r.doc).map_err(|e| {
         tracing::error!(id = %r.id, error = %e, "Stored document does not parse.");
         ApiError::internal()
     })

@@ -14,7 +14,7 @@ use vpngw_api::{ApiError, Code};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpc::VSwitch;
-use super::{default_resource_group, doc, list_with_tags, load, obj, schedule, tags_json, to_doc};
+use super::{default_resource_group, doc, list_with_tags, load, load_tagged, obj, schedule, tags_json, to_doc};
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
 
@@ -254,9 +254,8 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
 pub async fn describe_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("VpnGatewayId")?.to_string();
     req.params.opt_bool("IncludeReservationData")?;
-    let rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
-    let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
-    Ok(obj(gateway_json(&rec, &doc(&rec)?, tags.get(&id))))
+    let (rec, tags) = load_tagged(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+    Ok(obj(gateway_json(&rec, &doc(&rec)?, Some(&tags))))
 }
 
 pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
