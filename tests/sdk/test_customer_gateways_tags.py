@@ -41,7 +41,7 @@ def test_customer_gateway_validation(tea):
         (dict(asn="65536.1"), "InvalidAsn.Malformed"),
         (dict(name="_x"), "InvalidName"),
         (dict(description="1 starts with a digit"), "InvalidDescription"),
-        (dict(tags=[T(key="aliyun-x", value="v")]), "InvalidTagKey.Malformed"),
+        (dict(tags=[T(key="aliyun-x", value="v")]), "InvalidParameter.TagKey"),
         (dict(tags=[T(value="v")]), "MissingParameter.TagKey"),
     ]
     for change, code in cases:
@@ -98,13 +98,13 @@ def test_tag_limits_and_errors(alice):
     alice.tag_resources(m.TagResourcesRequest(region_id=REGION, resource_type="CustomerGateway", resource_id=[cgw], tag=twenty))
     # The limit counts the tags the resource already has; re-setting an existing key is fine.
     alice.tag_resources(m.TagResourcesRequest(region_id=REGION, resource_type="CustomerGateway", resource_id=[cgw], tag=[tag(key="k0", value="w")]))
-    assert error(alice.tag_resources, m.TagResourcesRequest(region_id=REGION, resource_type="CustomerGateway", resource_id=[cgw], tag=[tag(key="k20", value="v")])) == ("QuotaExceeded.TagNum", 400)
+    assert error(alice.tag_resources, m.TagResourcesRequest(region_id=REGION, resource_type="CustomerGateway", resource_id=[cgw], tag=[tag(key="k20", value="v")])) == ("SizeLimitExceeded.TagNum", 400)
     cases = [
         (dict(resource_type="Toaster"), "InvalidResourceType.NotFound", 400),
         (dict(resource_id=["cgw-nothere"]), "InvalidResourceId.NotFound", 404),
-        (dict(tag=[tag(key="acs:x", value="v")]), "InvalidTagKey.Malformed", 400),
-        (dict(tag=[tag(key="ok", value="aliyun-v")]), "InvalidTagValue.Malformed", 400),
-        (dict(tag=[tag(key="a", value="1"), tag(key="a", value="2")]), "InvalidParameter.TagKeyDuplicated", 400),
+        (dict(tag=[tag(key="acs:x", value="v")]), "InvalidParameter.TagKey", 400),
+        (dict(tag=[tag(key="ok", value="aliyun-v")]), "InvalidParameter.TagValue", 400),
+        (dict(tag=[tag(key="a", value="1"), tag(key="a", value="2")]), "Duplicated.TagKey", 400),
         (dict(tag=[tag(value="v")]), "MissingParameter.TagKey", 400),
     ]
     for change, code, status in cases:

@@ -88,11 +88,11 @@ error_codes! {
     DependencyViolationVpnConnection = "DependencyViolation.VpnConnection" => 400, "The resource is still used by VPN connections.", "vpngw";
 
     // ---- tags ----
-    InvalidTagKey = "InvalidTagKey.Malformed" => 400, "The tag key is not valid.", "alibaba";
-    InvalidTagValue = "InvalidTagValue.Malformed" => 400, "The tag value is not valid.", "alibaba";
+    InvalidTagKey = "InvalidParameter.TagKey" => 400, "The specified parameter TagKey is invalid.", "doc";
+    InvalidTagValue = "InvalidParameter.TagValue" => 400, "The specified parameter TagValue is invalid.", "doc";
     MissingTagKey = "MissingParameter.TagKey" => 400, "A Tag.N.Value was given without its Tag.N.Key.", "vpngw";
-    DuplicatedTagKey = "InvalidParameter.TagKeyDuplicated" => 400, "The same tag key was given twice.", "alibaba";
-    TagNumExceeded = "QuotaExceeded.TagNum" => 400, "A resource can have at most 20 tags.", "alibaba";
+    DuplicatedTagKey = "Duplicated.TagKey" => 400, "The specified parameter TagKey is duplicated.", "doc";
+    TagNumExceeded = "SizeLimitExceeded.TagNum" => 400, "The maximum number of tags is exceeded.", "doc";
     InvalidResourceType = "InvalidResourceType.NotFound" => 400, "The specified resource type is not supported.", "alibaba";
     InvalidResourceId = "InvalidResourceId.NotFound" => 404, "The specified resource does not exist.", "alibaba";
     MissingResourceIdOrTag = "MissingParameter.ResourceIdOrTag" => 400, "ListTagResources needs ResourceId.N or Tag.N.", "vpngw";

@@ -94,12 +94,11 @@ pub fn auth_key(v: &str) -> bool {
     (1..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_graphic() && c != '?')
 }
 
-/// The tag key rule: 1..=128 characters (the documents say 64 for VPN gateways and 128 for
-/// the tag service; 128 is kept), starting with a letter or Chinese, letters, digits, Chinese,
+/// The tag key rule: 1..=64 characters (every VPN document says 64), starting with a letter or Chinese, letters, digits, Chinese,
 /// `.`, `_`, `-`, `:`, `/`, `=`, `+`, `@`, space; never `aliyun` / `acs:` prefixes or URLs.
 pub fn tag_key(k: &str) -> bool {
     let n = k.chars().count();
-    (1..=128).contains(&n) && !reserved(k) && starts_with_letter(k) && k.chars().all(tag_char)
+    (1..=64).contains(&n) && !reserved(k) && starts_with_letter(k) && k.chars().all(tag_char)
 }
 
 /// The tag value rule: 0..=128 characters, the same characters, no reserved prefix or URL.
@@ -188,6 +187,7 @@ mod tests {
             assert!(public_ip(bad).is_none(), "{bad}");
         }
         assert!(tag_key("FinanceDept") && tag_key("部门") && !tag_key("aliyun-x") && !tag_key("acs:x") && !tag_key("1abc") && !tag_key(""));
+        assert!(tag_key(&"k".repeat(64)) && !tag_key(&"k".repeat(65)));
         assert!(tag_value("") && tag_value("FinanceJoshua") && !tag_value("acs:v") && !tag_value(&"v".repeat(129)));
     }
 
