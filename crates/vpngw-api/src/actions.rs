@@ -44,6 +44,13 @@ macro_rules! for_each_action {
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
             (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
+            // ---- IPsec-VPN connections (7.1-7.6) ----
+            (CreateVpnConnection, Write, create_vpn_connection, [RegionId, VpnGatewayId, LocalSubnet, RemoteSubnet]),
+            (ModifyVpnConnectionAttribute, Write, modify_vpn_connection_attribute, [RegionId, VpnConnectionId]),
+            (DescribeVpnConnections, Read, describe_vpn_connections, [RegionId]),
+            (DescribeVpnConnection, Read, describe_vpn_connection, [RegionId, VpnConnectionId]),
+            (DownloadVpnConnectionConfig, Read, download_vpn_connection_config, [RegionId, VpnConnectionId]),
+            (DeleteVpnConnection, Write, delete_vpn_connection, [RegionId, VpnConnectionId]),
             // ---- tags (4.5-4.7) ----
             (TagResources, Write, tag_resources, [RegionId, ResourceType]),
             (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),

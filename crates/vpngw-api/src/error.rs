@@ -87,6 +87,38 @@ error_codes! {
     CgwVpnFinancialLocked = "OperationDenied.VpnFinancialLocked" => 400, "The associated VPN gateway is financially locked. You cannot update the attributes of the customer gateway.", "doc";
     DependencyViolationVpnConnection = "DependencyViolation.VpnConnection" => 400, "The resource is still used by VPN connections.", "vpngw";
 
+    // ---- IPsec-VPN connections (CreateVpnConnection, ModifyVpnConnectionAttribute pages) ----
+    InvalidVpnConnectionId = "InvalidVpnConnectionInstanceId.NotFound" => 404, "The specified vpn connection instance id does not exist.", "doc";
+    VpnTaskConflict = "VpnTask.CONFLICT" => 400, "Vpn task has conflict.", "doc";
+    IpsecVpnDisabled = "VpnGateway.IpsecVpnDisabled" => 400, "The vpn gateway does not enable IPSec VPN.", "doc";
+    InvalidVpnConnectionName = "InvalidParameter.VpnConnectionName" => 400, "The specified vpn connection name is invalid.", "doc";
+    IllegalLocalSubnet = "IllegalParam.LocalSubnet" => 400, "The specified \"LocalSubnet\" (%s) is invalid.", "doc";
+    IllegalRemoteSubnet = "IllegalParam.RemoteSubnet" => 400, "The specified \"RemoteSubnet\" (%s) is invalid.", "doc";
+    NotSupportIpsecPfs = "NotSupportVpnConnectionParameter.IpsecPfs" => 400, "The specified vpn connection ipsec Ipsec Pfs is not support.", "doc";
+    NotSupportIpsecAuthAlg = "NotSupportVpnConnectionParameter.IpsecAuthAlg" => 400, "The specified vpn connection ipsec Auth Alg is not support.", "doc";
+    MissingTunnelCidr = "MissingParameter.TunnelCidr" => 400, "The parameter TunnelCidr is mandatory when BGP is enabled.", "doc";
+    MissingCustomerGatewayAsn = "MissingParam.CustomerGatewayAsn" => 400, "Asn of customer gateway is mandatory when BGP is enabled.", "doc";
+    IllegalLocalAsn = "IllegalParam.LocalAsn" => 400, "The specified LocalAsn is invalid.", "doc";
+    IllegalBgpConfig = "IllegalParam.BgpConfig" => 400, "The specified BgpConfig is invalid.", "doc";
+    IllegalEnableBgp = "IllegalParam.EnableBgp" => 400, "VPN connection must enable BGP when VPN gateway has enabled BGP.", "doc";
+    IllegalTunnelCidr = "IllegalParam.TunnelCidr" => 400, "The specified TunnelCidr is invalid.", "doc";
+    MalformedTunnelCidr = "InvalidTunnelCidr.Malformed" => 400, "The specified TunnelCidr is malformed.", "doc";
+    MalformedLocalBgpIp = "InvalidLocalBgpIp.Malformed" => 400, "The specified LocalBgpIp is malformed.", "doc";
+    IllegalLocalBgpIp = "IllegalParam.LocalBgpIp" => 400, "The specified LocalBgpIp is invalid.", "doc";
+    MissingRemoteId = "MissingParam.RemoteId" => 400, "The remote ID is mandatory when creating national standard VPN connection.", "doc";
+    IllegalTunnelId = "IllegalParam.TunnelId" => 400, "The specified TunnelId is invalid.", "doc";
+    IllegalRole = "IllegalParam.Role" => 400, "The specified Role is invalid.", "doc";
+    SameVpnAndCgwDifferentIkeConfigs = "VpnConnectionParamInvalid.SameVpnAndCgwDifferentIkeConfigs" => 400, "IPSec connections associated with the same user gateway and VPN gateway should have the same pre-shared key and IKE configuration.", "doc";
+    SameVpnAndCgwTrafficSelectorOverlap = "VpnConnectionParamInvalid.SameVpnAndCgwTrafficSelectorOverlap" => 400, "Traffic selectors of IPSec connections associated with the same user gateway and VPN gateway should not overlap.", "doc";
+    CustomerGatewayConflictVpnIp = "CustomerGateway.ConflictVpnIp" => 400, "The customer gateway associated with the IPSec connection should not have the same IP address as the VPN gateway.", "doc";
+    MissingTunnelOptions = "MissingParameter.TunnelOptionsSpecification" => 400, "The required parameters are missing when creating a tunnel for dual-tunnel VPN.", "doc";
+    VpnConnectionsQuotaFull = "CreateVpnConnectionsQuotaFull.QuotaFull" => 400, "The number of VPN connections exceeds the quota limit.", "doc";
+    ModifyIkeV1WithMultiRoutes = "ModifyIkeV1WithMultiRoutes.Invalid" => 400, "Failed to modify VPN connection parameters. Multi-network is configured while using IkeV1 protocol.", "doc";
+    TunnelOptionsOnSingleTunnel = "IllegalParam.TunnelOptionsSpecification" => 400, "TunnelOptionsSpecification applies only to VPN gateways with two tunnels (DisasterRecoveryVSwitchId).", "vpngw";
+    SingleTunnelParamOnDualTunnel = "IllegalParam.SingleTunnelParameter" => 400, "The VPN gateway has two tunnels: set %s per tunnel in TunnelOptionsSpecification.", "vpngw";
+    TunnelCustomerGatewayImmutable = "IllegalParam.CustomerGatewayId" => 400, "The customer gateway of a tunnel cannot change.", "vpngw";
+    UnsupportedDeviceType = "InvalidParameter.DeviceType" => 400, "The specified DeviceType is not supported for this connection: %s", "vpngw";
+
     // ---- tags ----
     InvalidTagKey = "InvalidParameter.TagKey" => 400, "The specified parameter TagKey is invalid.", "doc";
     InvalidTagValue = "InvalidParameter.TagValue" => 400, "The specified parameter TagValue is invalid.", "doc";

@@ -27,11 +27,12 @@ pub struct Quotas {
     pub vswitches_per_vpc: u64,
     pub vpn_gateways: u64,
     pub customer_gateways: u64,
+    pub vpn_connections_per_gateway: u64,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
-        Quotas { vpcs: 10, vswitches_per_vpc: 150, vpn_gateways: 50, customer_gateways: 100 }
+        Quotas { vpcs: 10, vswitches_per_vpc: 150, vpn_gateways: 50, customer_gateways: 100, vpn_connections_per_gateway: 10 }
     }
 }
 

@@ -16,6 +16,7 @@ use vpngw_api::{Access, ActionSpec, ApiError, Code, Params};
 use vpngw_store::{IdemEntry, Mutation, Scope, Store, StoreError};
 
 pub mod config;
+mod device;
 pub mod engine;
 pub mod handlers;
 pub mod ids;

@@ -64,6 +64,11 @@ pub async fn run(store: impl Store) {
         .await
         .unwrap();
     assert_eq!(locked.items.len(), 1);
+    store.commit(vec![Mutation::Put(rec(Kind::VpnConnection, "vco-1", &a, Some("vpn-0"), "active", json!({"cgw_ids": ["cgw-1", "cgw-2"]})))]).await.unwrap();
+    for (cgw, n) in [("cgw-2", 1), ("cgw-3", 0)] {
+        let q = ListQuery { fields: vec![("cgw_ids[]".into(), cgw.into())], limit: 10, ..Default::default() };
+        assert_eq!(store.list(Kind::VpnConnection, &a, &q).await.unwrap().total, n, "array membership filter");
+    }
     let by_id = store.list(Kind::VpnGateway, &a, &ListQuery { ids: vec!["vpn-1".into(), "vpn-b".into()], limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(by_id.total, 1, "another account's id is never listed");
     assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), 5);

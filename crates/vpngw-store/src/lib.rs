@@ -28,10 +28,11 @@ pub enum Kind {
     VSwitch,
     VpnGateway,
     CustomerGateway,
+    VpnConnection,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +40,7 @@ impl Kind {
             Kind::VSwitch => "vswitch",
             Kind::VpnGateway => "vpn_gateway",
             Kind::CustomerGateway => "customer_gateway",
+            Kind::VpnConnection => "vpn_connection",
         }
     }
 
@@ -68,7 +70,8 @@ pub struct Record {
     pub doc: serde_json::Value,
 }
 
-/// A filtered, paged listing. Filters are AND-ed; `fields` compare top-level keys of `doc`;
+/// A filtered, paged listing. Filters are AND-ed; `fields` compare top-level keys of `doc`
+/// (a key written `name[]` matches when the array `name` contains the value);
 /// `tags` match a key and, if given, its value. Results come newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

@@ -279,10 +279,18 @@ impl Store for SqliteStore {
                 args.push(s.clone().into());
             }
             for (f, v) in &q.fields {
-                if !f.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                let (name, contains) = match f.strip_suffix("[]") {
+                    Some(n) => (n, true),
+                    None => (f.as_str(), false),
+                };
+                if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
                     return Err(StoreError::Other(format!("bad field name {f}")));
                 }
-                filter.push_str(&format!(" AND json_extract(doc, '$.{f}') = ?"));
+                if contains {
+                    filter.push_str(&format!(" AND EXISTS (SELECT 1 FROM json_each(doc, '$.{name}') WHERE value = ?)"));
+                } else {
+                    filter.push_str(&format!(" AND json_extract(doc, '$.{name}') = ?"));
+                }
                 args.push(v.clone().into());
             }
             tag_clauses(&mut filter, &mut args, "id", &q.tags);

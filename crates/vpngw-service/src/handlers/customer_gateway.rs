@@ -27,6 +27,12 @@ fn cgw_json(rec: &Record, c: &CustomerGateway, tags: Option<&Vec<(String, String
     })
 }
 
+/// The connections (single- or dual-tunnel) that use a customer gateway.
+async fn connections_using(req: &Req<'_>, id: &str) -> Result<Vec<Record>, ApiError> {
+    let q = ListQuery { fields: vec![("cgw_ids[]".into(), id.to_string())], limit: u32::MAX as u64, ..Default::default() };
+    Ok(req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error)?.items)
+}
+
 pub async fn create_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
     let p = &req.params;
     let ip = validate::public_ip(p.req("IpAddress")?).ok_or_else(|| ApiError::new(Code::InvalidIpAddressWrongFormat))?.to_string();
@@ -78,9 +84,17 @@ pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResu
     if auth_key.is_some() && c.asn.is_none() {
         return Err(ApiError::new(Code::MissingAsn));
     }
-    // A customer gateway is linked to VPN gateways through connections: while one of those is
-    // configuring or locked, the change is refused (OperationDenied.VpnConfiguring /
-    // OperationDenied.VpnFinancialLocked). Connections arrive with the IPsec-VPN issue.
+    // Linked to VPN gateways through connections: while one of those is locked or configuring,
+    // the change is refused.
+    for conn in connections_using(req, &id).await? {
+        let Some(gw) = req.store().get(Kind::VpnGateway, &req.scope, conn.parent.as_deref().unwrap_or_default()).await.map_err(store_error)? else { continue };
+        if doc::<super::vpn_gateway::VpnGateway>(&gw)?.business_status == super::vpn_gateway::BUSINESS_LOCKED {
+            return Err(ApiError::new(Code::CgwVpnFinancialLocked));
+        }
+        if gw.status != "active" {
+            return Err(ApiError::new(Code::CgwVpnConfiguring));
+        }
+    }
     if let Some(n) = name {
         c.name = n;
     }
@@ -122,6 +136,8 @@ pub async fn describe_customer_gateways(req: &mut Req<'_>) -> HandlerResult {
 pub async fn delete_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("CustomerGatewayId")?.to_string();
     load(req, Kind::CustomerGateway, &id, Code::InvalidCustomerGatewayId).await?;
-    // Connections that use it (DependencyViolation.VpnConnection) arrive with the IPsec-VPN issue.
+    if !connections_using(req, &id).await?.is_empty() {
+        return Err(ApiError::new(Code::DependencyViolationVpnConnection));
+    }
     req.commit(vec![Mutation::Delete { kind: Kind::CustomerGateway, id }], Default::default()).await
 }

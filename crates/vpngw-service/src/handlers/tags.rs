@@ -18,6 +18,7 @@ fn kind_of(resource_type: &str) -> Result<Kind, ApiError> {
         "customergateway" => Ok(Kind::CustomerGateway),
         "vpc" => Ok(Kind::Vpc),
         "vswitch" => Ok(Kind::VSwitch),
+        "vpnconnection" => Ok(Kind::VpnConnection),
         _ => Err(ApiError::new(Code::InvalidResourceType)),
     }
 }

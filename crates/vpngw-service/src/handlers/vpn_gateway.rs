@@ -334,8 +334,11 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
     let gw: VpnGateway = doc(&rec)?;
     ensure_writable(&rec, &gw)?;
-    // Later API families add their dependency checks here (connections, SSL-VPN and IPsec
-    // servers); routes, certificate associations and tags go with the gateway.
+    // SSL-VPN and IPsec servers add their checks here when they arrive; routes, certificate
+    // associations and tags go with the gateway.
+    if req.store().count(Kind::VpnConnection, &req.scope, Some(&id)).await.map_err(store_error)? > 0 {
+        return Err(ApiError::new(Code::DependencyViolationVpnConnection));
+    }
     rec.status = "deleting".into();
     let mut muts = vec![Mutation::Put(rec)];
     muts.extend(schedule(Kind::VpnGateway, &id, &[("delete", req.svc.config.transition)]));

@@ -1,0 +1,159 @@
+//! Customer-side device configurations for DownloadVpnConnectionConfig's `DeviceType`.
+//!
+//! A renderer turns the customer's view of a connection (one [`PeerTunnel`] per tunnel, its
+//! own address and IDs first) into a complete configuration file. strongSwan's `swanctl.conf`
+//! is the first; Libreswan, VyOS and Cisco IOS renderers slot into [`render`] beside it.
+
+use crate::handlers::PeerTunnel;
+
+/// Renders the configuration for `device` (lower case), or says why it cannot.
+pub(crate) fn render(device: &str, tunnels: &[PeerTunnel]) -> Result<String, String> {
+    match device {
+        "strongswan" => strongswan(tunnels),
+        other => Err(format!("unknown device type {other}; supported: strongswan")),
+    }
+}
+
+fn enc(alg: &str) -> Result<&'static str, String> {
+    Ok(match alg {
+        "aes" => "aes128",
+        "aes192" => "aes192",
+        "aes256" => "aes256",
+        "des" => "des",
+        "3des" => "3des",
+        other => return Err(format!("strongSwan cannot negotiate the encryption algorithm {other}")),
+    })
+}
+
+fn integ(alg: &str) -> Result<&'static str, String> {
+    Ok(match alg {
+        "md5" => "md5",
+        "sha1" => "sha1",
+        "sha256" => "sha256",
+        "sha384" => "sha384",
+        "sha512" => "sha512",
+        other => return Err(format!("strongSwan cannot negotiate the integrity algorithm {other}")),
+    })
+}
+
+fn dh(group: &str) -> Result<Option<&'static str>, String> {
+    Ok(match group {
+        "group1" => Some("modp768"),
+        "group2" => Some("modp1024"),
+        "group5" => Some("modp1536"),
+        "group14" => Some("modp2048"),
+        "disabled" => None,
+        other => return Err(format!("unknown DH group {other}")),
+    })
+}
+
+/// An identity as swanctl reads it: an IP address as is, anything else as an FQDN.
+fn identity(id: &str) -> String {
+    if id.parse::<std::net::IpAddr>().is_ok() {
+        id.to_string()
+    } else {
+        format!("fqdn:{id}")
+    }
+}
+
+/// swanctl.conf for the customer side: one connection per tunnel, the customer initiating. With
+/// IKEv1, one child per (local, remote) subnet pair, since IKEv1 carries one traffic-selector
+/// pair per CHILD_SA (strongSwan would otherwise narrow silently to the first pair).
+fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
+    let mut conns = String::new();
+    let mut secrets = String::new();
+    for t in tunnels {
+        let ike_dh = dh(&t.ike.ike_pfs)?.ok_or("IKE needs a DH group")?;
+        let ike_proposal = format!("{}-{}-{}", enc(&t.ike.ike_enc_alg)?, integ(&t.ike.ike_auth_alg)?, ike_dh);
+        let esp_proposal = match dh(&t.ipsec.ipsec_pfs)? {
+            Some(g) => format!("{}-{}-{}", enc(&t.ipsec.ipsec_enc_alg)?, integ(&t.ipsec.ipsec_auth_alg)?, g),
+            None => format!("{}-{}", enc(&t.ipsec.ipsec_enc_alg)?, integ(&t.ipsec.ipsec_auth_alg)?),
+        };
+        let version = if t.ike.ike_version == "ikev2" { 2 } else { 1 };
+        let children: Vec<(String, String)> = if version == 1 {
+            t.local_subnet.iter().flat_map(|l| t.remote_subnet.iter().map(move |r| (l.clone(), r.clone()))).collect()
+        } else {
+            vec![(t.local_subnet.join(","), t.remote_subnet.join(","))]
+        };
+        conns.push_str(&format!(
+            "  {name} {{\n    version = {version}\n    aggressive = {aggr}\n    local_addrs = {local}\n    remote_addrs = {remote}\n    proposals = {ike_proposal}\n    rekey_time = {ike_life}s\n{dpd}    local {{\n      auth = psk\n      id = {lid}\n    }}\n    remote {{\n      auth = psk\n      id = {rid}\n    }}\n    children {{\n",
+            name = t.name,
+            aggr = if t.ike.ike_mode == "aggressive" { "yes" } else { "no" },
+            local = t.local,
+            remote = t.remote,
+            ike_life = t.ike.ike_lifetime,
+            dpd = if t.enable_dpd { "    dpd_delay = 30s\n" } else { "" },
+            lid = identity(&t.ike.local_id),
+            rid = identity(&t.ike.remote_id),
+        ));
+        for (i, (l, r)) in children.iter().enumerate() {
+            conns.push_str(&format!(
+                "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp_proposal}\n        rekey_time = {life}s\n        start_action = start\n        dpd_action = restart\n        close_action = start\n      }}\n",
+                name = t.name,
+                n = i + 1,
+                life = t.ipsec.ipsec_lifetime,
+            ));
+        }
+        conns.push_str("    }\n  }\n");
+        // The key in hex: no quoting rules, and never mistaken for strongSwan's 0x/0s prefixes.
+        secrets.push_str(&format!(
+            "  ike-{name} {{\n    id-local = {lid}\n    id-remote = {rid}\n    secret = 0x{hex}\n  }}\n",
+            name = t.name,
+            lid = identity(&t.ike.local_id),
+            rid = identity(&t.ike.remote_id),
+            hex = hex::encode(t.ike.psk.as_bytes()),
+        ));
+    }
+    Ok(format!("# swanctl.conf for the customer gateway, generated by vpngw.\nconnections {{\n{conns}}}\n\nsecrets {{\n{secrets}}}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::{IkeCfg, IpsecCfg};
+
+    fn tunnel(version: &str, pfs: &str) -> PeerTunnel {
+        PeerTunnel {
+            name: "vco-1".into(),
+            tunnel_id: String::new(),
+            local: "203.0.113.1".into(),
+            remote: "198.51.100.1".into(),
+            ike: IkeCfg {
+                psk: "pre\"shared".into(),
+                ike_version: version.into(),
+                ike_mode: "main".into(),
+                ike_enc_alg: "aes256".into(),
+                ike_auth_alg: "sha256".into(),
+                ike_pfs: "group14".into(),
+                ike_lifetime: 86400,
+                local_id: "203.0.113.1".into(),
+                remote_id: "gw.example.com".into(),
+            },
+            ipsec: IpsecCfg { ipsec_enc_alg: "aes".into(), ipsec_auth_alg: "sha1".into(), ipsec_pfs: pfs.into(), ipsec_lifetime: 3600 },
+            enable_dpd: true,
+            local_subnet: vec!["192.168.0.0/24".into(), "192.168.1.0/24".into()],
+            remote_subnet: vec!["10.0.0.0/24".into()],
+        }
+    }
+
+    #[test]
+    fn ikev1_gets_a_child_per_subnet_pair() {
+        insta::assert_snapshot!(render("strongswan", &[tunnel("ikev1", "group2")]).unwrap());
+    }
+
+    #[test]
+    fn ikev2_without_pfs() {
+        let out = render("strongswan", &[tunnel("ikev2", "disabled")]).unwrap();
+        assert!(out.contains("local_ts = 192.168.0.0/24,192.168.1.0/24"), "{out}");
+        assert!(out.contains("esp_proposals = aes128-sha1\n"), "{out}");
+        assert!(out.contains("version = 2"), "{out}");
+    }
+
+    #[test]
+    fn what_strongswan_cannot_do_is_said() {
+        let mut t = tunnel("ikev1", "group2");
+        t.ike.ike_enc_alg = "sm4".into();
+        assert!(render("strongswan", &[t]).unwrap_err().contains("sm4"));
+        assert!(render("cisco", &[tunnel("ikev1", "group2")]).is_err());
+    }
+}
