@@ -114,6 +114,10 @@ pub(crate) struct VpnConnection {
     pub resource_group_id: String,
     /// Moves when a negotiable setting changes: the data plane re-negotiates then, not otherwise.
     pub negotiation_generation: u64,
+    /// `bgp` or `static`: kept beside the settings so that the gateway's BGP rules can find the
+    /// BGP connections without reading every connection.
+    #[serde(default)]
+    pub routing: String,
 }
 
 impl VpnConnection {
@@ -438,14 +442,29 @@ async fn customer_gateway(req: &Req<'_>, id: &str) -> Result<CustomerGateway, Ap
     doc(&load(req, Kind::CustomerGateway, id, Code::InvalidCustomerGatewayId).await?)
 }
 
-/// The other connections of the gateway.
-async fn siblings(req: &Req<'_>, gateway_id: &str, except: &str) -> Result<Vec<VpnConnection>, ApiError> {
-    let q = ListQuery { parent: Some(gateway_id.to_string()), limit: u32::MAX as u64, ..Default::default() };
-    let page = req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error)?;
-    page.items.iter().filter(|r| r.id != except).map(doc::<VpnConnection>).collect()
+/// The gateway's other connections that the rules compare `c` with: those sharing a customer
+/// gateway, and those with BGP. Returns them and whether any other connection has BGP.
+async fn related(req: &Req<'_>, gateway_id: &str, c: &VpnConnection, except: &str) -> Result<(Vec<VpnConnection>, bool), ApiError> {
+    let list = |field: &str, value: &str| {
+        let q = ListQuery { parent: Some(gateway_id.to_string()), fields: vec![(field.to_string(), value.to_string())], limit: u32::MAX as u64, ..Default::default() };
+        async move { req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error) }
+    };
+    let mut found: HashMap<String, VpnConnection> = HashMap::new();
+    for cgw in &c.cgw_ids {
+        for r in list("cgw_ids[]", cgw).await?.items.iter().filter(|r| r.id != except) {
+            found.insert(r.id.clone(), doc(r)?);
+        }
+    }
+    let mut others_bgp = false;
+    for r in list("routing", "bgp").await?.items.iter().filter(|r| r.id != except) {
+        others_bgp = true;
+        found.insert(r.id.clone(), doc(r)?);
+    }
+    Ok((found.into_values().collect(), others_bgp))
 }
 
-/// The rules that compare a connection with the gateway's other connections.
+/// The rules that compare a connection with the gateway's other connections (`others` holds at
+/// least those sharing a customer gateway and those with BGP).
 fn check_against_siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), ApiError> {
     for o in others {
         for (cgw, ike) in c.endpoints() {
@@ -615,6 +634,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         zone_no: g.zones.0.clone(),
         resource_group_id: g.gw.resource_group_id.clone(),
         negotiation_generation: 1,
+        routing: String::new(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -682,13 +702,14 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
             return Err(ApiError::new(Code::CustomerGatewayConflictVpnIp));
         }
     }
-    let others = siblings(req, &g.rec.id, "").await?;
-    if others.len() as u64 >= req.svc.config.quotas.vpn_connections_per_gateway {
+    if req.store().count(Kind::VpnConnection, &req.scope, Some(&g.rec.id)).await.map_err(store_error)? >= req.svc.config.quotas.vpn_connections_per_gateway {
         return Err(ApiError::new(Code::VpnConnectionsQuotaFull));
     }
+    let (others, others_bgp) = related(req, &g.rec.id, &c, "").await?;
     check_against_siblings(&c, &others)?;
 
-    let bgp = c.bgp_enabled() || others.iter().any(VpnConnection::bgp_enabled);
+    let bgp = c.bgp_enabled() || others_bgp;
+    c.routing = if c.bgp_enabled() { "bgp" } else { "static" }.into();
     let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), "updating", to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
     let mut muts = put_tagged(req, rec, tags);
@@ -744,8 +765,9 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
     if touches_selectors && ikev1 && (c.local_subnet.len() > 1 || c.remote_subnet.len() > 1) {
         return Err(ApiError::new(Code::ModifyIkeV1WithMultiRoutes));
     }
-    let others = siblings(req, &g.rec.id, &id).await?;
+    let (others, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
     check_against_siblings(&c, &others)?;
+    c.routing = if c.bgp_enabled() { "bgp" } else { "static" }.into();
 
     let mut muts = Vec::new();
     let applied = c.negotiable() != before.negotiable() || c.bgp_enabled() != before.bgp_enabled() || c.health != before.health || c.bgp != before.bgp;
@@ -755,8 +777,7 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
     if applied {
         rec.status = "updating".into();
         muts.extend(schedule(Kind::VpnConnection, &id, &[("status:active", req.svc.config.transition)]));
-        let bgp = c.bgp_enabled() || others.iter().any(VpnConnection::bgp_enabled);
-        muts.extend(gateway_updating(req, g, bgp));
+        muts.extend(gateway_updating(req, g, c.bgp_enabled() || others_bgp));
     }
     rec.doc = to_doc(&c);
     let cgws = load_cgws(req, &c).await?;
@@ -773,10 +794,10 @@ pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     if rec.status != "active" {
         return Err(ApiError::new(Code::VpnTaskConflict));
     }
-    let others = siblings(req, &g.rec.id, &id).await?;
-    let bgp = others.iter().any(VpnConnection::bgp_enabled);
+    let c: VpnConnection = doc(&rec)?;
+    let (_, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
     let mut muts = vec![Mutation::Delete { kind: Kind::VpnConnection, id }];
-    muts.extend(gateway_updating(req, g, bgp));
+    muts.extend(gateway_updating(req, g, others_bgp));
     req.commit(muts, Default::default()).await
 }
 
@@ -1059,6 +1080,7 @@ mod tests {
             zone_no: "z".into(),
             resource_group_id: "rg".into(),
             negotiation_generation: 1,
+            routing: "static".into(),
         }
     }
 
