@@ -73,6 +73,15 @@ pub async fn run(store: impl Store) {
     assert_eq!(by_id.total, 1, "another account's id is never listed");
     assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), 5);
     assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-x")).await.unwrap(), 0);
+    assert_eq!(store.count(Kind::VpnGateway, &b, Some("vpc-1")).await.unwrap(), 0, "another account's parent has no children for us");
+    // Moving a record to another parent moves its count.
+    store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-3", &a, Some("vpc-9"), "active", json!({})))]).await.unwrap();
+    store.commit(vec![Mutation::Put(rec(Kind::Vpc, "vpc-9", &a, None, "Available", json!({})))]).await.unwrap();
+    assert_eq!((store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), store.count(Kind::VpnGateway, &a, Some("vpc-9")).await.unwrap()), (4, 1));
+    let by_parent = store.list(Kind::VpnGateway, &a, &ListQuery { parent: Some("vpc-9".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!((by_parent.total, by_parent.items.len()), (1, 1));
+    store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-3", &a, Some("vpc-1"), "active", json!({"business_status": "Normal"})))]).await.unwrap();
+    assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), 5);
 
     // Replacing a record keeps its place in the creation order.
     store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-0", &a, Some("vpc-1"), "updating", json!({"v": 2})))]).await.unwrap();

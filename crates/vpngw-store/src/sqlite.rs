@@ -88,6 +88,16 @@ CREATE TABLE counts (
     PRIMARY KEY (kind, account_id, region)
 );
 INSERT INTO counts (kind, account_id, region, n) SELECT kind, account_id, region, COUNT(*) FROM resources GROUP BY kind, account_id, region;
+"#, r#"
+-- The same per parent (the connections of a gateway, ...): listing a parent's children and
+-- checking its quota read one row instead of counting them.
+CREATE TABLE parent_counts (
+    kind TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (kind, parent_id)
+);
+INSERT INTO parent_counts (kind, parent_id, n) SELECT kind, parent_id, COUNT(*) FROM resources WHERE parent_id IS NOT NULL GROUP BY kind, parent_id;
 "#];
 
 const READERS: usize = 4;
@@ -198,6 +208,25 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
+/// How many children of `kind` the parent has, if the parent belongs to the scope.
+fn parent_count(c: &Connection, kind: Kind, scope: &Scope, parent: &str) -> rusqlite::Result<i64> {
+    let owned: bool = c
+        .prepare_cached("SELECT 1 FROM resources WHERE id = ? AND account_id = ? AND region = ?")?
+        .query_row(params![parent, scope.account, scope.region], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !owned {
+        // A parent outside the scope (or gone) has no children the caller may see.
+        return c
+            .prepare_cached("SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ? AND parent_id = ?")?
+            .query_row(params![kind.as_str(), scope.account, scope.region, parent], |r| r.get(0));
+    }
+    c.prepare_cached("SELECT n FROM parent_counts WHERE kind = ? AND parent_id = ?")?
+        .query_row(params![kind.as_str(), parent], |r| r.get(0))
+        .optional()
+        .map(|n| n.unwrap_or(0))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -267,7 +296,13 @@ impl Store for SqliteStore {
     async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page> {
         let (scope, q) = (scope.clone(), q.clone());
         self.read(move |c| {
-            let mut filter = String::from(" FROM resources WHERE kind = ? AND account_id = ? AND region = ?");
+            // With ids given, `+` keeps SQLite from walking the scope index in `seq` order (to
+            // save a sort) over every resource of the scope: it looks the ids up instead.
+            let mut filter = String::from(if q.ids.is_empty() {
+                " FROM resources WHERE kind = ? AND account_id = ? AND region = ?"
+            } else {
+                " FROM resources WHERE +kind = ? AND +account_id = ? AND +region = ?"
+            });
             let mut args: Vec<rusqlite::types::Value> = vec![kind.as_str().to_string().into(), scope.account.into(), scope.region.clone().into()];
             in_list(&mut filter, &mut args, "id", &q.ids);
             if let Some(p) = &q.parent {
@@ -294,10 +329,14 @@ impl Store for SqliteStore {
                 args.push(v.clone().into());
             }
             tag_clauses(&mut filter, &mut args, "id", &q.tags);
-            let total: u64 = c
-                .prepare_cached(&format!("SELECT COUNT(*){filter}"))
-                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
-                .map_err(other)? as u64;
+            let only_parent = q.ids.is_empty() && q.status.is_none() && q.fields.is_empty() && q.tags.is_empty();
+            let total: u64 = match (&q.parent, only_parent) {
+                (Some(p), true) => parent_count(c, kind, &scope, p).map_err(other)? as u64,
+                _ => c
+                    .prepare_cached(&format!("SELECT COUNT(*){filter}"))
+                    .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
+                    .map_err(other)? as u64,
+            };
             let mut page_args = args.clone();
             page_args.push((q.limit.min(i64::MAX as u64) as i64).into());
             page_args.push((q.offset.min(i64::MAX as u64) as i64).into());
@@ -312,11 +351,9 @@ impl Store for SqliteStore {
         let (scope, parent) = (scope.clone(), parent.map(str::to_string));
         self.read(move |c| {
             let n: i64 = match parent {
-                Some(p) => c.query_row(
-                    "SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ? AND parent_id = ?",
-                    params![kind.as_str(), scope.account, scope.region, p],
-                    |r| r.get(0),
-                ),
+                // Children share their parent's scope, and ids are unique: the parent's count is
+                // the count inside the scope whenever the parent belongs to it.
+                Some(p) => parent_count(c, kind, &scope, &p),
                 None => c
                     .query_row("SELECT n FROM counts WHERE kind = ? AND account_id = ? AND region = ?", params![kind.as_str(), scope.account, scope.region], |r| r.get(0))
                     .optional()
@@ -497,6 +534,13 @@ fn bump_count(tx: &rusqlite::Transaction<'_>, kind: &str, account: i64, region: 
     Ok(())
 }
 
+fn bump_parent_count(tx: &rusqlite::Transaction<'_>, kind: &str, parent: &str, by: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO parent_counts (kind, parent_id, n) VALUES (?, ?, ?) ON CONFLICT(kind, parent_id) DO UPDATE SET n = n + excluded.n")
+        .and_then(|mut s| s.execute(params![kind, parent, by]))
+        .map_err(other)?;
+    Ok(())
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
     let conflict = |what: String| {
         move |e: rusqlite::Error| match e {
@@ -507,24 +551,45 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
     match m {
         Mutation::Put(r) => {
             let doc = serde_json::to_string(&r.doc).map_err(other)?;
-            let updated = tx
-                .prepare_cached("UPDATE resources SET parent_id = ?, status = ?, doc = ? WHERE id = ? AND kind = ?")
-                .and_then(|mut s| s.execute(params![r.parent, r.status, doc, r.id, r.kind.as_str()]))
+            let old_parent: Option<Option<String>> = tx
+                .prepare_cached("SELECT parent_id FROM resources WHERE id = ? AND kind = ?")
+                .and_then(|mut s| s.query_row(params![r.id, r.kind.as_str()], |row| row.get(0)).optional())
                 .map_err(other)?;
-            if updated == 0 {
-                tx.prepare_cached("INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-                    .and_then(|mut s| s.execute(params![r.id, r.kind.as_str(), r.account, r.region, r.parent, r.status, r.created_ms, doc]))
-                    .map_err(conflict(format!("resource {}", r.id)))?;
-                bump_count(tx, r.kind.as_str(), r.account, &r.region, 1)?;
+            match old_parent {
+                Some(old) => {
+                    tx.prepare_cached("UPDATE resources SET parent_id = ?, status = ?, doc = ? WHERE id = ? AND kind = ?")
+                        .and_then(|mut s| s.execute(params![r.parent, r.status, doc, r.id, r.kind.as_str()]))
+                        .map_err(other)?;
+                    if old != r.parent {
+                        if let Some(o) = &old {
+                            bump_parent_count(tx, r.kind.as_str(), o, -1)?;
+                        }
+                        if let Some(n) = &r.parent {
+                            bump_parent_count(tx, r.kind.as_str(), n, 1)?;
+                        }
+                    }
+                }
+                None => {
+                    tx.prepare_cached("INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                        .and_then(|mut s| s.execute(params![r.id, r.kind.as_str(), r.account, r.region, r.parent, r.status, r.created_ms, doc]))
+                        .map_err(conflict(format!("resource {}", r.id)))?;
+                    bump_count(tx, r.kind.as_str(), r.account, &r.region, 1)?;
+                    if let Some(n) = &r.parent {
+                        bump_parent_count(tx, r.kind.as_str(), n, 1)?;
+                    }
+                }
             }
         }
         Mutation::Delete { kind, id } => {
-            let gone: Option<(i64, String)> = tx
-                .prepare_cached("DELETE FROM resources WHERE id = ? AND kind = ? RETURNING account_id, region")
-                .and_then(|mut s| s.query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            let gone: Option<(i64, String, Option<String>)> = tx
+                .prepare_cached("DELETE FROM resources WHERE id = ? AND kind = ? RETURNING account_id, region, parent_id")
+                .and_then(|mut s| s.query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
                 .map_err(other)?;
-            if let Some((account, region)) = gone {
+            if let Some((account, region, parent)) = gone {
                 bump_count(tx, kind.as_str(), account, &region, -1)?;
+                if let Some(p) = parent {
+                    bump_parent_count(tx, kind.as_str(), &p, -1)?;
+                }
             }
             tx.execute("DELETE FROM tags WHERE resource_id = ?", params![id]).map_err(other)?;
             tx.execute("DELETE FROM addresses WHERE owner_id = ?", params![id]).map_err(other)?;

@@ -19,6 +19,9 @@ pub struct BenchArgs {
     /// Requests each write scenario sends (and rows the bare SQLite insert writes).
     #[arg(long, default_value_t = 6_000)]
     pub writes: usize,
+    /// Connections on the large gateway of the DescribeVpnConnections scenario (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
     /// The moto_server program to compare with (skipped when not found).
     #[arg(long, default_value = "moto_server")]
     pub moto: String,
@@ -104,6 +107,33 @@ fn bare_sqlite(dir: &std::path::Path, rows: usize) -> anyhow::Result<Row> {
     Ok(Row { name: "bare SQLite insert (WAL, sync=FULL)".into(), conns: 1, rps: lat.len() as f64 / elapsed, p50_ms: pct_ms(&lat, 0.5), p99_ms: pct_ms(&lat, 0.99) })
 }
 
+/// A gateway with `n` connections, each to its own customer gateway (the `series`-th /16 of
+/// addresses), created through the API.
+async fn connections_gateway(client: &Client, vpc: &str, vsw: &str, n: usize, series: u64) -> anyhow::Result<String> {
+    let r = "cn-hangzhou";
+    let call = |action: &'static str, params: Vec<(&'static str, String)>| async move {
+        // A write that finds the gateway busy with the previous one waits for it (not forever).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let a = client.call(action, &p).await?;
+            match (a.status, a.code().as_str()) {
+                (200, _) => return Ok::<serde_json::Value, anyhow::Error>(a.json()),
+                (_, "VpnGateway.Configuring") if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(1)).await,
+                _ => anyhow::bail!("{action} failed: {}", a.body),
+            }
+        }
+    };
+    let gw = call("CreateVpnGateway", vec![("RegionId", r.into()), ("VpcId", vpc.into()), ("VSwitchId", vsw.into()), ("Bandwidth", "5".into()), ("InstanceChargeType", "POSTPAY".into())]).await?;
+    let gw = gw["VpnGatewayId"].as_str().unwrap_or_default().to_string();
+    for i in 0..n as u64 {
+        let cgw = call("CreateCustomerGateway", vec![("RegionId", r.into()), ("IpAddress", format!("12.{}.{}.{}", series, ((i + 1) >> 8) & 255, (i + 1) & 255)), ("Asn", "65000".into())]).await?;
+        let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
+        call("CreateVpnConnection", vec![("RegionId", r.into()), ("VpnGatewayId", gw.clone()), ("CustomerGatewayId", cgw), ("LocalSubnet", "10.0.0.0/24".into()), ("RemoteSubnet", format!("172.{}.{}.0/24", 16 + (i >> 8), i & 255))]).await?;
+    }
+    Ok(gw)
+}
+
 fn ip_for(n: u64) -> String {
     let n = n + 1;
     format!("11.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
@@ -161,11 +191,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut cfg = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.join("data"),
-        transition_ms: 50,
+        transition_ms: 0,
         accounts: vec![AccountConfig { name: "bench".into(), access_key_id: "BENCHAK".into(), access_key_secret: "benchsecret".into(), readonly: false }],
         ..Config::default()
     };
     cfg.quotas.customer_gateways = u64::MAX;
+    cfg.quotas.vpn_connections_per_gateway = u64::MAX;
     let store = crate::server::open_store(&cfg.data_dir)?;
     let running = crate::server::start(&cfg, store).await?;
     let endpoint = running.addr.to_string();
@@ -197,6 +228,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map(|i| client.signed("CreateCustomerGateway", &[("RegionId", r), ("IpAddress", &ip_for(base + i))], &none))
             .collect::<anyhow::Result<_>>()?;
         rows.push(measure("signed CreateCustomerGateway", conns, &client, reqs).await?);
+    }
+    if args.connections > 0 {
+        let small = connections_gateway(&client, &vpc, &vsw, 10, 0).await?;
+        let full_page = connections_gateway(&client, &vpc, &vsw, 50, 2).await?;
+        let started = Instant::now();
+        let large = connections_gateway(&client, &vpc, &vsw, args.connections, 1).await?;
+        println!("(created {} connections through the API in {:.1} s)", args.connections, started.elapsed().as_secs_f64());
+        for (n, gw) in [(10, small), (50, full_page), (args.connections, large)] {
+            let name = format!("DescribeVpnConnections PageSize 50, {n} on the gateway");
+            let reqs = (0..args.reads / 10)
+                .map(|_| client.signed("DescribeVpnConnections", &[("RegionId", r), ("VpnGatewayId", &gw), ("PageSize", "50")], &none))
+                .collect::<anyhow::Result<_>>()?;
+            rows.push(measure(&name, 1, &client, reqs).await?);
+        }
     }
     rows.push(tokio::task::spawn_blocking({
         let dir = dir.clone();
@@ -242,5 +287,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("| vpngw / moto, DescribeVpnGateway(s) throughput | {} | {} | ≥ 100 |", m1[0], m1[1]);
     let m2 = ratio("signed CreateCustomerGateway", "moto CreateCustomerGateway", |r| r.rps);
     println!("| vpngw / moto, CreateCustomerGateway throughput | {} | {} | ≥ 100 |", m2[0], m2[1]);
+    let lists: Vec<&Row> = rows.iter().filter(|r| r.name.starts_with("DescribeVpnConnections")).collect();
+    if let [small, full, large] = lists.as_slice() {
+        println!("| DescribeVpnConnections p99, {} vs 10 connections (pages of 50 vs 10 items) | {:.2} | - | ≤ 1.5 |", args.connections, large.p99_ms / small.p99_ms);
+        println!("| DescribeVpnConnections p99, {} vs 50 connections (full pages both) | {:.2} | - | ≤ 1.5 |", args.connections, large.p99_ms / full.p99_ms);
+    }
     Ok(())
 }

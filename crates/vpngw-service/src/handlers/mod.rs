@@ -75,15 +75,35 @@ pub(crate) fn put_tagged(req: &Req<'_>, rec: Record, tags: Vec<(String, String)>
     muts
 }
 
-/// Lifecycle tasks: each `(op, after)` step runs `after` from now.
+/// Lifecycle tasks: each `(op, after)` step runs `after` from now. Each step falls due strictly
+/// after the one before it, so the engine (which applies due tasks in due order) never applies
+/// them out of order, even with a zero transition time.
 pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration)]) -> Vec<Mutation> {
     let now = crate::now_ms();
+    let mut last = i64::MIN;
     steps
         .iter()
         .map(|(op, after)| {
-            Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: (*op).to_string(), due_ms: now + after.as_millis() as i64 })
+            last = (now + after.as_millis() as i64).max(last.saturating_add(1));
+            Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: (*op).to_string(), due_ms: last })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn steps_fall_due_in_order_even_with_no_delay() {
+        let zero = std::time::Duration::ZERO;
+        let due: Vec<i64> = super::schedule(vpngw_store::Kind::VpnGateway, "vpn-1", &[("status:provisioning", zero), ("status:active", zero), ("delete", zero)])
+            .into_iter()
+            .map(|m| match m {
+                vpngw_store::Mutation::PutTask(t) => t.due_ms,
+                _ => unreachable!("schedule only makes tasks"),
+            })
+            .collect();
+        assert!(due.windows(2).all(|w| w[0] < w[1]), "{due:?}");
+    }
 }
 
 /// A typed view of a record's document.

@@ -780,7 +780,7 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
         muts.extend(gateway_updating(req, g, c.bgp_enabled() || others_bgp));
     }
     rec.doc = to_doc(&c);
-    let cgws = load_cgws(req, &c).await?;
+    let cgws = load_cgws(req, &[&c]).await?;
     let body = obj(connection_json(&rec, &c, &cgws, Shape::Modify, None));
     muts.insert(0, Mutation::Put(rec));
     req.commit(muts, body).await
@@ -801,21 +801,24 @@ pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     req.commit(muts, Default::default()).await
 }
 
-async fn load_cgws(req: &Req<'_>, c: &VpnConnection) -> Result<HashMap<String, CustomerGateway>, ApiError> {
-    let mut out = HashMap::new();
-    for id in &c.cgw_ids {
-        if let Some(r) = req.store().get(Kind::CustomerGateway, &req.scope, id).await.map_err(store_error)? {
-            out.insert(id.clone(), doc(&r)?);
-        }
+/// The customer gateways of these connections, in one read.
+async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result<HashMap<String, CustomerGateway>, ApiError> {
+    let mut ids: Vec<String> = conns.iter().flat_map(|c| c.cgw_ids.iter().cloned()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
     }
-    Ok(out)
+    let q = ListQuery { limit: ids.len() as u64, ids, ..Default::default() };
+    let page = req.store().list(Kind::CustomerGateway, &req.scope, &q).await.map_err(store_error)?;
+    page.items.iter().map(|r| Ok((r.id.clone(), doc(r)?))).collect()
 }
 
 pub async fn describe_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("VpnConnectionId")?.to_string();
     let (rec, tags) = load_tagged(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
     let c: VpnConnection = doc(&rec)?;
-    let cgws = load_cgws(req, &c).await?;
+    let cgws = load_cgws(req, &[&c]).await?;
     Ok(obj(connection_json(&rec, &c, &cgws, Shape::Describe, Some(&tags))))
 }
 
@@ -830,12 +833,9 @@ pub async fn describe_vpn_connections(req: &mut Req<'_>) -> HandlerResult {
         q.fields.push(("cgw_ids[]".into(), cgw.to_string()));
     }
     let (page, tags) = list_with_tags(req, Kind::VpnConnection, &q).await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for r in &page.items {
-        let c: VpnConnection = doc(r)?;
-        let cgws = load_cgws(req, &c).await?;
-        items.push(connection_json(r, &c, &cgws, Shape::List, tags.get(&r.id)));
-    }
+    let conns = page.items.iter().map(doc::<VpnConnection>).collect::<Result<Vec<_>, _>>()?;
+    let cgws = load_cgws(req, &conns.iter().collect::<Vec<_>>()).await?;
+    let items: Vec<Value> = page.items.iter().zip(&conns).map(|(r, c)| connection_json(r, c, &cgws, Shape::List, tags.get(&r.id))).collect();
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "VpnConnections": {"VpnConnection": items}})))
 }
 
@@ -980,7 +980,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
     let device = req.params.opt("DeviceType").map(str::to_ascii_lowercase);
     let rec = load(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
     let c: VpnConnection = doc(&rec)?;
-    let cgws = load_cgws(req, &c).await?;
+    let cgws = load_cgws(req, &[&c]).await?;
     let cgw_ip = |id: &str| cgws.get(id).map(|g| g.ip_address.clone()).unwrap_or_default();
     let peers: Vec<PeerTunnel> = if c.dual() {
         c.tunnels
