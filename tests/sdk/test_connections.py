@@ -280,3 +280,60 @@ def test_strongswan_device_config_through_the_legacy_sdk(server):
     with pytest.raises(ServerException) as e:
         legacy.do_action_with_exception(req)
     assert e.value.get_error_code() == "InvalidParameter.DeviceType"
+
+
+def test_client_token_on_connections(alice):
+    gw, _, _ = make_gateway(alice)
+    cgw = make_cgw(alice).customer_gateway_id
+    first = alice.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw,
+        local_subnet="10.0.0.0/24", remote_subnet="192.168.0.0/24", client_token="tok-vco-1")).body.vpn_connection_id
+    # A retry answers the first result even while the gateway is still configuring.
+    again = alice.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw,
+        local_subnet="10.0.0.0/24", remote_subnet="192.168.0.0/24", client_token="tok-vco-1")).body.vpn_connection_id
+    assert again == first
+    assert error(alice.create_vpn_connection, m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw,
+        local_subnet="10.0.1.0/24", remote_subnet="192.168.0.0/24", client_token="tok-vco-1")) == ("IdempotentParameterMismatch", 400)
+    wait_status(alice, gw, "active")
+    assert alice.describe_vpn_connections(m.DescribeVpnConnectionsRequest(region_id=REGION, vpn_gateway_id=gw)).body.total_count == 1
+
+
+def test_legacy_sdk_connection_lifecycle(server):
+    from aliyunsdkvpc.request.v20160428.CreateVpnConnectionRequest import CreateVpnConnectionRequest as LCreate
+    from aliyunsdkvpc.request.v20160428.DescribeVpnConnectionRequest import DescribeVpnConnectionRequest as LDescribe
+    from aliyunsdkvpc.request.v20160428.ModifyVpnConnectionAttributeRequest import ModifyVpnConnectionAttributeRequest as LModify
+    from aliyunsdkvpc.request.v20160428.DeleteVpnConnectionRequest import DeleteVpnConnectionRequest as LDelete
+    c = server.tea()
+    legacy = server.legacy()
+
+    def call(req):
+        req.set_endpoint(server.endpoint)
+        req.set_protocol_type("http")
+        return json.loads(legacy.do_action_with_exception(req))
+
+    gw, _, _ = make_gateway(c)
+    cgw = make_cgw(c).customer_gateway_id
+    req = LCreate()
+    req.set_VpnGatewayId(gw)
+    req.set_CustomerGatewayId(cgw)
+    req.set_LocalSubnet("10.0.0.0/24")
+    req.set_RemoteSubnet("192.168.0.0/24")
+    req.set_IkeConfig(json.dumps({"IkeVersion": "ikev2", "IkeAuthAlg": "sha256"}))
+    req.set_EnableDpd(False)
+    vco = call(req)["VpnConnectionId"]
+    wait_status(c, gw, "active")
+    d = LDescribe()
+    d.set_VpnConnectionId(vco)
+    body = call(d)
+    assert body["IkeConfig"]["IkeVersion"] == "ikev2" and body["IkeConfig"]["IkeAuthAlg"] == "sha256" and body["EnableDpd"] is False
+    mod = LModify()
+    mod.set_VpnConnectionId(vco)
+    mod.set_IpsecConfig(json.dumps({"IpsecPfs": "disabled"}))
+    assert call(mod)["IpsecConfig"]["IpsecPfs"] == "disabled"
+    wait_status(c, gw, "active")
+    rm = LDelete()
+    rm.set_VpnConnectionId(vco)
+    call(rm)
+    from aliyunsdkcore.acs_exception.exceptions import ServerException
+    with pytest.raises(ServerException) as e:
+        call(d)
+    assert e.value.get_error_code() == "InvalidVpnConnectionInstanceId.NotFound" and e.value.get_http_status() == 404
