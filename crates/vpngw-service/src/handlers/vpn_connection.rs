@@ -30,6 +30,20 @@ use crate::{ids, store_error, HandlerResult, Req};
 pub(crate) const NOT_ESTABLISHED: &str = "ike_sa_not_established";
 const DEFAULT_LOCAL_ASN: u32 = 45104;
 const PSK_SPECIALS: &str = "~!`@#$%^&*()_-+={}[]|;:',.<>/?";
+/// The algorithms of each gateway type, the same for IKE (phase 1) and IPsec (phase 2).
+const NORMAL_ENCS: &[&str] = &["aes", "aes192", "aes256", "des", "3des"];
+const NORMAL_AUTHS: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512"];
+const NATIONAL_ENCS: &[&str] = &["sm4"];
+const NATIONAL_AUTHS: &[&str] = &["sm3"];
+const DH_GROUPS: &[&str] = &["group1", "group2", "group5", "group14"];
+
+fn algorithms(national: bool) -> (&'static [&'static str], &'static [&'static str]) {
+    if national {
+        (NATIONAL_ENCS, NATIONAL_AUTHS)
+    } else {
+        (NORMAL_ENCS, NORMAL_AUTHS)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IkeCfg {
@@ -291,11 +305,8 @@ fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
     if !psk_ok(&c.psk) {
         return bad("Psk");
     }
-    let (versions, modes, encs, auths): (&[&str], &[&str], &[&str], &[&str]) = if national {
-        (&["ikev1"], &["main"], &["sm4"], &["sm3"])
-    } else {
-        (&["ikev1", "ikev2"], &["main", "aggressive"], &["aes", "aes192", "aes256", "des", "3des"], &["md5", "sha1", "sha256", "sha384", "sha512"])
-    };
+    let (versions, modes): (&[&str], &[&str]) = if national { (&["ikev1"], &["main"]) } else { (&["ikev1", "ikev2"], &["main", "aggressive"]) };
+    let (encs, auths) = algorithms(national);
     if !versions.contains(&c.ike_version.as_str()) {
         return bad("IkeVersion");
     }
@@ -308,7 +319,7 @@ fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
     if !auths.contains(&c.ike_auth_alg.as_str()) {
         return bad("IkeAuthAlg");
     }
-    if !["group1", "group2", "group5", "group14"].contains(&c.ike_pfs.as_str()) {
+    if !DH_GROUPS.contains(&c.ike_pfs.as_str()) {
         return bad("IkePfs");
     }
     if c.local_id.chars().count() > 100 {
@@ -321,14 +332,14 @@ fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
 }
 
 fn check_ipsec(c: &IpsecCfg, national: bool, at: &str) -> Result<(), ApiError> {
-    let (encs, auths): (&[&str], &[&str]) = if national { (&["sm4"], &["sm3"]) } else { (&["aes", "aes192", "aes256", "des", "3des"], &["md5", "sha1", "sha256", "sha384", "sha512"]) };
+    let (encs, auths) = algorithms(national);
     if !encs.contains(&c.ipsec_enc_alg.as_str()) {
         return Err(ApiError::invalid(&format!("{at}.IpsecEncAlg")));
     }
     if !auths.contains(&c.ipsec_auth_alg.as_str()) {
         return Err(ApiError::new(Code::NotSupportIpsecAuthAlg));
     }
-    if !["disabled", "group1", "group2", "group5", "group14"].contains(&c.ipsec_pfs.as_str()) {
+    if c.ipsec_pfs != "disabled" && !DH_GROUPS.contains(&c.ipsec_pfs.as_str()) {
         return Err(ApiError::new(Code::NotSupportIpsecPfs));
     }
     Ok(())
