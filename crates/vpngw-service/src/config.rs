@@ -46,6 +46,8 @@ pub struct ServiceConfig {
     pub quotas: Quotas,
     /// The endpoint reported by DescribeRegions (this server's address).
     pub endpoint: String,
+    /// How long an `updating` step waits for the data plane to apply a change.
+    pub apply_timeout: Duration,
 }
 
 impl ServiceConfig {
@@ -77,6 +79,7 @@ impl Default for ServiceConfig {
             public_ip_pool: "198.51.100.0/24".parse().expect("valid literal"),
             quotas: Quotas::default(),
             endpoint: "127.0.0.1:8080".into(),
+            apply_timeout: Duration::from_secs(60),
         }
     }
 }

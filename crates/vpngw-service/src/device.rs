@@ -4,7 +4,7 @@
 //! own address and IDs first) into a complete configuration file. strongSwan's `swanctl.conf`
 //! is the first; Libreswan, VyOS and Cisco IOS renderers slot into [`render`] beside it.
 
-use crate::handlers::PeerTunnel;
+use crate::handlers::{IkeCfg, IpsecCfg, PeerTunnel};
 
 /// Renders the configuration for `device` (lower case), or says why it cannot.
 pub(crate) fn render(device: &str, tunnels: &[PeerTunnel]) -> Result<String, String> {
@@ -47,8 +47,8 @@ fn dh(group: &str) -> Result<Option<&'static str>, String> {
     })
 }
 
-/// An identity as swanctl reads it: an IP address as is, anything else as an FQDN.
-fn identity(id: &str) -> String {
+/// An identity as strongSwan reads it: an IP address as is, anything else as an FQDN.
+pub fn identity(id: &str) -> String {
     if id.parse::<std::net::IpAddr>().is_ok() {
         id.to_string()
     } else {
@@ -56,25 +56,50 @@ fn identity(id: &str) -> String {
     }
 }
 
-/// swanctl.conf for the customer side: one connection per tunnel, the customer initiating. With
-/// IKEv1, one child per (local, remote) subnet pair, since IKEv1 carries one traffic-selector
-/// pair per CHILD_SA (strongSwan would otherwise narrow silently to the first pair).
+/// strongSwan's IKE proposal for these settings, or why strongSwan cannot negotiate them.
+pub fn ike_proposal(ike: &IkeCfg) -> Result<String, String> {
+    let group = dh(&ike.ike_pfs)?.ok_or("IKE needs a DH group")?;
+    Ok(format!("{}-{}-{}", enc(&ike.ike_enc_alg)?, integ(&ike.ike_auth_alg)?, group))
+}
+
+/// strongSwan's ESP proposal for these settings (no DH group when PFS is disabled).
+pub fn esp_proposal(ipsec: &IpsecCfg) -> Result<String, String> {
+    Ok(match dh(&ipsec.ipsec_pfs)? {
+        Some(g) => format!("{}-{}-{}", enc(&ipsec.ipsec_enc_alg)?, integ(&ipsec.ipsec_auth_alg)?, g),
+        None => format!("{}-{}", enc(&ipsec.ipsec_enc_alg)?, integ(&ipsec.ipsec_auth_alg)?),
+    })
+}
+
+/// The CHILD_SAs of a tunnel as (local, remote) traffic-selector lists: IKEv1 carries one
+/// traffic-selector pair per CHILD_SA (strongSwan would otherwise narrow silently to the first
+/// pair), so IKEv1 gets one child per (local, remote) pair and IKEv2 one child with all.
+pub fn child_selectors(ike_version: &str, local: &[String], remote: &[String]) -> Vec<(Vec<String>, Vec<String>)> {
+    if ike_version == "ikev2" {
+        vec![(local.to_vec(), remote.to_vec())]
+    } else {
+        local.iter().flat_map(|l| remote.iter().map(move |r| (vec![l.clone()], vec![r.clone()]))).collect()
+    }
+}
+
+/// Policy priority of a dual-tunnel connection's tunnels (lower wins): traffic takes the master
+/// while its SA is up and the slave otherwise. `None` for single-tunnel connections.
+pub fn tunnel_priority(role: &str) -> Option<u32> {
+    match role {
+        "master" => Some(1000),
+        "slave" => Some(2000),
+        _ => None,
+    }
+}
+
+/// swanctl.conf for the customer side: one connection per tunnel. The customer initiates when
+/// the connection takes effect immediately; otherwise both sides wait for the first traffic.
 fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
     let mut conns = String::new();
     let mut secrets = String::new();
     for t in tunnels {
-        let ike_dh = dh(&t.ike.ike_pfs)?.ok_or("IKE needs a DH group")?;
-        let ike_proposal = format!("{}-{}-{}", enc(&t.ike.ike_enc_alg)?, integ(&t.ike.ike_auth_alg)?, ike_dh);
-        let esp_proposal = match dh(&t.ipsec.ipsec_pfs)? {
-            Some(g) => format!("{}-{}-{}", enc(&t.ipsec.ipsec_enc_alg)?, integ(&t.ipsec.ipsec_auth_alg)?, g),
-            None => format!("{}-{}", enc(&t.ipsec.ipsec_enc_alg)?, integ(&t.ipsec.ipsec_auth_alg)?),
-        };
+        let ike_proposal = ike_proposal(&t.ike)?;
+        let esp = esp_proposal(&t.ipsec)?;
         let version = if t.ike.ike_version == "ikev2" { 2 } else { 1 };
-        let children: Vec<(String, String)> = if version == 1 {
-            t.local_subnet.iter().flat_map(|l| t.remote_subnet.iter().map(move |r| (l.clone(), r.clone()))).collect()
-        } else {
-            vec![(t.local_subnet.join(","), t.remote_subnet.join(","))]
-        };
         conns.push_str(&format!(
             "  {name} {{\n    version = {version}\n    aggressive = {aggr}\n    local_addrs = {local}\n    remote_addrs = {remote}\n    proposals = {ike_proposal}\n    rekey_time = {ike_life}s\n{dpd}    local {{\n      auth = psk\n      id = {lid}\n    }}\n    remote {{\n      auth = psk\n      id = {rid}\n    }}\n    children {{\n",
             name = t.name,
@@ -82,15 +107,19 @@ fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
             local = t.local,
             remote = t.remote,
             ike_life = t.ike.ike_lifetime,
-            dpd = if t.enable_dpd { "    dpd_delay = 30s\n" } else { "" },
+            dpd = if t.enable_dpd { "    dpd_delay = 10s\n" } else { "" },
             lid = identity(&t.ike.local_id),
             rid = identity(&t.ike.remote_id),
         ));
-        for (i, (l, r)) in children.iter().enumerate() {
+        let start = if t.effect_immediately { "start" } else { "trap" };
+        let priority = tunnel_priority(&t.role).map(|p| format!("        priority = {p}\n")).unwrap_or_default();
+        for (i, (l, r)) in child_selectors(&t.ike.ike_version, &t.local_subnet, &t.remote_subnet).iter().enumerate() {
             conns.push_str(&format!(
-                "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp_proposal}\n        rekey_time = {life}s\n        start_action = start\n        dpd_action = restart\n        close_action = start\n      }}\n",
+                "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp}\n        rekey_time = {life}s\n{priority}        start_action = {start}\n        dpd_action = restart\n        close_action = {start}\n      }}\n",
                 name = t.name,
                 n = i + 1,
+                l = l.join(","),
+                r = r.join(","),
                 life = t.ipsec.ipsec_lifetime,
             ));
         }
@@ -110,7 +139,6 @@ fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::{IkeCfg, IpsecCfg};
 
     fn tunnel(version: &str, pfs: &str) -> PeerTunnel {
         PeerTunnel {
@@ -131,6 +159,8 @@ mod tests {
             },
             ipsec: IpsecCfg { ipsec_enc_alg: "aes".into(), ipsec_auth_alg: "sha1".into(), ipsec_pfs: pfs.into(), ipsec_lifetime: 3600 },
             enable_dpd: true,
+            effect_immediately: true,
+            role: String::new(),
             local_subnet: vec!["192.168.0.0/24".into(), "192.168.1.0/24".into()],
             remote_subnet: vec!["10.0.0.0/24".into()],
         }

@@ -6,12 +6,53 @@
 //! next step falls due. Later, reconcilers finish `updating` steps when the data plane has
 //! really applied a change; until then the configured transition time stands in for it.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use vpngw_store::{Mutation, Task};
+use vpngw_store::{Kind, Mutation, Task};
 
 use crate::{now_ms, Service};
+
+/// When each waiting step first waited for the data plane (by task id).
+static WAITING: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+
+/// How long to wait before asking the data plane again.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// Whether `task` must wait for the data plane (and was postponed).
+async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
+    let Some(dp) = svc.dataplane() else { return Ok(false) };
+    if task.op != "status:active" || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
+        return Ok(false);
+    }
+    let want = svc.intent_digest(task.kind, &task.resource_id).await?;
+    let done = want.is_none() || dp.converged(&task.resource_id) == want;
+    let postpone = {
+        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        let map = waiting.get_or_insert_with(HashMap::new);
+        if done {
+            map.remove(&task.id);
+            false
+        } else {
+            let since = *map.entry(task.id.clone()).or_insert_with(Instant::now);
+            if since.elapsed() >= svc.config.apply_timeout {
+                tracing::warn!(resource = %task.resource_id, waited = ?since.elapsed(), "The data plane did not apply the change in time; ending the transition anyway.");
+                map.remove(&task.id);
+                false
+            } else {
+                true
+            }
+        }
+    };
+    if !postpone {
+        return Ok(false);
+    }
+    let mut later = task.clone();
+    later.due_ms = now_ms() + RECHECK.as_millis() as i64;
+    svc.store.commit(vec![Mutation::PutTask(later)]).await?;
+    Ok(true)
+}
 
 /// Applies every step due now. Returns how many were applied.
 pub async fn apply_due(svc: &Service) -> usize {
@@ -34,6 +75,9 @@ pub async fn apply_due(svc: &Service) -> usize {
 }
 
 async fn apply_one(svc: &Service, task: &Task) -> Result<(), vpngw_store::StoreError> {
+    if waits_for_dataplane(svc, task).await? {
+        return Ok(());
+    }
     let mut muts = vec![Mutation::DeleteTask { id: task.id.clone() }];
     if let Some(mut rec) = svc.store.get_any(task.kind, &task.resource_id).await? {
         if let Some(status) = task.op.strip_prefix("status:") {
@@ -52,7 +96,9 @@ async fn apply_one(svc: &Service, task: &Task) -> Result<(), vpngw_store::StoreE
             tracing::warn!(op = %task.op, "Unknown task op; dropping it.");
         }
     }
-    svc.store.commit(muts).await
+    svc.store.commit(muts).await?;
+    svc.intent_changed.notify_one();
+    Ok(())
 }
 
 /// Runs until `shutdown` turns true.

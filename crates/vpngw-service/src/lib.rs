@@ -16,7 +16,8 @@ use vpngw_api::{Access, ActionSpec, ApiError, Code, Params};
 use vpngw_store::{IdemEntry, Mutation, Scope, Store, StoreError};
 
 pub mod config;
-mod device;
+pub mod dataplane;
+pub mod device;
 pub mod engine;
 pub mod handlers;
 pub mod ids;
@@ -38,6 +39,11 @@ pub struct Service {
     write_lock: Mutex<()>,
     /// Wakes the task engine when a write scheduled a task.
     pub tasks_changed: Notify,
+    /// Wakes the reconcilers when intent changed (any committed write, any applied step).
+    pub intent_changed: Notify,
+    /// What the data plane has applied; `None` when there is no data plane (mode `none`), in
+    /// which case lifecycle steps take the configured transition time only.
+    converged: std::sync::OnceLock<Arc<dyn dataplane::Converged>>,
 }
 
 /// What a handler gets: the service, the caller's scope, the parameters (common ones removed),
@@ -75,6 +81,7 @@ impl Req<'_> {
         if scheduled {
             self.svc.tasks_changed.notify_one();
         }
+        self.svc.intent_changed.notify_one();
         Ok(body)
     }
 
@@ -115,7 +122,7 @@ vpngw_api::for_each_action!(make_dispatch);
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Arc<Self> {
-        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new() })
+        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new(), intent_changed: Notify::new(), converged: Default::default() })
     }
 
     /// Authorizes and runs one action for an authenticated principal. `params` holds the
@@ -157,6 +164,15 @@ impl Service {
             req.idem = Some(IdemEntry { account: principal.account, action: action.name.to_string(), token, digest, response: String::new(), created_ms: now_ms() });
         }
         call_handler(&mut req).await
+    }
+
+    /// Connects the data plane: from now on `updating` ends only when it has applied a change.
+    pub fn attach_dataplane(&self, c: Arc<dyn dataplane::Converged>) {
+        let _ = self.converged.set(c);
+    }
+
+    pub fn dataplane(&self) -> Option<&Arc<dyn dataplane::Converged>> {
+        self.converged.get()
     }
 
     /// Runs `f` under the write lock: for the task engine and operator commands.

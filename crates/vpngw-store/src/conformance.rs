@@ -52,6 +52,9 @@ pub async fn run(store: impl Store) {
         store.commit(vec![Mutation::Put(r)]).await.unwrap();
     }
     store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-b", &b, Some("vpc-b"), "active", json!({})))]).await.unwrap();
+    // Reconcilers read every account's and region's records, oldest first.
+    let every: Vec<String> = store.all(Kind::VpnGateway).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(every, ["vpn-0", "vpn-1", "vpn-2", "vpn-3", "vpn-4", "vpn-b"]);
     let all = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.total, 5);
     assert_eq!(all.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["vpn-4", "vpn-3", "vpn-2", "vpn-1", "vpn-0"]);
@@ -85,6 +88,9 @@ pub async fn run(store: impl Store) {
 
     // Replacing a record keeps its place in the creation order.
     store.commit(vec![Mutation::Put(rec(Kind::VpnGateway, "vpn-0", &a, Some("vpc-1"), "updating", json!({"v": 2})))]).await.unwrap();
+    // Reconcilers read every account's and region's records, oldest first.
+    let every: Vec<String> = store.all(Kind::VpnGateway).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(every, ["vpn-0", "vpn-1", "vpn-2", "vpn-3", "vpn-4", "vpn-b"]);
     let all = store.list(Kind::VpnGateway, &a, &ListQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.items.last().unwrap().id, "vpn-0");
     assert_eq!(all.items.last().unwrap().doc, json!({"v": 2}));

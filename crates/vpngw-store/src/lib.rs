@@ -178,6 +178,8 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Outside any scope: for operator commands and the task engine.
     async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>>;
+    /// Every record of a kind, of every account and region, oldest first (for reconcilers).
+    async fn all(&self, kind: Kind) -> Result<Vec<Record>>;
     async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page>;
     /// How many records of a kind the scope has (under one parent, if given).
     async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64>;

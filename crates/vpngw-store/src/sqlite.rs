@@ -293,6 +293,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn all(&self, kind: Kind) -> Result<Vec<Record>> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE kind = ? ORDER BY seq")).map_err(other)?;
+            let rows = s.query_map(params![kind.as_str()], record).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
     async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page> {
         let (scope, q) = (scope.clone(), q.clone());
         self.read(move |c| {

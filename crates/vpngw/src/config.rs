@@ -69,6 +69,7 @@ impl Config {
             public_ip_pool: self.public_ip_pool.parse().with_context(|| format!("parse public_ip_pool {}", self.public_ip_pool))?,
             quotas: self.quotas.clone(),
             endpoint: self.listen.clone(),
+            apply_timeout: std::time::Duration::from_millis(self.dataplane.apply_timeout_ms),
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, store_error, HandlerResult, Req};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct CustomerGateway {
+pub struct CustomerGateway {
     pub name: String,
     pub description: String,
     pub ip_address: String,

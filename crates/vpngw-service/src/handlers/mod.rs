@@ -22,8 +22,7 @@ pub use tags::*;
 pub use vpc::*;
 pub use vpn_connection::{create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, download_vpn_connection_config, modify_vpn_connection_attribute};
 pub(crate) use vpn_connection::PeerTunnel;
-#[cfg(test)]
-pub(crate) use vpn_connection::{IkeCfg, IpsecCfg};
+pub use vpn_connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VpnConnection, NOT_ESTABLISHED};
 pub use vpn_gateway::*;
 
 /// `{"Tag": [{"Key": .., "Value": ..}]}`, the wrapper every SDK model expects.

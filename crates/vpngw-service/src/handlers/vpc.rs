@@ -21,7 +21,7 @@ pub(crate) struct Vpc {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct VSwitch {
+pub struct VSwitch {
     pub name: String,
     pub description: String,
     pub cidr_block: String,

@@ -27,7 +27,7 @@ use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged,
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
-pub(crate) const NOT_ESTABLISHED: &str = "ike_sa_not_established";
+pub const NOT_ESTABLISHED: &str = "ike_sa_not_established";
 const DEFAULT_LOCAL_ASN: u32 = 45104;
 const PSK_SPECIALS: &str = "~!`@#$%^&*()_-+={}[]|;:',.<>/?";
 /// The algorithms of each gateway type, the same for IKE (phase 1) and IPsec (phase 2).
@@ -46,7 +46,7 @@ fn algorithms(national: bool) -> (&'static [&'static str], &'static [&'static st
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct IkeCfg {
+pub struct IkeCfg {
     pub psk: String,
     pub ike_version: String,
     pub ike_mode: String,
@@ -59,7 +59,7 @@ pub(crate) struct IkeCfg {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct IpsecCfg {
+pub struct IpsecCfg {
     pub ipsec_enc_alg: String,
     pub ipsec_auth_alg: String,
     pub ipsec_pfs: String,
@@ -67,7 +67,7 @@ pub(crate) struct IpsecCfg {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct BgpCfg {
+pub struct BgpCfg {
     pub enable: bool,
     pub local_asn: u32,
     pub tunnel_cidr: String,
@@ -75,7 +75,7 @@ pub(crate) struct BgpCfg {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct HealthCheck {
+pub struct HealthCheck {
     pub enable: bool,
     pub sip: String,
     pub dip: String,
@@ -85,7 +85,7 @@ pub(crate) struct HealthCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Tunnel {
+pub struct Tunnel {
     pub tunnel_id: String,
     pub role: String,
     pub customer_gateway_id: String,
@@ -102,7 +102,7 @@ pub(crate) struct Tunnel {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct VpnConnection {
+pub struct VpnConnection {
     pub name: String,
     /// The customer gateway of a single-tunnel connection ("" for dual-tunnel ones).
     pub customer_gateway_id: String,
@@ -132,10 +132,21 @@ pub(crate) struct VpnConnection {
     /// BGP connections without reading every connection.
     #[serde(default)]
     pub routing: String,
+    /// The health check's last verdict (`success`/`failed`), owned by the data plane; empty
+    /// until a probe has run.
+    #[serde(default)]
+    pub health_status: String,
 }
 
 impl VpnConnection {
-    fn dual(&self) -> bool {
+    /// What the data plane must apply: a digest of the negotiable settings, the start policy and
+    /// the health check. Observed state (statuses) is not part of it.
+    pub fn intent_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let v = json!([self.negotiable(), self.effect_immediately, self.health, self.customer_gateway_id, self.cgw_ids]);
+        hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
+    }
+    pub fn dual(&self) -> bool {
         !self.tunnels.is_empty()
     }
     fn bgp_enabled(&self) -> bool {
@@ -646,6 +657,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         resource_group_id: g.gw.resource_group_id.clone(),
         negotiation_generation: 1,
         routing: String::new(),
+        health_status: String::new(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -945,7 +957,11 @@ fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<String, Custo
     }
     // Health checks run in the data plane; until a probe has answered, an enabled check is failing.
     v["VcoHealthCheck"]["Policy"] = json!(c.health.policy);
-    v["VcoHealthCheck"]["Status"] = json!(bgp_status(c.health.enable));
+    v["VcoHealthCheck"]["Status"] = json!(match (c.health.enable, c.health_status.as_str()) {
+        (false, _) => "",
+        (true, "") => "failed",
+        (true, s) => s,
+    });
     for (k, val) in [
         ("Status", json!(if c.dual() { c.tunnels[0].status.clone() } else { c.status.clone() })),
         ("State", json!(rec.status)),
@@ -978,6 +994,9 @@ pub(crate) struct PeerTunnel {
     pub ike: IkeCfg,
     pub ipsec: IpsecCfg,
     pub enable_dpd: bool,
+    pub effect_immediately: bool,
+    /// `master`/`slave` for dual-tunnel connections, empty otherwise.
+    pub role: String,
     pub local_subnet: Vec<String>,
     pub remote_subnet: Vec<String>,
 }
@@ -1004,6 +1023,8 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
                 ike: peer_ike(&t.ike),
                 ipsec: t.ipsec.clone(),
                 enable_dpd: t.enable_dpd,
+                effect_immediately: c.effect_immediately,
+                role: t.role.clone(),
                 local_subnet: c.remote_subnet.clone(),
                 remote_subnet: c.local_subnet.clone(),
             })
@@ -1017,6 +1038,8 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
             ike: peer_ike(&c.ike),
             ipsec: c.ipsec.clone(),
             enable_dpd: c.enable_dpd,
+            effect_immediately: c.effect_immediately,
+            role: String::new(),
             local_subnet: c.remote_subnet.clone(),
             remote_subnet: c.local_subnet.clone(),
         }]
@@ -1092,6 +1115,7 @@ mod tests {
             resource_group_id: "rg".into(),
             negotiation_generation: 1,
             routing: "static".into(),
+            health_status: String::new(),
         }
     }
 

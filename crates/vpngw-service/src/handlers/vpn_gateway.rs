@@ -22,7 +22,7 @@ pub(crate) const BUSINESS_NORMAL: &str = "Normal";
 pub(crate) const BUSINESS_LOCKED: &str = "FinancialLocked";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct VpnGateway {
+pub struct VpnGateway {
     pub name: String,
     pub description: String,
     pub vswitch_id: String,

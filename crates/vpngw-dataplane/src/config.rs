@@ -1,0 +1,66 @@
+//! The `[dataplane]` section of the operator's configuration.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A pure API endpoint: no daemon; negotiation statuses stay not established.
+    #[default]
+    None,
+    /// One charon on this host (or in `netns`), reached at `vici_socket`.
+    Host,
+    /// vpngw builds the network itself: namespaces, one charon per gateway, customer sites.
+    Lab,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataPlaneConfig {
+    pub mode: Mode,
+    /// Host mode: charon's VICI socket.
+    pub vici_socket: PathBuf,
+    /// Host mode: the network namespace charon runs in (health probes run there too).
+    pub netns: Option<String>,
+    /// Lab mode: the prefix of every namespace the lab creates (several labs can coexist).
+    pub lab_name: String,
+    /// Lab mode: where charon configs, sockets, pid files and logs live (short: Unix socket
+    /// paths are limited to 107 bytes). Default `/run/vpngw/<lab_name>`.
+    pub run_dir: Option<PathBuf>,
+    /// Lab mode: the charon binary (it must read `STRONGSWAN_CONF`).
+    pub charon: PathBuf,
+    /// Lab mode: `libipsec` (userspace ESP over TUN, for kernels without XFRM) or `netlink`
+    /// (the kernel's IPsec). A configuration choice, not a code fork: only the plugin list differs.
+    pub kernel_ipsec: String,
+    /// Lab mode: keep namespaces and charons when vpngw stops (so a restart keeps tunnels up).
+    pub persist: bool,
+    /// How often the reconciler runs when nothing wakes it, in milliseconds.
+    pub reconcile_interval_ms: u64,
+    /// How long an `updating` state waits for the data plane to apply a change, in milliseconds.
+    pub apply_timeout_ms: u64,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        DataPlaneConfig {
+            mode: Mode::None,
+            vici_socket: PathBuf::from("/var/run/charon.vici"),
+            netns: None,
+            lab_name: "vpngw".into(),
+            run_dir: None,
+            charon: PathBuf::from("/usr/sbin/charon-systemd"),
+            kernel_ipsec: "libipsec".into(),
+            persist: false,
+            reconcile_interval_ms: 2000,
+            apply_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl DataPlaneConfig {
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone().unwrap_or_else(|| PathBuf::from("/run/vpngw").join(&self.lab_name))
+    }
+}

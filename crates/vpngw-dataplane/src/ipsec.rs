@@ -1,0 +1,263 @@
+//! Intent → strongSwan: one VICI connection definition per tunnel of an IPsec connection, and
+//! the API's negotiation status from charon's security associations.
+//!
+//! A definition's name is its key (the connection id, or the tunnel id of a dual-tunnel
+//! connection) and a fingerprint of everything it contains: a changed setting is a new name, so
+//! the reconciler unloads the old definition (ending its SAs) and loads the new one, and after a
+//! restart of vpngw it recognises definitions it already loaded without reading them back.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use vpngw_service::dataplane::{status, VpnConnection};
+use vpngw_service::device::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
+
+use crate::vici::Message;
+
+/// Names of definitions vpngw owns start with these (other definitions in a shared charon are
+/// left alone).
+const OWNED_PREFIXES: &[&str] = &["vco-", "tun-"];
+
+pub fn owned(name: &str) -> bool {
+    OWNED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The key part of a definition name (`vco-x-1a2b3c4d` → `vco-x`).
+pub fn key_of(name: &str) -> &str {
+    name.rsplit_once('-').map(|(k, _)| k).unwrap_or(name)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildDef {
+    pub name: String,
+    pub local_ts: Vec<String>,
+    pub remote_ts: Vec<String>,
+    pub esp_proposal: String,
+    pub lifetime: u32,
+    /// Explicit, so that a dropped packet's reqid (libipsec has no acquires) names its child.
+    pub reqid: u32,
+}
+
+/// One tunnel as charon runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnDef {
+    /// The API connection this belongs to.
+    pub conn_id: String,
+    /// The tunnel id of a dual-tunnel connection.
+    pub tunnel_id: Option<String>,
+    pub key: String,
+    pub name: String,
+    pub version: u8,
+    pub aggressive: bool,
+    pub local_addr: String,
+    pub remote_addr: String,
+    pub ike_proposal: String,
+    pub ike_lifetime: u32,
+    pub dpd: bool,
+    pub nat_traversal: bool,
+    pub local_id: String,
+    pub remote_id: String,
+    pub psk: String,
+    pub children: Vec<ChildDef>,
+    /// EffectImmediately: initiate now (and keep it up); otherwise wait for traffic.
+    pub initiate: bool,
+    pub priority: Option<u32>,
+}
+
+/// Why a tunnel cannot be built on this strongSwan (sm4/sm3), reported and not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    pub conn_id: String,
+    pub key: String,
+    pub reason: String,
+}
+
+fn reqid_of(child: &str) -> u32 {
+    let h = Sha256::digest(child.as_bytes());
+    // charon's own reqids count up from 1; ours live high above them.
+    0x1000_0000 | (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x0fff_ffff)
+}
+
+/// The definitions of one connection. `cgw_ip` maps customer gateway ids to their addresses.
+pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, String>) -> (Vec<ConnDef>, Vec<Unsupported>) {
+    struct T<'a> {
+        key: String,
+        tunnel: Option<String>,
+        local: &'a str,
+        cgw: &'a str,
+        ike: &'a vpngw_service::dataplane::IkeCfg,
+        ipsec: &'a vpngw_service::dataplane::IpsecCfg,
+        dpd: bool,
+        nat: bool,
+        role: &'a str,
+    }
+    let tunnels: Vec<T> = if c.dual() {
+        c.tunnels
+            .iter()
+            .map(|t| T { key: t.tunnel_id.clone(), tunnel: Some(t.tunnel_id.clone()), local: &t.internet_ip, cgw: &t.customer_gateway_id, ike: &t.ike, ipsec: &t.ipsec, dpd: t.enable_dpd, nat: t.enable_nat_traversal, role: &t.role })
+            .collect()
+    } else {
+        vec![T { key: conn_id.to_string(), tunnel: None, local: &c.internet_ip, cgw: &c.customer_gateway_id, ike: &c.ike, ipsec: &c.ipsec, dpd: c.enable_dpd, nat: c.enable_nat_traversal, role: "" }]
+    };
+    let mut defs = Vec::new();
+    let mut bad = Vec::new();
+    for t in tunnels {
+        let (ike_p, esp_p) = match (ike_proposal(t.ike), esp_proposal(t.ipsec)) {
+            (Ok(i), Ok(e)) => (i, e),
+            (Err(why), _) | (_, Err(why)) => {
+                bad.push(Unsupported { conn_id: conn_id.to_string(), key: t.key, reason: why });
+                continue;
+            }
+        };
+        let mut d = ConnDef {
+            conn_id: conn_id.to_string(),
+            tunnel_id: t.tunnel,
+            key: t.key.clone(),
+            name: String::new(),
+            version: if t.ike.ike_version == "ikev2" { 2 } else { 1 },
+            aggressive: t.ike.ike_mode == "aggressive",
+            local_addr: t.local.to_string(),
+            remote_addr: cgw_ip.get(t.cgw).cloned().unwrap_or_default(),
+            ike_proposal: ike_p,
+            ike_lifetime: t.ike.ike_lifetime,
+            dpd: t.dpd,
+            nat_traversal: t.nat,
+            local_id: t.ike.local_id.clone(),
+            remote_id: t.ike.remote_id.clone(),
+            psk: t.ike.psk.clone(),
+            children: child_selectors(&t.ike.ike_version, &c.local_subnet, &c.remote_subnet)
+                .into_iter()
+                .map(|(l, r)| ChildDef { name: String::new(), local_ts: l, remote_ts: r, esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime, reqid: 0 })
+                .collect(),
+            initiate: c.effect_immediately,
+            priority: tunnel_priority(t.role),
+        };
+        let fp = fingerprint(&d);
+        d.name = format!("{}-{fp}", t.key);
+        for (i, ch) in d.children.iter_mut().enumerate() {
+            ch.name = format!("{}-{}", d.name, i + 1);
+            ch.reqid = reqid_of(&ch.name);
+        }
+        defs.push(d);
+    }
+    (defs, bad)
+}
+
+fn fingerprint(d: &ConnDef) -> String {
+    let text = format!("{d:?}");
+    hex::encode(&Sha256::digest(text.as_bytes())[..4])
+}
+
+fn secs(n: u32) -> String {
+    format!("{n}s")
+}
+
+impl ConnDef {
+    /// The `load-conn` message.
+    pub fn load_conn(&self) -> Message {
+        let mut children = Message::new();
+        for ch in &self.children {
+            let mut m = Message::new()
+                .list("local_ts", &ch.local_ts)
+                .list("remote_ts", &ch.remote_ts)
+                .list("esp_proposals", [&ch.esp_proposal])
+                .kv("rekey_time", secs(ch.lifetime))
+                .kv("reqid", ch.reqid.to_string())
+                // The reconciler initiates; charon only installs the trap or waits for the peer.
+                .kv("start_action", if self.initiate { "none" } else { "trap" })
+                .kv("dpd_action", if self.initiate { "restart" } else { "clear" })
+                .kv("close_action", if self.initiate { "start" } else { "none" });
+            if let Some(p) = self.priority {
+                m = m.kv("priority", p.to_string());
+            }
+            children = children.section(&ch.name, m);
+        }
+        let mut conn = Message::new()
+            .kv("version", self.version.to_string())
+            .kv("aggressive", if self.aggressive { "yes" } else { "no" })
+            .list("local_addrs", [&self.local_addr])
+            .list("remote_addrs", [&self.remote_addr])
+            .list("proposals", [&self.ike_proposal])
+            .kv("rekey_time", secs(self.ike_lifetime))
+            // EnableNatTraversal=false: strongSwan 5 cannot turn NAT detection off; the closest
+            // is never forcing encapsulation, which is also what `true` does (NAT-T when detected).
+            .kv("encap", "no")
+            .kv("mobike", "no")
+            .kv("unique", "replace")
+            .kv("keyingtries", "0");
+        if self.dpd {
+            conn = conn.kv("dpd_delay", "10s").kv("dpd_timeout", "30s");
+        }
+        conn = conn
+            .section("local", Message::new().kv("auth", "psk").kv("id", identity(&self.local_id)))
+            .section("remote", Message::new().kv("auth", "psk").kv("id", identity(&self.remote_id)))
+            .section("children", children);
+        Message::new().section(&self.name, conn)
+    }
+
+    /// The `load-shared` message: the PSK for the pair of identities, under the definition's name.
+    pub fn load_shared(&self) -> Message {
+        Message::new().kv("id", &self.name).kv("type", "IKE").kv("data", &self.psk).list("owners", [identity(&self.local_id), identity(&self.remote_id)])
+    }
+}
+
+/// What charon holds for one definition, from `list-sas`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaState {
+    /// Some IKE_SA exists (connecting, established, rekeying...).
+    pub present: bool,
+    pub ike_established: bool,
+    /// Seconds since the IKE_SA was established.
+    pub established_secs: u64,
+    /// Names of the children with an INSTALLED CHILD_SA.
+    pub installed: Vec<String>,
+}
+
+/// The SAs of each loaded definition name, from `list-sas` events.
+pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
+    let mut out: HashMap<String, SaState> = HashMap::new();
+    for ev in events {
+        for (name, ike) in ev.sections() {
+            let e = out.entry(name.to_string()).or_default();
+            e.present = true;
+            if ike.str("state") == "ESTABLISHED" {
+                e.ike_established = true;
+                e.established_secs = e.established_secs.max(ike.str("established").parse().unwrap_or(0));
+            }
+            if let Some(children) = ike.sec("child-sas") {
+                for (_, ch) in children.sections() {
+                    if ch.str("state") == "INSTALLED" {
+                        e.installed.push(ch.str("name").to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How long an IKE_SA may wait for its CHILD_SAs before phase 2 counts as failed.
+const PHASE2_GRACE_SECS: u64 = 5;
+
+/// The API status of a definition from its SAs.
+pub fn status_of(def: &ConnDef, sa: Option<&SaState>) -> &'static str {
+    let Some(sa) = sa.filter(|s| s.ike_established) else { return status::IKE_DOWN };
+    if def.children.iter().all(|ch| sa.installed.iter().any(|n| n == &ch.name)) {
+        status::IPSEC_UP
+    } else if sa.established_secs > PHASE2_GRACE_SECS {
+        status::IPSEC_DOWN
+    } else {
+        status::IKE_UP
+    }
+}
+
+/// The reqid → (definition name, child name) of definitions waiting for traffic.
+pub fn trap_reqids(defs: &[&ConnDef]) -> HashMap<u32, (String, String)> {
+    defs.iter().filter(|d| !d.initiate).flat_map(|d| d.children.iter().map(|c| (c.reqid, (d.name.clone(), c.name.clone())))).collect()
+}
+
+/// The reqid of libipsec's "no outbound SA" message: traffic matched a trap policy.
+pub fn dropped_reqid(log: &str) -> Option<u32> {
+    let rest = log.split_once("could not find an outbound IPsec SA for reqid {")?.1;
+    rest.split_once('}')?.0.parse().ok()
+}

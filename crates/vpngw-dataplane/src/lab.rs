@@ -1,0 +1,426 @@
+//! Lab mode: a whole network on one machine, built from network namespaces.
+//!
+//! ```text
+//!            <lab>-inet  (routes between public addresses; every node's link is 169.254.0.1)
+//!           /          \
+//!  <lab>-<vpn-id>       <lab>-site-<name>
+//!  pub0: InternetIp/32   pub0: customer gateway address/32
+//!  lo:   one address of  lo:   the site's private subnet address
+//!        each VSwitch
+//!  charon (own STRONGSWAN_CONF, own VICI socket, kernel-libipsec)
+//! ```
+//!
+//! Each node has a veth link to the internet namespace and a default route through it; the
+//! internet namespace has a /32 route to each public address. A gateway's VPC side is one
+//! address of each of its VPC's VSwitch CIDRs on the gateway's loopback (the "VPC hosts"
+//! that answer pings through tunnels), plus the source addresses of its health checks.
+//!
+//! Every charon runs in its own process group and records its pid, so it outlives a crash or
+//! restart of vpngw (established SAs stay up); vpngw adopts running charons on start,
+//! restarts one that dies, and on shutdown (unless `persist`) removes everything it created.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+
+use crate::config::DataPlaneConfig;
+
+/// The address every node's default route points at (on the internet side of its link).
+const UPLINK: &str = "169.254.0.1";
+
+/// Runs `ip` with these arguments.
+pub async fn ip(args: &[&str]) -> Result<String> {
+    run("ip", args).await
+}
+
+async fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(cmd).args(args).output().await.with_context(|| format!("run {cmd}"))?;
+    if !out.status.success() {
+        bail!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip` where "already exists" counts as success.
+async fn ip_idem(args: &[&str]) -> Result<()> {
+    match ip(args).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("File exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn namespaces() -> Result<BTreeSet<String>> {
+    let out = ip(&["netns", "list"]).await?;
+    Ok(out.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect())
+}
+
+async fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    run("ip", &["netns", "exec", ns, "sh", "-c", &format!("echo {value} > {path}")]).await.map(|_| ())
+}
+
+/// Whether a process is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z") | Some("X")),
+        Err(_) => false,
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// One node of the lab (a gateway or a customer site): its namespace and addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub ns: String,
+    pub public: Vec<Ipv4Addr>,
+    pub private: Vec<Ipv4Addr>,
+}
+
+pub struct Lab {
+    pub name: String,
+    pub run_dir: PathBuf,
+    charon: PathBuf,
+    libipsec: bool,
+    pub persist: bool,
+    /// Supervised charons by node key.
+    charons: Mutex<HashMap<String, Arc<Charon>>>,
+    /// Woken when a charon (re)started.
+    pub restarted: Arc<Notify>,
+}
+
+/// A supervised charon.
+pub struct Charon {
+    pub key: String,
+    pub ns: String,
+    pub dir: PathBuf,
+    stop: Notify,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Charon {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("charon.vici")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("charon.pid")
+    }
+    pub fn pid(&self) -> Option<u32> {
+        read_pid(&self.pid_file())
+    }
+}
+
+impl Lab {
+    pub fn new(cfg: &DataPlaneConfig) -> Lab {
+        Lab {
+            name: cfg.lab_name.clone(),
+            run_dir: cfg.run_dir(),
+            charon: cfg.charon.clone(),
+            libipsec: cfg.kernel_ipsec != "netlink",
+            persist: cfg.persist,
+            charons: Default::default(),
+            restarted: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn inet(&self) -> String {
+        format!("{}-inet", self.name)
+    }
+    pub fn gateway_ns(&self, gw: &str) -> String {
+        format!("{}-{gw}", self.name)
+    }
+    pub fn site_ns(&self, site: &str) -> String {
+        format!("{}-site-{site}", self.name)
+    }
+    pub fn gateway_dir(&self, gw: &str) -> PathBuf {
+        self.run_dir.join("gw").join(gw)
+    }
+    pub fn site_dir(&self, site: &str) -> PathBuf {
+        self.run_dir.join("site").join(site)
+    }
+
+    /// The internet namespace, forwarding between nodes.
+    pub async fn ensure_inet(&self) -> Result<()> {
+        let inet = self.inet();
+        if !namespaces().await?.contains(&inet) {
+            ip_idem(&["netns", "add", &inet]).await?;
+            ip(&["-n", &inet, "link", "set", "lo", "up"]).await?;
+            sysctl(&inet, "net.ipv4.ip_forward", "1").await?;
+        }
+        Ok(())
+    }
+
+    /// The internet side's name of a node's link (unique in the internet namespace, ≤ 15 bytes).
+    fn uplink_name(ns: &str) -> String {
+        format!("v{}", &hex::encode(Sha256::digest(ns.as_bytes()))[..12])
+    }
+
+    /// Makes a node exist with exactly these addresses (idempotent).
+    pub async fn ensure_node(&self, node: &Node) -> Result<()> {
+        self.ensure_inet().await?;
+        let inet = self.inet();
+        let ns = &node.ns;
+        let up = Self::uplink_name(ns);
+        if !namespaces().await?.contains(ns) {
+            ip_idem(&["netns", "add", ns]).await?;
+            ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
+        }
+        if ip(&["-n", ns, "link", "show", "pub0"]).await.is_err() {
+            let _ = ip(&["-n", &inet, "link", "del", &up]).await;
+            ip(&["link", "add", &up, "netns", &inet, "type", "veth", "peer", "name", "pub0", "netns", ns]).await?;
+            ip_idem(&["-n", &inet, "addr", "add", &format!("{UPLINK}/32"), "dev", &up]).await?;
+            ip(&["-n", &inet, "link", "set", &up, "up"]).await?;
+            ip(&["-n", ns, "link", "set", "pub0", "up"]).await?;
+        }
+        self.sync_addrs(ns, "pub0", &node.public).await?;
+        self.sync_addrs(ns, "lo", &node.private).await?;
+        if !node.public.is_empty() {
+            ip(&["-n", ns, "route", "replace", "default", "via", UPLINK, "dev", "pub0", "onlink"]).await?;
+        }
+        // The internet routes each public address to its node (and forgets ones it lost).
+        let routes = ip(&["-n", &inet, "-4", "route", "show", "dev", &up]).await?;
+        let have: BTreeSet<String> = routes.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
+        for a in &node.public {
+            if !have.contains(&a.to_string()) {
+                ip(&["-n", &inet, "route", "replace", &format!("{a}/32"), "dev", &up]).await?;
+            }
+        }
+        for h in have {
+            if !node.public.iter().any(|a| a.to_string() == h) {
+                let _ = ip(&["-n", &inet, "route", "del", &h, "dev", &up]).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_addrs(&self, ns: &str, dev: &str, want: &[Ipv4Addr]) -> Result<()> {
+        let out = ip(&["-n", ns, "-4", "-o", "addr", "show", "dev", dev]).await?;
+        let have: BTreeSet<String> = out.split_whitespace().collect::<Vec<_>>().windows(2).filter(|w| w[0] == "inet").map(|w| w[1].to_string()).collect();
+        for a in want {
+            let cidr = format!("{a}/32");
+            if !have.contains(&cidr) {
+                ip_idem(&["-n", ns, "addr", "add", &cidr, "dev", dev]).await?;
+            }
+        }
+        for h in have {
+            if h.starts_with("127.") {
+                continue;
+            }
+            if !want.iter().any(|a| format!("{a}/32") == h) {
+                let _ = ip(&["-n", ns, "addr", "del", &h, "dev", dev]).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn remove_node(&self, ns: &str) -> Result<()> {
+        let _ = ip(&["-n", &self.inet(), "link", "del", &Self::uplink_name(ns)]).await;
+        if namespaces().await?.contains(ns) {
+            ip(&["netns", "del", ns]).await?;
+        }
+        Ok(())
+    }
+
+    /// strongswan.conf of a lab charon.
+    pub fn charon_conf(&self, dir: &Path) -> String {
+        let kernel = if self.libipsec { "kernel-libipsec kernel-netlink" } else { "kernel-netlink" };
+        format!(
+            "# Generated by vpngw for a lab charon.\n\
+             charon-systemd {{\n\
+             \x20 load = random nonce aes sha1 sha2 md5 hmac gmp curve25519 openssl pem pkcs1 x509 pubkey kdf {kernel} socket-default vici\n\
+             \x20 # IKEv1 aggressive mode with PSK is a documented setting of the API.\n\
+             \x20 i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n\
+             \x20 install_routes = yes\n\
+             \x20 retransmit_timeout = 1.0\n\
+             \x20 retransmit_base = 1.4\n\
+             \x20 retransmit_tries = 4\n\
+             \x20 plugins {{\n    vici {{\n      socket = unix://{sock}\n    }}\n  }}\n\
+             \x20 journal {{\n    default = -1\n  }}\n\
+             \x20 filelog {{\n    charon {{\n      path = {log}\n      time_format = %Y-%m-%dT%H:%M:%S\n      default = 1\n      ike_name = yes\n    }}\n  }}\n\
+             }}\n",
+            sock = dir.join("charon.vici").display(),
+            log = dir.join("charon.log").display(),
+        )
+    }
+
+    /// Starts a charon in `ns` (or adopts the one already running there) and supervises it.
+    pub async fn ensure_charon(self: &Arc<Self>, key: &str, ns: &str, dir: PathBuf) -> Result<Arc<Charon>> {
+        if let Some(c) = self.charons.lock().await.get(key) {
+            return Ok(c.clone());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let c = Arc::new(Charon { key: key.into(), ns: ns.into(), dir, stop: Notify::new(), stopping: Default::default() });
+        let adopted = c.pid().is_some_and(alive) && wait_socket(&c.socket(), Duration::from_millis(200)).await;
+        if !adopted {
+            self.spawn_charon(&c).await?;
+        } else {
+            tracing::info!(node = %key, pid = ?c.pid(), "Adopted a running charon.");
+        }
+        self.charons.lock().await.insert(key.into(), c.clone());
+        let lab = self.clone();
+        let sup = c.clone();
+        tokio::spawn(async move { lab.supervise(sup).await });
+        Ok(c)
+    }
+
+    async fn spawn_charon(&self, c: &Charon) -> Result<()> {
+        if let Some(pid) = c.pid().filter(|p| alive(*p)) {
+            let _ = run("kill", &["-KILL", &pid.to_string()]).await;
+        }
+        let conf = c.dir.join("strongswan.conf");
+        std::fs::write(&conf, self.charon_conf(&c.dir))?;
+        let _ = std::fs::remove_file(c.socket());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(c.dir.join("charon.out"))?;
+        let child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &c.ns])
+            .arg(&self.charon)
+            .env("STRONGSWAN_CONF", &conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a signal to vpngw's group does not reach it.
+            .process_group(0)
+            .spawn()
+            .context("start charon")?;
+        let pid = child.id().context("charon has no pid")?;
+        std::fs::write(c.pid_file(), pid.to_string())?;
+        // The child is reaped by tokio's orphan reaper once dropped; liveness is read from /proc.
+        drop(child);
+        if !wait_socket(&c.socket(), Duration::from_secs(10)).await {
+            bail!("charon in {} did not open its VICI socket; see {}", c.ns, c.dir.join("charon.out").display());
+        }
+        tracing::info!(node = %c.key, pid, "Started charon.");
+        self.restarted.notify_one();
+        Ok(())
+    }
+
+    async fn supervise(&self, c: Arc<Charon>) {
+        loop {
+            tokio::select! {
+                _ = c.stop.notified() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if c.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if !c.pid().is_some_and(alive) {
+                tracing::warn!(node = %c.key, "charon died; restarting it.");
+                if let Err(e) = self.spawn_charon(&c).await {
+                    tracing::error!(node = %c.key, error = %e, "Failed to restart charon.");
+                }
+            }
+        }
+    }
+
+    /// Stops a node's charon (and its supervision).
+    pub async fn stop_charon(&self, key: &str) {
+        let c = self.charons.lock().await.remove(key);
+        if let Some(c) = c {
+            c.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            c.stop.notify_one();
+            kill_pid_file(&c.pid_file()).await;
+        }
+    }
+
+    /// Removes a gateway: its charon, namespace and files.
+    pub async fn remove_gateway(&self, gw: &str) -> Result<()> {
+        self.stop_charon(gw).await;
+        kill_pid_file(&self.gateway_dir(gw).join("charon.pid")).await;
+        self.remove_node(&self.gateway_ns(gw)).await?;
+        let _ = std::fs::remove_dir_all(self.gateway_dir(gw));
+        Ok(())
+    }
+
+    /// Gateways the lab holds (by directory).
+    pub fn gateway_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.run_dir.join("gw")).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    }
+
+    /// Removes everything of this lab: charons, namespaces, files.
+    pub async fn teardown(&self) -> Result<()> {
+        let keys: Vec<String> = self.charons.lock().await.keys().cloned().collect();
+        for k in keys {
+            self.stop_charon(&k).await;
+        }
+        for sub in ["gw", "site"] {
+            if let Ok(d) = std::fs::read_dir(self.run_dir.join(sub)) {
+                for e in d.flatten() {
+                    kill_pid_file(&e.path().join("charon.pid")).await;
+                }
+            }
+        }
+        let prefix = format!("{}-", self.name);
+        for ns in namespaces().await? {
+            if ns.starts_with(&prefix) && ns != self.inet() {
+                self.remove_node(&ns).await?;
+            }
+        }
+        if namespaces().await?.contains(&self.inet()) {
+            ip(&["netns", "del", &self.inet()]).await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Customer sites (`vpngw lab site ...`): a node with a charon of its own, started detached.
+
+    /// Creates a customer site: a namespace with `public` on its link, the first address of
+    /// `subnet` on its loopback, and a charon. Returns the site's VICI socket.
+    pub async fn create_site(self: &Arc<Self>, name: &str, public: Ipv4Addr, subnet: ipnet::Ipv4Net) -> Result<PathBuf> {
+        let host = subnet.hosts().next().context("the subnet has no host address")?;
+        self.ensure_node(&Node { ns: self.site_ns(name), public: vec![public], private: vec![host] }).await?;
+        let c = Charon { key: format!("site-{name}"), ns: self.site_ns(name), dir: self.site_dir(name), stop: Notify::new(), stopping: Default::default() };
+        std::fs::create_dir_all(&c.dir)?;
+        if !(c.pid().is_some_and(alive) && wait_socket(&c.socket(), Duration::from_millis(200)).await) {
+            self.spawn_charon(&c).await?;
+        }
+        Ok(c.socket())
+    }
+
+    pub async fn delete_site(&self, name: &str) -> Result<()> {
+        kill_pid_file(&self.site_dir(name).join("charon.pid")).await;
+        self.remove_node(&self.site_ns(name)).await?;
+        let _ = std::fs::remove_dir_all(self.site_dir(name));
+        Ok(())
+    }
+}
+
+async fn kill_pid_file(path: &Path) {
+    if let Some(pid) = read_pid(path).filter(|p| alive(*p)) {
+        let _ = run("kill", &["-TERM", &pid.to_string()]).await;
+        for _ in 0..40 {
+            if !alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if alive(pid) {
+            let _ = run("kill", &["-KILL", &pid.to_string()]).await;
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Waits until a Unix socket accepts connections.
+pub async fn wait_socket(path: &Path, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

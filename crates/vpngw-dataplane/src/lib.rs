@@ -1,0 +1,5 @@
+//! `vpngw-dataplane`: reconcilers and the planes they drive.
+pub mod vici;
+pub mod ipsec;
+pub mod config;
+pub mod lab;
