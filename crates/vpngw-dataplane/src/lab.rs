@@ -424,3 +424,11 @@ pub async fn wait_socket(path: &Path, limit: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Loads a swanctl.conf into a charon with strongSwan's own `swanctl` (what a customer would
+/// run on their device).
+pub async fn swanctl_load(socket: &Path, file: &Path) -> Result<()> {
+    let uri = format!("unix://{}", socket.display());
+    let file = file.canonicalize().with_context(|| format!("read {}", file.display()))?;
+    run("swanctl", &["--load-all", "--noprompt", "--file", &file.to_string_lossy(), "--uri", &uri]).await.map(|_| ())
+}

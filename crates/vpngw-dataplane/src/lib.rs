@@ -3,3 +3,5 @@ pub mod vici;
 pub mod ipsec;
 pub mod config;
 pub mod lab;
+pub mod health;
+pub mod reconciler;

@@ -44,6 +44,8 @@ pub struct Observation {
     pub tunnels: HashMap<String, String>,
     /// `success`/`failed`, or `None` to leave the health verdict as it is.
     pub health: Option<String>,
+    /// The data plane's own state (`converged`, or `unknown: why` after a failure), or `None`.
+    pub plane: Option<String>,
 }
 
 impl Service {
@@ -71,7 +73,8 @@ impl Service {
         self.with_write_lock(async {
             let Some(mut rec) = self.store.get_any(Kind::VpnConnection, conn_id).await? else { return Ok(false) };
             let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { return Ok(false) };
-            let before = (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone());
+            let snapshot = |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone());
+            let before = snapshot(&c);
             if !o.status.is_empty() {
                 c.status = o.status.clone();
             }
@@ -83,7 +86,10 @@ impl Service {
             if let Some(h) = &o.health {
                 c.health_status = h.clone();
             }
-            if before == (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone()) {
+            if let Some(p) = &o.plane {
+                c.plane_state = p.clone();
+            }
+            if before == snapshot(&c) {
                 return Ok(false);
             }
             tracing::info!(connection = %conn_id, status = %c.status, tunnels = ?o.tunnels, health = %c.health_status, "Observed a connection.");

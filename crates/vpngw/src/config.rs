@@ -32,6 +32,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     pub regions: Vec<Region>,
     pub quotas: Quotas,
+    /// Where tunnels live: `mode = "none" | "host" | "lab"` and its settings.
+    pub dataplane: vpngw_dataplane::config::DataPlaneConfig,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             accounts: Vec::new(),
             regions: vpngw_service::ServiceConfig::default_regions(),
             quotas: Quotas::default(),
+            dataplane: Default::default(),
         }
     }
 }

@@ -23,10 +23,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Common {
     /// Configuration file (TOML).
-    #[arg(long, env = "VPNGW_CONFIG")]
+    #[arg(long, env = "VPNGW_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Where the embedded SQLite database lives.
-    #[arg(long, env = "VPNGW_DATA_DIR")]
+    #[arg(long, env = "VPNGW_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -65,6 +65,13 @@ enum Command {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Lab mode: customer sites and teardown (see `[dataplane] mode = "lab"`).
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Prints generated reference documents.
     Docs {
         /// `error-codes` or `actions`.
@@ -82,6 +89,42 @@ enum AccountCmd {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Customer sites: a namespace with a public address, a private subnet and its own charon.
+    Site {
+        #[command(subcommand)]
+        cmd: SiteCmd,
+    },
+    /// Removes every namespace, charon and file of the lab.
+    Down,
+}
+
+#[derive(Subcommand)]
+enum SiteCmd {
+    /// Creates a site (or updates its addresses); prints its VICI socket.
+    Create {
+        name: String,
+        /// The site's public address (a customer gateway's IpAddress).
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        /// The site's private subnet; its first address answers on the site.
+        #[arg(long)]
+        subnet: ipnet::Ipv4Net,
+        /// A swanctl.conf to load (e.g. DownloadVpnConnectionConfig's DeviceConfig).
+        #[arg(long)]
+        swanctl: Option<PathBuf>,
+    },
+    /// Loads a swanctl.conf into the site's charon (with strongSwan's own swanctl).
+    Load {
+        name: String,
+        #[arg(long)]
+        swanctl: PathBuf,
+    },
+    /// Removes a site.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +212,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             other => anyhow::bail!("unknown document {other}: use error-codes or actions"),
         },
         Command::Bench(args) => vpngw::bench::run(args).await?,
+        Command::Lab { cmd, common } => {
+            let cfg = common.load()?;
+            let lab = std::sync::Arc::new(vpngw_dataplane::lab::Lab::new(&cfg.dataplane));
+            match cmd {
+                LabCmd::Down => lab.teardown().await?,
+                LabCmd::Site { cmd: SiteCmd::Create { name, ip, subnet, swanctl } } => {
+                    let sock = lab.create_site(&name, ip, subnet).await?;
+                    if let Some(file) = swanctl {
+                        vpngw_dataplane::lab::swanctl_load(&sock, &file).await?;
+                    }
+                    println!("site {name}: namespace {}, VICI socket {}", lab.site_ns(&name), sock.display());
+                }
+                LabCmd::Site { cmd: SiteCmd::Load { name, swanctl } } => {
+                    vpngw_dataplane::lab::swanctl_load(&lab.site_dir(&name).join("charon.vici"), &swanctl).await?;
+                }
+                LabCmd::Site { cmd: SiteCmd::Delete { name } } => lab.delete_site(&name).await?,
+            }
+        }
     }
     Ok(())
 }

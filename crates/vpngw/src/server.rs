@@ -64,6 +64,13 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
     let svc = Service::new(store, svc_cfg);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(vpngw_service::engine::run(svc.clone(), rx.clone()));
+    let reconciler = match cfg.dataplane.mode {
+        vpngw_dataplane::config::Mode::None => None,
+        mode => {
+            tracing::info!(?mode, "Starting the data plane reconciler.");
+            Some(tokio::spawn(vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), cfg.dataplane.clone()).run(rx.clone())))
+        }
+    };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);
     let mut rx2 = rx;
     let done = tokio::spawn(async move {
@@ -78,6 +85,9 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             tracing::error!(error = %e, "Server failed.");
         }
         let _ = engine.await;
+        if let Some(r) = reconciler {
+            let _ = r.await;
+        }
     });
     Ok(Running { addr, shutdown: tx, done })
 }

@@ -48,6 +48,8 @@ pub struct Client {
     io: Box<dyn Stream>,
     /// Events that arrived while a command waited for its response (on event connections).
     pending: std::collections::VecDeque<(String, Message)>,
+    /// Set by users that register their streaming events once per connection.
+    pub registered: bool,
 }
 
 impl Client {
@@ -58,7 +60,7 @@ impl Client {
 
     /// A client over any byte stream (tests replay recorded exchanges through this).
     pub fn over<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(s: S) -> Client {
-        Client { io: Box::new(s), pending: Default::default() }
+        Client { io: Box::new(s), pending: Default::default(), registered: false }
     }
 
     async fn send(&mut self, p: &Packet) -> Result<()> {

@@ -136,6 +136,9 @@ pub struct VpnConnection {
     /// until a probe has run.
     #[serde(default)]
     pub health_status: String,
+    /// What the data plane last knew of this connection: `converged`, or `unknown: why`.
+    #[serde(default)]
+    pub plane_state: String,
 }
 
 impl VpnConnection {
@@ -658,6 +661,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         negotiation_generation: 1,
         routing: String::new(),
         health_status: String::new(),
+        plane_state: String::new(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -1116,6 +1120,7 @@ mod tests {
             negotiation_generation: 1,
             routing: "static".into(),
             health_status: String::new(),
+            plane_state: String::new(),
         }
     }
 

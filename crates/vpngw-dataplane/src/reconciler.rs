@@ -1,0 +1,421 @@
+//! The IPsec reconciler: makes charon hold exactly the tunnels the store's intent describes,
+//! and writes back what it sees.
+//!
+//! ```text
+//!   handlers ──commit──▶ store (intent) ──▶ pass(): desired definitions per charon
+//!                                              │  list-conns ▶ unload stale ▶ load missing ▶ initiate
+//!   charon events (ike/child up-down, rekey) ──┤  list-sas ▶ statuses ▶ Service::observe
+//!   timer, charon restarts ────────────────────┘  converged digests ▶ the engine ends `updating`
+//! ```
+//!
+//! A pass takes no input: it reads the whole intent and what charon holds, so it is idempotent
+//! and re-converges after anything (a charon restart, a vpngw restart, a failed call). Its VICI
+//! calls per charon are `list-conns` and `list-sas` plus one load/unload per changed tunnel: a
+//! change among 1,000 connections costs the same few calls as among 10. A definition already
+//! loaded under its name (which carries a fingerprint of its settings) is left alone, so a
+//! restart of vpngw never tears down an established SA.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, Mutex, Notify};
+use vpngw_service::dataplane::{gateway_digest, status, Converged, Observation, VSwitch, VpnConnection, VpnGateway};
+use vpngw_service::Service;
+use vpngw_store::Kind;
+
+use crate::config::{DataPlaneConfig, Mode};
+use crate::health::{HealthChecks, Probe};
+use crate::ipsec::{self, ConnDef, Unsupported};
+use crate::lab::{Lab, Node};
+use crate::vici::{Client, Message};
+
+/// What the reconciler has applied, for the task engine.
+#[derive(Default)]
+pub struct ConvergedMap(RwLock<HashMap<String, String>>);
+
+impl Converged for ConvergedMap {
+    fn converged(&self, id: &str) -> Option<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+}
+
+impl ConvergedMap {
+    fn set(&self, id: &str, digest: String) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest);
+    }
+}
+
+/// One gateway's intent.
+struct GatewayIntent {
+    id: String,
+    gw: VpnGateway,
+    vpc_addrs: Vec<Ipv4Addr>,
+    conns: Vec<(String, VpnConnection)>,
+    defs: Vec<ConnDef>,
+    unsupported: Vec<Unsupported>,
+}
+
+/// A charon and the gateways whose tunnels it holds.
+struct Target {
+    socket: PathBuf,
+    netns: Option<String>,
+    gateways: Vec<usize>,
+}
+
+pub struct Reconciler {
+    svc: Arc<Service>,
+    cfg: DataPlaneConfig,
+    pub lab: Option<Arc<Lab>>,
+    pub converged: Arc<ConvergedMap>,
+    clients: Mutex<HashMap<PathBuf, Client>>,
+    listeners: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
+    /// Woken by charon events.
+    events: Arc<Notify>,
+    traps: mpsc::UnboundedSender<(PathBuf, u32)>,
+    trap_rx: Mutex<mpsc::UnboundedReceiver<(PathBuf, u32)>>,
+    /// Per socket: reqid → (definition, child) of definitions that wait for traffic.
+    trap_map: Mutex<HashMap<PathBuf, HashMap<u32, (String, String)>>>,
+    last_initiate: Mutex<HashMap<String, Instant>>,
+    observed: Mutex<HashMap<String, Observation>>,
+    reported: Mutex<HashSet<String>>,
+    health: Mutex<HealthChecks>,
+}
+
+/// How often an initiator re-initiates a tunnel that has no IKE_SA at all.
+const REINITIATE: Duration = Duration::from_secs(5);
+
+impl Reconciler {
+    pub fn new(svc: Arc<Service>, cfg: DataPlaneConfig) -> Arc<Reconciler> {
+        let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let r = Arc::new(Reconciler {
+            svc: svc.clone(),
+            cfg,
+            lab,
+            converged: Arc::new(ConvergedMap::default()),
+            clients: Default::default(),
+            listeners: Default::default(),
+            events: Arc::new(Notify::new()),
+            traps: tx,
+            trap_rx: Mutex::new(rx),
+            trap_map: Default::default(),
+            last_initiate: Default::default(),
+            observed: Default::default(),
+            reported: Default::default(),
+            health: Default::default(),
+        });
+        svc.attach_dataplane(r.converged.clone());
+        r
+    }
+
+    /// Runs passes until `shutdown`; then, in lab mode without `persist`, removes the lab.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let interval = Duration::from_millis(self.cfg.reconcile_interval_ms.max(50));
+        let restarted = self.lab.as_ref().map(|l| l.restarted.clone()).unwrap_or_default();
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = format!("{e:#}"), "Reconcile pass failed; retrying.");
+            }
+            let mut trap_rx = self.trap_rx.lock().await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.svc.intent_changed.notified() => {}
+                _ = self.events.notified() => {}
+                _ = restarted.notified() => {}
+                Some((sock, reqid)) = trap_rx.recv() => {
+                    drop(trap_rx);
+                    self.on_trap(sock, reqid).await;
+                    continue;
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.health.lock().await.stop_all();
+        for (_, l) in self.listeners.lock().await.drain() {
+            l.abort();
+        }
+        if let Some(lab) = &self.lab {
+            if !lab.persist {
+                if let Err(e) = lab.teardown().await {
+                    tracing::warn!(error = format!("{e:#}"), "Lab teardown failed.");
+                }
+            }
+        }
+    }
+
+    /// Reads the whole intent from the store.
+    async fn intent(&self) -> Result<Vec<GatewayIntent>> {
+        let store = &self.svc.store;
+        let cgw_ip: HashMap<String, String> =
+            store.all(Kind::CustomerGateway).await?.into_iter().filter_map(|r| Some((r.id, r.doc.get("ip_address")?.as_str()?.to_string()))).collect();
+        let mut vswitches: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for r in store.all(Kind::VSwitch).await? {
+            let Ok(v) = serde_json::from_value::<VSwitch>(r.doc) else { continue };
+            if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
+                vswitches.entry(vpc).or_default().extend(net.hosts().next());
+            }
+        }
+        let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
+        for r in store.all(Kind::VpnConnection).await? {
+            if let (Some(p), Ok(c)) = (r.parent, serde_json::from_value::<VpnConnection>(r.doc)) {
+                conns.entry(p).or_default().push((r.id, c));
+            }
+        }
+        let mut out = Vec::new();
+        for r in store.all(Kind::VpnGateway).await? {
+            let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
+            let conns = conns.remove(&r.id).unwrap_or_default();
+            let mut defs = Vec::new();
+            let mut unsupported = Vec::new();
+            for (id, c) in &conns {
+                let (d, u) = ipsec::definitions(id, c, &cgw_ip);
+                defs.extend(d);
+                unsupported.extend(u);
+            }
+            let vpc_addrs = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
+            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, conns, defs, unsupported });
+        }
+        Ok(out)
+    }
+
+    /// One reconcile pass over everything.
+    pub async fn pass(&self) -> Result<()> {
+        let intent = self.intent().await?;
+        for u in intent.iter().flat_map(|g| &g.unsupported) {
+            if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
+                tracing::warn!(connection = %u.conn_id, tunnel = %u.key, reason = %u.reason, "This data plane cannot negotiate the connection; it stays ike_sa_not_established.");
+            }
+        }
+        let targets = match self.cfg.mode {
+            Mode::None => return Ok(()),
+            Mode::Host => vec![Target { socket: self.cfg.vici_socket.clone(), netns: self.cfg.netns.clone(), gateways: (0..intent.len()).collect() }],
+            Mode::Lab => self.lab_targets(&intent).await?,
+        };
+        let mut probes = HashMap::new();
+        let mut first_error = None;
+        for t in &targets {
+            let gws: Vec<&GatewayIntent> = t.gateways.iter().map(|i| &intent[*i]).collect();
+            for g in &gws {
+                for (id, c) in &g.conns {
+                    if c.health.enable && !c.health.sip.is_empty() && !c.health.dip.is_empty() {
+                        probes.insert(id.clone(), Probe { netns: t.netns.clone(), sip: c.health.sip.clone(), dip: c.health.dip.clone(), interval: c.health.interval, retry: c.health.retry });
+                    }
+                }
+            }
+            match self.converge(t, &gws).await {
+                Ok(()) => {
+                    for g in &gws {
+                        let digests: Vec<(String, String)> = g.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
+                        for (id, d) in &digests {
+                            self.converged.set(id, d.clone());
+                        }
+                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests));
+                    }
+                    self.svc.tasks_changed.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(socket = %t.socket.display(), error = format!("{e:#}"), "Could not converge a charon; its tunnels are unknown until the next pass.");
+                    self.clients.lock().await.remove(&t.socket);
+                    for g in &gws {
+                        for (id, _) in &g.conns {
+                            self.record(id, Observation { plane: Some(format!("unknown: {e:#}")), ..Default::default() }).await;
+                        }
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.health.lock().await.sync(&self.svc, probes);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Lab mode: every gateway gets its namespace and charon; gone gateways are removed.
+    async fn lab_targets(&self, intent: &[GatewayIntent]) -> Result<Vec<Target>> {
+        let lab = self.lab.as_ref().context("lab mode without a lab")?;
+        let live: HashSet<&str> = intent.iter().map(|g| g.id.as_str()).collect();
+        for gone in lab.gateway_ids().into_iter().filter(|g| !live.contains(g.as_str())) {
+            tracing::info!(gateway = %gone, "Removing a deleted gateway's namespace and charon.");
+            lab.remove_gateway(&gone).await?;
+            let sock = lab.gateway_dir(&gone).join("charon.vici");
+            self.clients.lock().await.remove(&sock);
+            if let Some(l) = self.listeners.lock().await.remove(&sock) {
+                l.abort();
+            }
+        }
+        let mut targets = Vec::new();
+        for (i, g) in intent.iter().enumerate() {
+            let mut public: Vec<Ipv4Addr> = g.gw.internet_ip.parse().into_iter().collect();
+            public.extend(g.gw.dr_internet_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
+            let mut private = g.vpc_addrs.clone();
+            private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
+            private.sort();
+            private.dedup();
+            let ns = lab.gateway_ns(&g.id);
+            lab.ensure_node(&Node { ns: ns.clone(), public, private }).await.with_context(|| format!("build the namespace of {}", g.id))?;
+            let charon = lab.ensure_charon(&g.id, &ns, lab.gateway_dir(&g.id)).await?;
+            targets.push(Target { socket: charon.socket(), netns: Some(ns), gateways: vec![i] });
+        }
+        Ok(targets)
+    }
+
+    /// Makes one charon hold exactly the definitions of these gateways, then observes it.
+    async fn converge(&self, t: &Target, gws: &[&GatewayIntent]) -> Result<()> {
+        self.ensure_listener(&t.socket).await;
+        let mut clients = self.clients.lock().await;
+        if !clients.contains_key(&t.socket) {
+            let c = Client::connect(&t.socket).await.with_context(|| format!("connect to {}", t.socket.display()))?;
+            clients.insert(t.socket.clone(), c);
+        }
+        let client = clients.get_mut(&t.socket).context("client")?;
+        if !client_registered(client).await {
+            client.register("list-conn").await?;
+            client.register("list-sa").await?;
+        }
+        let desired: BTreeMap<&str, &ConnDef> = gws.iter().flat_map(|g| g.defs.iter()).map(|d| (d.name.as_str(), d)).collect();
+        let (conns, _) = client.stream("list-conns", Some("list-conn"), Message::new()).await?;
+        let loaded: HashSet<String> = conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect();
+
+        // Deletes before adds: a changed tunnel's old definition goes first.
+        for stale in loaded.iter().filter(|n| !desired.contains_key(n.as_str())) {
+            tracing::info!(definition = %stale, "Unloading a stale definition.");
+            let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
+            client.call("unload-conn", Message::new().kv("name", stale)).await?;
+            let _ = client.call("unload-shared", Message::new().kv("id", stale)).await;
+        }
+        let mut just_loaded = HashSet::new();
+        for (name, d) in desired.iter().filter(|(n, _)| !loaded.contains(**n)) {
+            tracing::info!(definition = %name, connection = %d.conn_id, "Loading a definition.");
+            client.call("load-shared", d.load_shared()).await?;
+            client.call("load-conn", d.load_conn()).await?;
+            just_loaded.insert(name.to_string());
+        }
+
+        let (sas, _) = client.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
+        let states = ipsec::sa_states(&sas);
+        // Initiators: initiate what was just loaded, and re-initiate what has no IKE_SA at all.
+        for d in desired.values().filter(|d| d.initiate) {
+            let has_sa = states.get(&d.name).is_some_and(|s| s.present);
+            if has_sa || !self.may_initiate(&d.name, just_loaded.contains(&d.name)).await {
+                continue;
+            }
+            for ch in &d.children {
+                if let Err(e) = client.call("initiate", Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1")).await {
+                    tracing::debug!(definition = %d.name, error = %e, "initiate");
+                }
+            }
+        }
+        let traps = ipsec::trap_reqids(&desired.values().copied().collect::<Vec<_>>());
+        self.trap_map.lock().await.insert(t.socket.clone(), traps);
+        drop(clients);
+
+        // Observe: one status per tunnel, straight from the SAs.
+        for g in gws {
+            for (id, c) in &g.conns {
+                let mut o = Observation { plane: Some("converged".into()), ..Default::default() };
+                let st = |key: &str| g.defs.iter().find(|d| d.key == key).map(|d| ipsec::status_of(d, states.get(&d.name))).unwrap_or(status::IKE_DOWN).to_string();
+                if c.dual() {
+                    o.tunnels = c.tunnels.iter().map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
+                } else {
+                    o.status = st(id);
+                }
+                self.record(id, o).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn may_initiate(&self, name: &str, fresh: bool) -> bool {
+        let mut last = self.last_initiate.lock().await;
+        let due = fresh || last.get(name).is_none_or(|t| t.elapsed() >= REINITIATE);
+        if due {
+            last.insert(name.to_string(), Instant::now());
+        }
+        due
+    }
+
+    /// Writes an observation when it differs from the last one written.
+    async fn record(&self, conn_id: &str, o: Observation) {
+        let mut seen = self.observed.lock().await;
+        if seen.get(conn_id) == Some(&o) {
+            return;
+        }
+        match self.svc.observe(conn_id, &o).await {
+            Ok(_) => {
+                seen.insert(conn_id.to_string(), o);
+            }
+            Err(e) => tracing::warn!(connection = %conn_id, error = %e, "Failed to record an observation."),
+        }
+    }
+
+    /// Traffic hit a trap policy that libipsec cannot turn into an acquire: initiate its child.
+    async fn on_trap(&self, socket: PathBuf, reqid: u32) {
+        let Some((ike, child)) = self.trap_map.lock().await.get(&socket).and_then(|m| m.get(&reqid).cloned()) else { return };
+        if !self.may_initiate(&child, false).await {
+            return;
+        }
+        tracing::info!(definition = %ike, child = %child, "Traffic for a tunnel that waits for it: negotiating.");
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get_mut(&socket) {
+            if let Err(e) = c.call("initiate", Message::new().kv("child", &child).kv("ike", &ike).kv("timeout", "-1")).await {
+                tracing::debug!(error = %e, "initiate on traffic");
+            }
+        }
+    }
+
+    /// A task per charon that turns its events into passes (and trapped traffic into initiates).
+    async fn ensure_listener(&self, socket: &PathBuf) {
+        let mut listeners = self.listeners.lock().await;
+        if listeners.get(socket).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let (sock, events, traps) = (socket.clone(), self.events.clone(), self.traps.clone());
+        listeners.insert(
+            socket.clone(),
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = listen(&sock, &events, &traps).await {
+                        tracing::debug!(socket = %sock.display(), error = %e, "Event connection closed; reconnecting.");
+                    }
+                    events.notify_one();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }),
+        );
+    }
+}
+
+/// Whether the client already registered its streaming events (tracked by the client itself).
+async fn client_registered(c: &mut Client) -> bool {
+    let was = c.registered;
+    c.registered = true;
+    was
+}
+
+async fn listen(socket: &PathBuf, events: &Notify, traps: &mpsc::UnboundedSender<(PathBuf, u32)>) -> crate::vici::Result<()> {
+    let mut c = Client::connect(socket).await?;
+    for e in ["ike-updown", "child-updown", "ike-rekey", "child-rekey", "log"] {
+        c.register(e).await?;
+    }
+    events.notify_one();
+    loop {
+        let (name, msg) = c.next_event().await?;
+        if name == "log" {
+            if let Some(reqid) = ipsec::dropped_reqid(msg.str("msg")) {
+                let _ = traps.send((socket.clone(), reqid));
+            }
+            continue;
+        }
+        events.notify_one();
+    }
+}
