@@ -273,7 +273,7 @@ def test_strongswan_device_config_through_the_legacy_sdk(server):
     cfg = json.loads(legacy.do_action_with_exception(req))["VpnConnectionConfig"]
     text = cfg["DeviceConfig"]
     assert f"local_addrs = {cgw.ip_address}" in text and "proposals = aes256-md5-modp2048" in text
-    assert text.count("start_action = start") == 2, "IKEv1: one child per subnet pair"
+    assert text.count("start_action = trap") == 2, "IKEv1: one child per subnet pair; EffectImmediately=false waits for traffic"
     assert "secret = 0x6b3379" in text
     req.add_query_param("DeviceType", "toaster")
     from aliyunsdkcore.acs_exception.exceptions import ServerException

@@ -81,8 +81,10 @@ pub fn child_selectors(ike_version: &str, local: &[String], remote: &[String]) -
     }
 }
 
-/// Policy priority of a dual-tunnel connection's tunnels (lower wins): traffic takes the master
-/// while its SA is up and the slave otherwise. `None` for single-tunnel connections.
+/// Policy priority of a dual-tunnel connection's tunnels (lower wins): with the kernel's IPsec,
+/// traffic takes the master while its SA is up and the slave otherwise. `None` for single-tunnel
+/// connections. kernel-libipsec does not pass manual priorities to its policy manager: there the
+/// most recently installed CHILD_SA carries the traffic, and the other takes over when it goes.
 pub fn tunnel_priority(role: &str) -> Option<u32> {
     match role {
         "master" => Some(1000),

@@ -1,0 +1,255 @@
+"""The real IPsec data plane (lab mode): connections made through the official SDK become
+strongSwan tunnels between namespaces, customer sites are configured only from
+DownloadVpnConnectionConfig, and every status is read from charon's SAs.
+
+Needs root, iproute2 and strongSwan (charon-systemd, swanctl), which `.ci/run` installs."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from alibabacloud_vpc20160428 import models as m
+
+from helpers import REGION, make_cgw, make_vpc, make_vsw, wait_status
+from lab import Lab, conn, ike_ids, ping, ping_until, wait_conn
+
+VPC_HOST = "10.1.0.1"  # the first address of the gateway's VSwitch answers in the lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab().start()
+    yield lab
+    lab.stop()
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() if n.startswith(lab.name)], "the lab left namespaces behind"
+
+
+def gateway(c, dual=False):
+    vpc = make_vpc(c)
+    a = make_vsw(c, vpc, "10.1.0.0/16", "cn-hangzhou-h")
+    args = dict(region_id=REGION, vpc_id=vpc, v_switch_id=a, bandwidth=5, instance_charge_type="POSTPAY")
+    if dual:
+        args["disaster_recovery_vswitch_id"] = make_vsw(c, vpc, "10.2.0.0/16", "cn-hangzhou-i")
+    gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(**args)).body.vpn_gateway_id
+    wait_status(c, gw, "active")
+    return gw
+
+
+_sites = iter(range(1, 200))
+
+
+def new_site():
+    n = next(_sites)
+    return f"s{n}", f"203.0.113.{n}", f"10.{100 + n}.0.0/24", f"10.{100 + n}.0.1"
+
+
+def connect(lab, gw, ike=None, ipsec=None, immediately=True, load_site=True, **kw):
+    """A connection to a new site; returns (vco, site, site address)."""
+    c = lab.c
+    name, ip, subnet, host = new_site()
+    cgw = make_cgw(c, ip_address=ip).customer_gateway_id
+    args = dict(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet=subnet, effect_immediately=immediately)
+    if ike:
+        args["ike_config"] = json.dumps(ike)
+    if ipsec:
+        args["ipsec_config"] = json.dumps(ipsec)
+    args.update(kw)
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(**args)).body.vpn_connection_id
+    wait_status(c, gw, "active", timeout=30)
+    lab.site(name, ip, subnet, vco if load_site else None)
+    return vco, name, host
+
+
+def test_a_connection_comes_up_from_the_downloaded_config_and_carries_traffic_both_ways(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw)
+    d = wait_conn(c, vco, "ipsec_sa_established")
+    assert d.state == "active"
+    assert ping_until(lab.site_ns(site), host, VPC_HOST), "customer → VPC"
+    assert ping(lab.gw_ns(gw), VPC_HOST, host), "VPC → customer"
+    # Delete removes the SA from the gateway's charon.
+    c.delete_vpn_connection(m.DeleteVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco))
+    wait_status(c, gw, "active", timeout=30)
+    assert ike_ids(lab.sas(lab.gw_sock(gw))) == []
+    assert not ping(lab.site_ns(site), host, VPC_HOST)
+
+
+# Every encryption, integrity and DH value at least once, IKEv1 main and aggressive and IKEv2,
+# and PFS disabled.
+PROPOSALS = [
+    ({"IkeVersion": "ikev1", "IkeMode": "main", "IkeEncAlg": "aes", "IkeAuthAlg": "md5", "IkePfs": "group1"},
+     {"IpsecEncAlg": "des", "IpsecAuthAlg": "sha1", "IpsecPfs": "group2"}),
+    ({"IkeVersion": "ikev1", "IkeMode": "aggressive", "IkeEncAlg": "aes192", "IkeAuthAlg": "sha1", "IkePfs": "group2", "LocalId": "vpn.example.com", "RemoteId": "site.example.com"},
+     {"IpsecEncAlg": "3des", "IpsecAuthAlg": "sha256", "IpsecPfs": "disabled"}),
+    ({"IkeVersion": "ikev2", "IkeEncAlg": "aes256", "IkeAuthAlg": "sha256", "IkePfs": "group5", "IkeLifetime": 3600},
+     {"IpsecEncAlg": "aes", "IpsecAuthAlg": "sha384", "IpsecPfs": "group14", "IpsecLifetime": 1800}),
+    ({"IkeVersion": "ikev2", "IkeEncAlg": "des", "IkeAuthAlg": "sha384", "IkePfs": "group14"},
+     {"IpsecEncAlg": "aes192", "IpsecAuthAlg": "sha512", "IpsecPfs": "group1"}),
+    ({"IkeVersion": "ikev1", "IkeMode": "main", "IkeEncAlg": "3des", "IkeAuthAlg": "sha512", "IkePfs": "group2"},
+     {"IpsecEncAlg": "aes256", "IpsecAuthAlg": "md5", "IpsecPfs": "group5"}),
+]
+
+
+def test_every_documented_algorithm_negotiates_and_carries_traffic(lab):
+    c = lab.c
+    gw = gateway(c)
+    made = [connect(lab, gw, ike=ike, ipsec=ipsec) for ike, ipsec in PROPOSALS]
+    for vco, site, host in made:
+        wait_conn(c, vco, "ipsec_sa_established", timeout=30)
+        assert ping_until(lab.site_ns(site), host, VPC_HOST), (vco, conn(c, vco).ike_config)
+
+
+def test_a_psk_mismatch_stays_ike_sa_not_established(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw, ike={"Psk": "right-key"}, load_site=False)
+    text = lab.device_config(vco)
+    assert "secret = 0x" + "right-key".encode().hex() in text
+    lab.load(site, text.replace("right-key".encode().hex(), "wrong-key".encode().hex()))
+    time.sleep(4)
+    assert conn(c, vco).status == "ike_sa_not_established"
+    assert not ping(lab.site_ns(site), host, VPC_HOST)
+
+
+def test_effect_immediately_false_negotiates_on_first_traffic(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw, immediately=False)
+    time.sleep(2)
+    assert conn(c, vco).status == "ike_sa_not_established", "nothing negotiates before traffic"
+    ping(lab.gw_ns(gw), VPC_HOST, host, wait=1)  # the first packet starts the negotiation
+    wait_conn(c, vco, "ipsec_sa_established", timeout=15)
+    assert ping_until(lab.gw_ns(gw), VPC_HOST, host)
+
+
+def test_modify_renegotiates_and_the_new_sa_carries_traffic(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw, ike={"IkeVersion": "ikev2", "Psk": "first-key"})
+    wait_conn(c, vco, "ipsec_sa_established")
+    before = ike_ids(lab.sas(lab.gw_sock(gw)))
+    c.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(
+        region_id=REGION, vpn_connection_id=vco, local_subnet="10.1.0.0/24",
+        ike_config=json.dumps({"Psk": "second-key", "IkeEncAlg": "aes256", "IkeAuthAlg": "sha256"}),
+        ipsec_config=json.dumps({"IpsecEncAlg": "aes192", "IpsecAuthAlg": "sha512", "IpsecPfs": "group14"})))
+    wait_status(c, gw, "active", timeout=30)
+    # The customer applies the new configuration.
+    lab.load(site, lab.device_config(vco))
+    wait_conn(c, vco, "ipsec_sa_established", timeout=30)
+    after = ike_ids(lab.sas(lab.gw_sock(gw)))
+    assert after and not set(after) & set(before), "a new IKE_SA, not the old one"
+    raw = lab.sas(lab.gw_sock(gw))
+    assert "encr-alg=AES_CBC encr-keysize=256 integ-alg=HMAC_SHA2_256_128" in raw, raw
+    assert "local-ts=[10.1.0.0/24]" in raw, raw
+    assert ping_until(lab.site_ns(site), host, VPC_HOST)
+
+
+def carried(raw, tunnels):
+    """Packets each tunnel's CHILD_SAs received, from `swanctl --list-sas --raw` (one IKE_SA a line)."""
+    counts = {t: 0 for t in tunnels}
+    for line in raw.splitlines():
+        for t in tunnels:
+            if t in line:
+                counts[t] += sum(int(x) for x in re.findall(r"packets-in=(\d+)", line))
+    return counts
+
+
+def test_dual_tunnel_both_negotiate_and_one_takes_over_when_the_other_goes(lab):
+    c = lab.c
+    gw = gateway(c, dual=True)
+    name, ip, subnet, host = new_site()
+    cgw = make_cgw(c, ip_address=ip).customer_gateway_id
+    tos = m.CreateVpnConnectionRequestTunnelOptionsSpecification
+    tike = m.CreateVpnConnectionRequestTunnelOptionsSpecificationTunnelIkeConfig
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+        region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", remote_subnet=subnet, effect_immediately=True,
+        tunnel_options_specification=[
+            tos(customer_gateway_id=cgw, role="master", tunnel_ike_config=tike(psk="master-key", ike_version="ikev2")),
+            tos(customer_gateway_id=cgw, role="slave", tunnel_ike_config=tike(psk="slave-key", ike_version="ikev2")),
+        ])).body.vpn_connection_id
+    wait_status(c, gw, "active", timeout=30)
+    lab.site(name, ip, subnet, vco)
+    wait_conn(c, vco, "ipsec_sa_established", tunnel="master", timeout=30)
+    d = wait_conn(c, vco, "ipsec_sa_established", tunnel="slave", timeout=30)
+    tunnels = {t.tunnel_id: t.role for t in d.tunnel_options_specification.tunnel_options}
+    assert ping_until(lab.site_ns(name), host, VPC_HOST)
+    for _ in range(3):
+        ping(lab.site_ns(name), host, VPC_HOST)
+    counts = carried(lab.sas(lab.gw_sock(gw)), tunnels)
+    active = max(counts, key=counts.get)
+    assert counts[active] >= 3 and sorted(counts.values())[0] == 0, f"one tunnel carries the traffic: {counts}"
+    # The carrying tunnel goes away on the customer side: traffic moves to the other at once,
+    # the API reports that tunnel down, and the gateway (which initiates) brings it back.
+    role = tunnels[active]
+    old = re.search(active + r"-\w+ \{uniqueid=(\d+)", lab.sas(lab.gw_sock(gw))).group(1)
+    subprocess.run(["swanctl", "--terminate", "--ike", f"{vco}-{role}", "--uri", f"unix://{lab.site_sock(name)}"], check=True, capture_output=True)
+    assert ping_until(lab.site_ns(name), host, VPC_HOST, timeout=5), "the other tunnel carries the traffic"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m_ = re.search(active + r"-\w+ \{uniqueid=(\d+) version=2 state=ESTABLISHED", lab.sas(lab.gw_sock(gw)))
+        if m_ and m_.group(1) != old:
+            break
+        time.sleep(0.1)
+    assert m_ and m_.group(1) != old, "the gateway brought the tunnel back with a new IKE_SA"
+    wait_conn(c, vco, "ipsec_sa_established", tunnel=role, timeout=30)
+
+
+def test_charon_killed_tunnels_come_back_without_an_api_call(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw)
+    wait_conn(c, vco, "ipsec_sa_established")
+    pid = lab.charon_pid(gw)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline and lab.charon_pid(gw) == pid:
+        time.sleep(0.1)
+    assert lab.charon_pid(gw) != pid, "vpngw restarts charon"
+    wait_conn(c, vco, "ipsec_sa_established", timeout=40)
+    assert ping_until(lab.site_ns(site), host, VPC_HOST, timeout=30)
+
+
+def test_health_check_success_then_failed_within_interval_times_retry(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw)
+    wait_conn(c, vco, "ipsec_sa_established")
+    c.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(
+        region_id=REGION, vpn_connection_id=vco, health_check_config=json.dumps({"enable": True, "sip": VPC_HOST, "dip": host, "interval": 1, "retry": 2})))
+    deadline = time.time() + 20
+    while time.time() < deadline and conn(c, vco).vco_health_check.status != "success":
+        time.sleep(0.1)
+    assert conn(c, vco).vco_health_check.status == "success"
+    # The peer stops answering: its address goes away.
+    subprocess.run(["ip", "-n", lab.site_ns(site), "addr", "del", f"{host}/32", "dev", "lo"], check=True)
+    stopped = time.time()
+    while time.time() < stopped + 10 and conn(c, vco).vco_health_check.status != "failed":
+        time.sleep(0.1)
+    assert conn(c, vco).vco_health_check.status == "failed"
+    assert time.time() - stopped <= 1 * 2 + 2, "within interval × retry (plus one probe's wait)"
+
+
+def test_a_restart_of_vpngw_tears_down_no_established_sa():
+    lab = Lab(persist=True).start()
+    try:
+        c = lab.c
+        gw = gateway(c)
+        vco, site, host = connect(lab, gw)
+        wait_conn(c, vco, "ipsec_sa_established")
+        time.sleep(2)  # both sides initiated: let charon settle on one IKE_SA
+        before = ike_ids(lab.sas(lab.site_sock(site)))
+        assert before
+        lab.stop()
+        lab.start()
+        time.sleep(3)  # several reconcile passes
+        c = lab.c
+        assert conn(c, vco).status == "ipsec_sa_established"
+        assert ike_ids(lab.sas(lab.site_sock(site))) == before, "the same IKE_SA survived"
+        assert ping(lab.site_ns(site), host, VPC_HOST)
+    finally:
+        lab.stop()
+        lab.down()
