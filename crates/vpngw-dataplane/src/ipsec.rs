@@ -261,3 +261,127 @@ pub fn dropped_reqid(log: &str) -> Option<u32> {
     let rest = log.split_once("could not find an outbound IPsec SA for reqid {")?.1;
     rest.split_once('}')?.0.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpngw_service::dataplane::{HealthCheck, IkeCfg, IpsecCfg, Tunnel};
+
+    fn conn(version: &str) -> VpnConnection {
+        let ike = IkeCfg {
+            psk: "k".into(),
+            ike_version: version.into(),
+            ike_mode: "aggressive".into(),
+            ike_enc_alg: "aes256".into(),
+            ike_auth_alg: "sha256".into(),
+            ike_pfs: "group14".into(),
+            ike_lifetime: 3600,
+            local_id: "198.51.100.1".into(),
+            remote_id: "site.example.com".into(),
+        };
+        serde_json::from_value(serde_json::json!({
+            "name": "n", "customer_gateway_id": "cgw-1", "cgw_ids": ["cgw-1"],
+            "local_subnet": ["10.1.0.0/16", "10.2.0.0/16"], "remote_subnet": ["10.9.0.0/24"],
+            "effect_immediately": true, "auto_config_route": true, "enable_dpd": true, "enable_nat_traversal": true,
+            "remote_ca_certificate": "", "ike": ike,
+            "ipsec": IpsecCfg { ipsec_enc_alg: "3des".into(), ipsec_auth_alg: "md5".into(), ipsec_pfs: "disabled".into(), ipsec_lifetime: 1800 },
+            "bgp": {"enable": false, "local_asn": 45104, "tunnel_cidr": "", "local_bgp_ip": ""},
+            "health": HealthCheck { enable: false, sip: String::new(), dip: String::new(), interval: 3, retry: 3, policy: "revoke_route".into() },
+            "enable_tunnels_bgp": false, "tunnels": Vec::<Tunnel>::new(), "status": "ike_sa_not_established",
+            "internet_ip": "198.51.100.1", "zone_no": "z", "resource_group_id": "rg", "negotiation_generation": 1,
+        }))
+        .unwrap()
+    }
+
+    fn cgws() -> HashMap<String, String> {
+        [("cgw-1".to_string(), "203.0.113.9".to_string())].into()
+    }
+
+    #[test]
+    fn ikev1_gets_one_child_per_selector_pair_and_ikev2_one_child() {
+        let (v1, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        assert_eq!(v1[0].children.len(), 2);
+        assert_eq!(v1[0].children[1].local_ts, ["10.2.0.0/16"]);
+        let (v2, _) = definitions("vco-1", &conn("ikev2"), &cgws());
+        assert_eq!(v2[0].children.len(), 1);
+        assert_eq!(v2[0].children[0].local_ts, ["10.1.0.0/16", "10.2.0.0/16"]);
+    }
+
+    #[test]
+    fn the_message_maps_every_setting() {
+        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        let d = &d[0];
+        assert_eq!(key_of(&d.name), "vco-1");
+        let m = d.load_conn();
+        let c = m.sec(&d.name).unwrap();
+        assert_eq!((c.str("version"), c.str("aggressive"), c.str("rekey_time")), ("1", "yes", "3600s"));
+        assert_eq!(c.strs("proposals"), ["aes256-sha256-modp2048"]);
+        assert_eq!(c.strs("remote_addrs"), ["203.0.113.9"]);
+        assert_eq!(c.str("dpd_delay"), "10s");
+        assert_eq!(c.sec("remote").unwrap().str("id"), "fqdn:site.example.com");
+        let child = c.sec("children").unwrap().sec(&d.children[0].name).unwrap();
+        assert_eq!(child.strs("esp_proposals"), ["3des-md5"], "PFS disabled: no DH group");
+        assert_eq!((child.str("rekey_time"), child.str("start_action")), ("1800s", "none"));
+        assert_eq!(d.load_shared().strs("owners"), ["198.51.100.1", "fqdn:site.example.com"]);
+    }
+
+    #[test]
+    fn a_changed_setting_is_a_new_name_and_an_unchanged_one_is_not() {
+        let a = definitions("vco-1", &conn("ikev2"), &cgws()).0;
+        assert_eq!(a, definitions("vco-1", &conn("ikev2"), &cgws()).0);
+        let mut c = conn("ikev2");
+        c.ike.psk = "other".into();
+        assert_ne!(a[0].name, definitions("vco-1", &c, &cgws()).0[0].name);
+        let mut c = conn("ikev2");
+        c.name = "renamed".into();
+        assert_eq!(a[0].name, definitions("vco-1", &c, &cgws()).0[0].name, "a rename does not re-key");
+    }
+
+    #[test]
+    fn national_algorithms_are_reported_not_loaded() {
+        let mut c = conn("ikev1");
+        c.ike.ike_enc_alg = "sm4".into();
+        let (defs, bad) = definitions("vco-1", &c, &cgws());
+        assert!(defs.is_empty());
+        assert!(bad[0].reason.contains("sm4"), "{bad:?}");
+    }
+
+    #[test]
+    fn statuses_come_from_the_sas() {
+        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        let d = &d[0];
+        assert_eq!(status_of(d, None), status::IKE_DOWN);
+        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, installed: vec![] };
+        assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
+        sa.ike_established = true;
+        assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
+        sa.established_secs = 30;
+        assert_eq!(status_of(d, Some(&sa)), status::IPSEC_DOWN);
+        sa.installed = vec![d.children[0].name.clone()];
+        assert_eq!(status_of(d, Some(&sa)), status::IPSEC_DOWN, "every child must be installed");
+        sa.installed.push(d.children[1].name.clone());
+        assert_eq!(status_of(d, Some(&sa)), status::IPSEC_UP);
+    }
+
+    #[test]
+    fn list_sas_events_become_states() {
+        let ev = Message::new().section(
+            "vco-1-abcd",
+            Message::new().kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
+        );
+        let s = sa_states(&[ev]);
+        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, installed: vec!["vco-1-abcd-1".into()] });
+    }
+
+    #[test]
+    fn traffic_for_a_waiting_tunnel_is_found_by_reqid() {
+        let mut c = conn("ikev2");
+        c.effect_immediately = false;
+        let (d, _) = definitions("vco-1", &c, &cgws());
+        let map = trap_reqids(&[&d[0]]);
+        let reqid = d[0].children[0].reqid;
+        assert_eq!(map[&reqid].1, d[0].children[0].name);
+        assert_eq!(dropped_reqid(&format!("could not find an outbound IPsec SA for reqid {{{reqid}}}, dropping packet")), Some(reqid));
+        assert_eq!(dropped_reqid("something else"), None);
+    }
+}

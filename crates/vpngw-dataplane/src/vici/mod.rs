@@ -161,8 +161,8 @@ mod tests {
         v
     }
 
-    /// A `list-sas` exchange recorded from charon 5.9.8 (one IKE_SA with one CHILD_SA, trimmed
-    /// to the keys the reconciler reads), replayed byte for byte.
+    /// A `list-sas` exchange shaped like charon's (one IKE_SA with one CHILD_SA, reduced to the
+    /// keys the reconciler reads). `tests/recorded.rs` replays a real recorded session.
     #[tokio::test]
     async fn list_sas_streams_events_before_the_response() {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
