@@ -61,11 +61,11 @@ def free_port():
 class Server:
     """One `vpngw serve` process over a data directory that outlives restarts."""
 
-    def __init__(self, transition_ms=150, extra=""):
+    def __init__(self, transition_ms=150, extra="", top=""):
         self.dir = tempfile.mkdtemp(prefix="vpngw-sdk-")
         self.config = os.path.join(self.dir, "vpngw.toml")
         with open(self.config, "w") as f:
-            f.write(CONFIG.format(transition=transition_ms) + extra)
+            f.write(top + CONFIG.format(transition=transition_ms) + extra)
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.proc = None

@@ -52,12 +52,7 @@ class Lab:
         return f"{self.run_dir}/site/{site}/charon.vici"
 
     def device_config(self, vco):
-        req = LegacyDownload()
-        req.set_VpnConnectionId(vco)
-        req.add_query_param("DeviceType", "strongswan")
-        req.set_endpoint(self.server.endpoint)
-        req.set_protocol_type("http")
-        return json.loads(self.server.legacy().do_action_with_exception(req))["VpnConnectionConfig"]["DeviceConfig"]
+        return device_config(self.server, vco)
 
     def site(self, name, ip, subnet, vco=None, config=None):
         """Creates (or updates) a site and loads the connection's customer-side configuration."""
@@ -89,6 +84,16 @@ class Lab:
     def charon_pid(self, gw):
         with open(f"{self.run_dir}/gw/{gw}/charon.pid") as f:
             return int(f.read().strip())
+
+
+def device_config(server, vco):
+    """The customer side's strongSwan configuration, from DownloadVpnConnectionConfig (legacy SDK)."""
+    req = LegacyDownload()
+    req.set_VpnConnectionId(vco)
+    req.add_query_param("DeviceType", "strongswan")
+    req.set_endpoint(server.endpoint)
+    req.set_protocol_type("http")
+    return json.loads(server.legacy().do_action_with_exception(req))["VpnConnectionConfig"]["DeviceConfig"]
 
 
 def ping(ns, src, dst, count=1, wait=2):
