@@ -96,6 +96,8 @@ pub struct Lab {
     charons: Mutex<HashMap<String, Arc<Charon>>>,
     /// Woken when a charon (re)started.
     pub restarted: Arc<Notify>,
+    /// The nodes as last built: a pass that finds a node unchanged spawns no `ip` at all.
+    built: Mutex<HashMap<String, Node>>,
 }
 
 /// A supervised charon.
@@ -129,6 +131,7 @@ impl Lab {
             persist: cfg.persist,
             charons: Default::default(),
             restarted: Arc::new(Notify::new()),
+            built: Default::default(),
         }
     }
 
@@ -166,6 +169,16 @@ impl Lab {
 
     /// Makes a node exist with exactly these addresses (idempotent).
     pub async fn ensure_node(&self, node: &Node) -> Result<()> {
+        let exists = |ns: &str| Path::new("/run/netns").join(ns).exists();
+        if self.built.lock().await.get(&node.ns) == Some(node) && exists(&node.ns) && exists(&self.inet()) {
+            return Ok(());
+        }
+        self.build_node(node).await?;
+        self.built.lock().await.insert(node.ns.clone(), node.clone());
+        Ok(())
+    }
+
+    async fn build_node(&self, node: &Node) -> Result<()> {
         self.ensure_inet().await?;
         let inet = self.inet();
         let ns = &node.ns;
@@ -223,6 +236,7 @@ impl Lab {
     }
 
     pub async fn remove_node(&self, ns: &str) -> Result<()> {
+        self.built.lock().await.remove(ns);
         let _ = ip(&["-n", &self.inet(), "link", "del", &Self::uplink_name(ns)]).await;
         if namespaces().await?.contains(ns) {
             ip(&["netns", "del", ns]).await?;
@@ -276,6 +290,9 @@ impl Lab {
         if let Some(pid) = c.pid().filter(|p| alive(*p)) {
             let _ = run("kill", &["-KILL", &pid.to_string()]).await;
         }
+        // A killed charon leaves its routing rule and routes behind (table 220): start clean.
+        let _ = ip(&["-n", &c.ns, "rule", "del", "table", "220"]).await;
+        let _ = ip(&["-n", &c.ns, "route", "flush", "table", "220"]).await;
         let conf = c.dir.join("strongswan.conf");
         std::fs::write(&conf, self.charon_conf(&c.dir))?;
         let _ = std::fs::remove_file(c.socket());
@@ -375,10 +392,10 @@ impl Lab {
     // Customer sites (`vpngw lab site ...`): a node with a charon of its own, started detached.
 
     /// Creates a customer site: a namespace with `public` on its link, the first address of
-    /// `subnet` on its loopback, and a charon. Returns the site's VICI socket.
-    pub async fn create_site(self: &Arc<Self>, name: &str, public: Ipv4Addr, subnet: ipnet::Ipv4Net) -> Result<PathBuf> {
-        let host = subnet.hosts().next().context("the subnet has no host address")?;
-        self.ensure_node(&Node { ns: self.site_ns(name), public: vec![public], private: vec![host] }).await?;
+    /// each subnet on its loopback, and a charon. Returns the site's VICI socket.
+    pub async fn create_site(self: &Arc<Self>, name: &str, public: &[Ipv4Addr], subnets: &[ipnet::Ipv4Net]) -> Result<PathBuf> {
+        let hosts = subnets.iter().map(|s| s.hosts().next().context("a subnet has no host address")).collect::<Result<Vec<_>>>()?;
+        self.ensure_node(&Node { ns: self.site_ns(name), public: public.to_vec(), private: hosts }).await?;
         let c = Charon { key: format!("site-{name}"), ns: self.site_ns(name), dir: self.site_dir(name), stop: Notify::new(), stopping: Default::default() };
         std::fs::create_dir_all(&c.dir)?;
         if !(c.pid().is_some_and(alive) && wait_socket(&c.socket(), Duration::from_millis(200)).await) {

@@ -210,7 +210,13 @@ impl Reconciler {
                     }
                 }
             }
-            match self.converge(t, &gws).await {
+            let mut outcome = self.converge(t, &gws).await;
+            if outcome.as_ref().is_err_and(|e| e.chain().any(|c| c.downcast_ref::<crate::vici::ViciError>().is_some_and(|v| matches!(v, crate::vici::ViciError::Io(_))))) {
+                // A restarted charon: the cached connection is gone. Reconnect at once.
+                self.clients.lock().await.remove(&t.socket);
+                outcome = self.converge(t, &gws).await;
+            }
+            match outcome {
                 Ok(()) => {
                     for g in &gws {
                         let digests: Vec<(String, String)> = g.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();

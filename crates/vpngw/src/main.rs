@@ -79,6 +79,8 @@ enum Command {
     },
     /// Runs the benchmark and prints a table.
     Bench(vpngw::bench::BenchArgs),
+    /// Runs the IPsec data-plane benchmark in a lab (root, strongSwan) and prints a table.
+    BenchDataplane(vpngw::bench_dataplane::DataPlaneBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -212,13 +214,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             other => anyhow::bail!("unknown document {other}: use error-codes or actions"),
         },
         Command::Bench(args) => vpngw::bench::run(args).await?,
+        Command::BenchDataplane(args) => vpngw::bench_dataplane::run(args).await?,
         Command::Lab { cmd, common } => {
             let cfg = common.load()?;
             let lab = std::sync::Arc::new(vpngw_dataplane::lab::Lab::new(&cfg.dataplane));
             match cmd {
                 LabCmd::Down => lab.teardown().await?,
                 LabCmd::Site { cmd: SiteCmd::Create { name, ip, subnet, swanctl } } => {
-                    let sock = lab.create_site(&name, ip, subnet).await?;
+                    let sock = lab.create_site(&name, &[ip], &[subnet]).await?;
                     if let Some(file) = swanctl {
                         vpngw_dataplane::lab::swanctl_load(&sock, &file).await?;
                     }
