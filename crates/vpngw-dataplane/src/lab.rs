@@ -259,7 +259,7 @@ impl Lab {
              \x20 retransmit_tries = 4\n\
              \x20 plugins {{\n    vici {{\n      socket = unix://{sock}\n    }}\n  }}\n\
              \x20 journal {{\n    default = -1\n  }}\n\
-             \x20 filelog {{\n    charon {{\n      path = {log}\n      time_format = %Y-%m-%dT%H:%M:%S\n      default = 1\n      ike_name = yes\n    }}\n  }}\n\
+             \x20 filelog {{\n    charon {{\n      path = {log}\n      time_format = %Y-%m-%dT%H:%M:%S\n      time_add_ms = yes\n      default = 1\n      ike_name = yes\n    }}\n  }}\n\
              }}\n",
             sock = dir.join("charon.vici").display(),
             log = dir.join("charon.log").display(),

@@ -188,6 +188,13 @@ impl Reconciler {
 
     /// One reconcile pass over everything.
     pub async fn pass(&self) -> Result<()> {
+        let started = Instant::now();
+        let r = self.pass_inner().await;
+        tracing::debug!(took = ?started.elapsed(), ok = r.is_ok(), "Reconcile pass.");
+        r
+    }
+
+    async fn pass_inner(&self) -> Result<()> {
         let intent = self.intent().await?;
         for u in intent.iter().flat_map(|g| &g.unsupported) {
             if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
@@ -389,12 +396,17 @@ impl Reconciler {
         listeners.insert(
             socket.clone(),
             tokio::spawn(async move {
+                // Reconnect quickly (a restarted charon's events must not be missed), backing
+                // off while it stays away.
+                let mut backoff = Duration::from_millis(10);
                 loop {
+                    let connected = Instant::now();
                     if let Err(e) = listen(&sock, &events, &traps).await {
                         tracing::debug!(socket = %sock.display(), error = %e, "Event connection closed; reconnecting.");
                     }
                     events.notify_one();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    backoff = if connected.elapsed() > Duration::from_secs(1) { Duration::from_millis(10) } else { (backoff * 2).min(Duration::from_millis(500)) };
+                    tokio::time::sleep(backoff).await;
                 }
             }),
         );
@@ -422,6 +434,7 @@ async fn listen(socket: &PathBuf, events: &Notify, traps: &mpsc::UnboundedSender
             }
             continue;
         }
+        tracing::debug!(event = %name, "charon event.");
         events.notify_one();
     }
 }

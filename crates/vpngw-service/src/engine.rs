@@ -20,7 +20,8 @@ static WAITING: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 /// How long to wait before asking the data plane again.
 const RECHECK: Duration = Duration::from_millis(50);
 
-/// Whether `task` must wait for the data plane (and was postponed).
+/// Whether `task` must wait for the data plane. Waiting costs no write: the task stays due and
+/// the engine asks again after [`RECHECK`] or when a reconciler reports progress.
 async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
     let Some(dp) = svc.dataplane() else { return Ok(false) };
     if task.op != "status:active" || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
@@ -45,38 +46,39 @@ async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_s
             }
         }
     };
-    if !postpone {
-        return Ok(false);
-    }
-    let mut later = task.clone();
-    later.due_ms = now_ms() + RECHECK.as_millis() as i64;
-    svc.store.commit(vec![Mutation::PutTask(later)]).await?;
-    Ok(true)
+    Ok(postpone)
 }
 
-/// Applies every step due now. Returns how many were applied.
-pub async fn apply_due(svc: &Service) -> usize {
+/// Applies every step due now. Returns how many were applied and how many wait for the data
+/// plane.
+pub async fn apply_due(svc: &Service) -> (usize, usize) {
     let due = match svc.store.due_tasks(now_ms()).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "Failed to load due tasks.");
-            return 0;
+            return (0, 0);
         }
     };
-    let mut applied = 0;
+    let (mut applied, mut waiting) = (0, 0);
     for task in due {
-        let result = svc.with_write_lock(apply_one(svc, &task)).await;
-        match result {
-            Ok(()) => applied += 1,
+        // A resource's later steps wait behind an earlier one that waits.
+        if waits_for_dataplane(svc, &task).await.unwrap_or(true) {
+            waiting += 1;
+            continue;
+        }
+        match svc.with_write_lock(apply_one(svc, &task)).await {
+            Ok(true) => applied += 1,
+            Ok(false) => waiting += 1,
             Err(e) => tracing::warn!(task = %task.id, resource = %task.resource_id, error = %e, "Failed to apply task."),
         }
     }
-    applied
+    (applied, waiting)
 }
 
-async fn apply_one(svc: &Service, task: &Task) -> Result<(), vpngw_store::StoreError> {
+/// Applies one step; `false` when it turned out to wait for the data plane after all.
+async fn apply_one(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
     if waits_for_dataplane(svc, task).await? {
-        return Ok(());
+        return Ok(false);
     }
     let mut muts = vec![Mutation::DeleteTask { id: task.id.clone() }];
     if let Some(mut rec) = svc.store.get_any(task.kind, &task.resource_id).await? {
@@ -98,14 +100,15 @@ async fn apply_one(svc: &Service, task: &Task) -> Result<(), vpngw_store::StoreE
     }
     svc.store.commit(muts).await?;
     svc.intent_changed.notify_one();
-    Ok(())
+    Ok(true)
 }
 
 /// Runs until `shutdown` turns true.
 pub async fn run(svc: Arc<Service>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        apply_due(&svc).await;
+        let (_, waiting) = apply_due(&svc).await;
         let wait = match svc.store.next_due().await {
+            _ if waiting > 0 => RECHECK,
             Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, 1000) as u64),
             _ => Duration::from_secs(1),
         };
