@@ -40,9 +40,9 @@ impl HealthChecks {
             keep
         });
         for (id, probe) in want {
-            if !self.running.contains_key(&id) {
-                let task = tokio::spawn(run(svc.clone(), id.clone(), probe.clone()));
-                self.running.insert(id, (probe, task));
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.running.entry(id) {
+                let task = tokio::spawn(run(svc.clone(), slot.key().clone(), probe.clone()));
+                slot.insert((probe, task));
             }
         }
     }

@@ -33,6 +33,9 @@ use crate::ipsec::{self, ConnDef, Unsupported};
 use crate::lab::{Lab, Node};
 use crate::vici::{Client, Message};
 
+/// reqid → (definition, child) of the definitions that wait for traffic, per charon.
+type TrapMap = HashMap<u32, (String, String)>;
+
 /// What the reconciler has applied, for the task engine.
 #[derive(Default)]
 pub struct ConvergedMap(RwLock<HashMap<String, String>>);
@@ -78,12 +81,15 @@ pub struct Reconciler {
     traps: mpsc::UnboundedSender<(PathBuf, u32)>,
     trap_rx: Mutex<mpsc::UnboundedReceiver<(PathBuf, u32)>>,
     /// Per socket: reqid → (definition, child) of definitions that wait for traffic.
-    trap_map: Mutex<HashMap<PathBuf, HashMap<u32, (String, String)>>>,
+    trap_map: Mutex<HashMap<PathBuf, TrapMap>>,
     last_initiate: Mutex<HashMap<String, Instant>>,
     observed: Mutex<HashMap<String, Observation>>,
     reported: Mutex<HashSet<String>>,
     health: Mutex<HealthChecks>,
 }
+
+/// Definitions loaded per pipelined batch of VICI requests.
+const LOAD_BATCH: usize = 64;
 
 /// How often an initiator re-initiates a tunnel that has no IKE_SA at all.
 const REINITIATE: Duration = Duration::from_secs(5);
@@ -306,12 +312,21 @@ impl Reconciler {
             client.call("unload-conn", Message::new().kv("name", stale)).await?;
             let _ = client.call("unload-shared", Message::new().kv("id", stale)).await;
         }
+        let missing: Vec<&ConnDef> = desired.iter().filter(|(n, _)| !loaded.contains(**n)).map(|(_, d)| *d).collect();
         let mut just_loaded = HashSet::new();
-        for (name, d) in desired.iter().filter(|(n, _)| !loaded.contains(**n)) {
-            tracing::info!(definition = %name, connection = %d.conn_id, "Loading a definition.");
-            client.call("load-shared", d.load_shared()).await?;
-            client.call("load-conn", d.load_conn()).await?;
-            just_loaded.insert(name.to_string());
+        for chunk in missing.chunks(LOAD_BATCH) {
+            let mut reqs = Vec::with_capacity(chunk.len() * 2);
+            for d in chunk {
+                tracing::info!(definition = %d.name, connection = %d.conn_id, "Loading a definition.");
+                reqs.push(("load-shared", d.load_shared()));
+                reqs.push(("load-conn", d.load_conn()));
+            }
+            for (d, answers) in chunk.iter().zip(client.call_many(reqs).await?.chunks(2)) {
+                if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
+                    anyhow::bail!("load {}: {e}", d.name);
+                }
+                just_loaded.insert(d.name.clone());
+            }
         }
 
         let (sas, _) = client.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
@@ -420,7 +435,7 @@ async fn client_registered(c: &mut Client) -> bool {
     was
 }
 
-async fn listen(socket: &PathBuf, events: &Notify, traps: &mpsc::UnboundedSender<(PathBuf, u32)>) -> crate::vici::Result<()> {
+async fn listen(socket: &std::path::Path, events: &Notify, traps: &mpsc::UnboundedSender<(PathBuf, u32)>) -> crate::vici::Result<()> {
     let mut c = Client::connect(socket).await?;
     for e in ["ike-updown", "child-updown", "ike-rekey", "child-rekey", "log"] {
         c.register(e).await?;
@@ -430,7 +445,7 @@ async fn listen(socket: &PathBuf, events: &Notify, traps: &mpsc::UnboundedSender
         let (name, msg) = c.next_event().await?;
         if name == "log" {
             if let Some(reqid) = ipsec::dropped_reqid(msg.str("msg")) {
-                let _ = traps.send((socket.clone(), reqid));
+                let _ = traps.send((socket.to_path_buf(), reqid));
             }
             continue;
         }

@@ -184,10 +184,9 @@ async fn moto_rows(program: &str, n: usize) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("vpngw-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+/// A benchmark server's configuration: data in `dir`, no transition delay, one account
+/// (`BENCHAK`), no quotas in the way.
+pub fn bench_config(dir: &std::path::Path) -> Config {
     let mut cfg = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.join("data"),
@@ -197,6 +196,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     cfg.quotas.customer_gateways = u64::MAX;
     cfg.quotas.vpn_connections_per_gateway = u64::MAX;
+    cfg
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vpngw-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cfg = bench_config(&dir);
     let store = crate::server::open_store(&cfg.data_dir)?;
     let running = crate::server::start(&cfg, store).await?;
     let endpoint = running.addr.to_string();

@@ -87,6 +87,34 @@ impl Client {
         Ok(resp)
     }
 
+    /// Sends several commands at once and reads their responses in order: charon handles a
+    /// connection's requests one after another, so pipelining saves a round trip per command.
+    /// Each command counts as one call.
+    pub async fn call_many(&mut self, reqs: Vec<(&str, Message)>) -> Result<Vec<Result<Message>>> {
+        let mut bytes = Vec::new();
+        let names: Vec<String> = reqs.iter().map(|(c, _)| c.to_string()).collect();
+        for (cmd, msg) in reqs {
+            bytes.extend(Packet { kind: PacketType::CmdRequest, name: cmd.into(), message: msg }.encode());
+        }
+        CALLS.fetch_add(names.len() as u64, Ordering::Relaxed);
+        self.io.write_all(&bytes).await?;
+        let mut out = Vec::with_capacity(names.len());
+        for cmd in names {
+            let answer = loop {
+                let p = self.recv().await?;
+                match p.kind {
+                    PacketType::CmdResponse if p.message.str("success") == "no" => break Err(ViciError::Failed { cmd: cmd.clone(), msg: p.message.str("errmsg").to_string() }),
+                    PacketType::CmdResponse => break Ok(p.message),
+                    PacketType::CmdUnknown => break Err(ViciError::UnknownCommand(cmd.clone())),
+                    PacketType::Event => self.pending.push_back((p.name, p.message)),
+                    other => return Err(ViciError::Unexpected(other)),
+                }
+            };
+            out.push(answer);
+        }
+        Ok(out)
+    }
+
     /// Sends a command and collects the `event` packets it streams before its response.
     pub async fn stream(&mut self, cmd: &str, event: Option<&str>, msg: Message) -> Result<(Vec<Message>, Message)> {
         CALLS.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +222,23 @@ mod tests {
         assert_eq!(ike.str("state"), "ESTABLISHED");
         let child = ike.sec("child-sas").unwrap().sections().next().unwrap().1;
         assert_eq!(child.str("state"), "INSTALLED");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pipelined_commands_answer_in_order() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut both = framed(b"\x00\x07version");
+        both.extend(framed(b"\x00\x0bunload-conn\x03\x04name\x00\x01x"));
+        let ok = framed(b"\x01\x03\x06daemon\x00\x06charon");
+        let failed = framed(b"\x01\x03\x07success\x00\x02no\x03\x06errmsg\x00\x04nope");
+        let server = tokio::spawn(replay(b, vec![(both, vec![ok, failed])]));
+        let mut c = Client::over(a);
+        let before = CALLS.load(Ordering::Relaxed);
+        let answers = c.call_many(vec![("version", Message::new()), ("unload-conn", Message::new().kv("name", "x"))]).await.unwrap();
+        assert_eq!(answers[0].as_ref().unwrap().str("daemon"), "charon");
+        assert_eq!(answers[1].as_ref().unwrap_err().to_string(), "unload-conn failed: nope");
+        assert!(CALLS.load(Ordering::Relaxed) >= before + 2);
         server.await.unwrap();
     }
 
