@@ -249,7 +249,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
         b.restart_charon(true).await?;
     }
     let (o, r) = (median(ours), median(bare));
-    rows.push(("create → ipsec_sa_established (median ms)".into(), format!("{o:.1}"), format!("{r:.1}"), format!("+{:.1} ms (target ≤ +25 ms)", o - r)));
+    rows.push(("create → ipsec_sa_established (median ms)".into(), format!("{o:.1}"), format!("{r:.1}"), format!("{:+.1} ms (target ≤ +25 ms)", o - r)));
 
     // 2. Definitions over VICI per second, into a scratch charon.
     let scratch = lab.create_site("scratch", &[Ipv4Addr::new(192, 0, 2, 250)], &[]).await?;
