@@ -103,6 +103,17 @@ def test_every_documented_algorithm_negotiates_and_carries_traffic(lab):
         assert ping_until(lab.site_ns(site), host, VPC_HOST), (vco, conn(c, vco).ike_config)
 
 
+def test_ikev1_with_several_subnets_negotiates_a_child_per_pair(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw, ike={"IkeVersion": "ikev1"}, local_subnet="10.1.0.0/24,10.1.1.0/24")
+    wait_conn(c, vco, "ipsec_sa_established", timeout=30)
+    raw = lab.sas(lab.gw_sock(gw))
+    assert raw.count("state=INSTALLED") == 2, raw
+    assert "local-ts=[10.1.0.0/24]" in raw and "local-ts=[10.1.1.0/24]" in raw, raw
+    assert ping_until(lab.site_ns(site), host, VPC_HOST)
+
+
 def test_a_psk_mismatch_stays_ike_sa_not_established(lab):
     c = lab.c
     gw = gateway(c)

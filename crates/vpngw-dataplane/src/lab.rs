@@ -12,8 +12,9 @@
 //!
 //! Each node has a veth link to the internet namespace and a default route through it; the
 //! internet namespace has a /32 route to each public address. A gateway's VPC side is one
-//! address of each of its VPC's VSwitch CIDRs on the gateway's loopback (the "VPC hosts"
-//! that answer pings through tunnels), plus the source addresses of its health checks.
+//! address of each of its VPC's VSwitch CIDRs and of each connection's LocalSubnet on the
+//! gateway's loopback (the "VPC hosts" that answer pings through tunnels), plus the source
+//! addresses of its health checks.
 //!
 //! Every charon runs in its own process group and records its pid, so it outlives a crash or
 //! restart of vpngw (established SAs stay up); vpngw adopts running charons on start,

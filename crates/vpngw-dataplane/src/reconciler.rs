@@ -276,7 +276,11 @@ impl Reconciler {
         for (i, g) in intent.iter().enumerate() {
             let mut public: Vec<Ipv4Addr> = g.gw.internet_ip.parse().into_iter().collect();
             public.extend(g.gw.dr_internet_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
+            // The VPC side: one address of each VSwitch and of each connection's LocalSubnet
+            // (kernel-libipsec installs a tunnel's route from an address inside its local
+            // selector, and fails the CHILD_SA without one).
             let mut private = g.vpc_addrs.clone();
+            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter_map(|n| n.hosts().next()));
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
             private.sort();
             private.dedup();
@@ -350,7 +354,12 @@ impl Reconciler {
         // Observe: one status per tunnel, straight from the SAs.
         for g in gws {
             for (id, c) in &g.conns {
-                let mut o = Observation { plane: Some("converged".into()), ..Default::default() };
+                // What this strongSwan cannot negotiate is recorded as such, not as converged.
+                let plane = match g.unsupported.iter().find(|u| &u.conn_id == id) {
+                    Some(u) => format!("unsupported: {}", u.reason),
+                    None => "converged".into(),
+                };
+                let mut o = Observation { plane: Some(plane), ..Default::default() };
                 let st = |key: &str| g.defs.iter().find(|d| d.key == key).map(|d| ipsec::status_of(d, states.get(&d.name))).unwrap_or(status::IKE_DOWN).to_string();
                 if c.dual() {
                     o.tunnels = c.tunnels.iter().map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
