@@ -51,6 +51,18 @@ macro_rules! for_each_action {
             (DescribeVpnConnection, Read, describe_vpn_connection, [RegionId, VpnConnectionId]),
             (DownloadVpnConnectionConfig, Read, download_vpn_connection_config, [RegionId, VpnConnectionId]),
             (DeleteVpnConnection, Write, delete_vpn_connection, [RegionId, VpnConnectionId]),
+            // ---- VPN routes (6.1-6.9, and the current SDK's policy-route modifications) ----
+            (CreateVpnRouteEntry, Write, create_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight, PublishVpc]),
+            (CreateVpnPbrRouteEntry, Write, create_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, PublishVpc]),
+            (PublishVpnRouteEntry, Write, publish_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, PublishVpc, RouteType]),
+            (DescribeVpnRouteEntries, Read, describe_vpn_route_entries, [RegionId, VpnGatewayId]),
+            (DescribeVpnPbrRouteEntries, Read, describe_vpn_pbr_route_entries, [RegionId, VpnGatewayId]),
+            (ModifyVpnRouteEntryWeight, Write, modify_vpn_route_entry_weight, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight, NewWeight]),
+            (ModifyVpnPbrRouteEntryWeight, Write, modify_vpn_pbr_route_entry_weight, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, NewWeight]),
+            (ModifyVpnPbrRouteEntryPriority, Write, modify_vpn_pbr_route_entry_priority, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, Priority, NewPriority]),
+            (ModifyVpnPbrRouteEntryAttribute, Write, modify_vpn_pbr_route_entry_attribute, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, Priority]),
+            (DeleteVpnRouteEntry, Write, delete_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight]),
+            (DeleteVpnPbrRouteEntry, Write, delete_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight]),
             // ---- tags (4.5-4.7) ----
             (TagResources, Write, tag_resources, [RegionId, ResourceType]),
             (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),

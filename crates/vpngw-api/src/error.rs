@@ -119,6 +119,21 @@ error_codes! {
     TunnelCustomerGatewayImmutable = "IllegalParam.CustomerGatewayId" => 400, "The customer gateway of a tunnel cannot change.", "vpngw";
     UnsupportedDeviceType = "InvalidParameter.DeviceType" => 400, "The specified DeviceType is not supported for this connection: %s", "vpngw";
 
+    // ---- VPN routes ----
+    RouteAlreadyExists = "VpnRouteEntry.AlreadyExists" => 400, "The specified route entry is already exist.", "doc";
+    RouteConflict = "VpnRouteEntry.Conflict" => 400, "The specified route entry has conflict.", "doc";
+    RouteConflictSsl = "VpnRouteEntry.ConflictSSL" => 400, "The specified route entry has conflict with SSL client.", "doc";
+    RouteBackup = "VpnRouteEntry.BackupRoute" => 400, "Validate backup route entry failed.", "doc";
+    RouteInvalidWeight = "VpnRouteEntry.InvalidWeight" => 400, "Invalid route entry weight value.", "doc";
+    RouteNotFound = "VpnRouteEntry.NotFound" => 404, "The specified route entry does not exist.", "vpngw";
+    RouteSystemEntry = "OperationDenied.SystemRouteEntry" => 400, "The route entry was configured by the system (AutoConfigRoute) and changes only with its connection.", "vpngw";
+    VpcRouteConflict = "OperationFailed.RouteConflict" => 400, "Operation failed because there is already a route in VPC route table to another VPN on the same network block.", "doc";
+    VpcRouteQuota = "QuotaExceeded.VpnRouteEntry" => 400, "The number of route entries to the VPN gateway in the VPC routing table has reached the quota limit.", "doc";
+    PolicyRouteQuota = "QuotaExceeded.PolicyBasedRoute" => 400, "The maximum number of policy-based routes is exceeded. Existing routes: %s. Routes to be created: %s. Maximum routes: %s.", "doc";
+    DbrRoutesQuotaFull = "CreateDbrRoutesQuotaFull.QuotaFull" => 400, "The number of created destination routes exceeds the quota limit.", "doc";
+    PbrRoutesQuotaFull = "CreatePbrRoutesQuotaFull.QuotaFull" => 400, "The number of policy routes exceeds the quota limit.", "doc";
+    RouteConflictWithIpsecServer = "OperationFailed.RouteConflictWithIPsecServer" => 400, "Operation failed because the route to create conflicts with the client IP pool of the IPsec server.", "doc";
+
     // ---- tags ----
     InvalidTagKey = "InvalidParameter.TagKey" => 400, "The specified parameter TagKey is invalid.", "doc";
     InvalidTagValue = "InvalidParameter.TagValue" => 400, "The specified parameter TagValue is invalid.", "doc";

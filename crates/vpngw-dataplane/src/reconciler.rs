@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, Converged, Observation, VSwitch, VpnConnection, VpnGateway};
+use vpngw_service::dataplane::{gateway_digest, status, Converged, Observation, VSwitch, VpnConnection, VpnGateway, VpnRoute};
 use vpngw_service::Service;
 use vpngw_store::Kind;
 
@@ -58,6 +58,7 @@ struct GatewayIntent {
     gw: VpnGateway,
     vpc_addrs: Vec<Ipv4Addr>,
     conns: Vec<(String, VpnConnection)>,
+    routes: Vec<VpnRoute>,
     defs: Vec<ConnDef>,
     unsupported: Vec<Unsupported>,
 }
@@ -175,10 +176,17 @@ impl Reconciler {
                 conns.entry(p).or_default().push((r.id, c));
             }
         }
+        let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
+        for r in store.all(Kind::VpnRoute).await? {
+            if let (Some(p), Ok(route)) = (r.parent, serde_json::from_value::<VpnRoute>(r.doc)) {
+                routes.entry(p).or_default().push(route);
+            }
+        }
         let mut out = Vec::new();
         for r in store.all(Kind::VpnGateway).await? {
             let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
             let conns = conns.remove(&r.id).unwrap_or_default();
+            let routes = routes.remove(&r.id).unwrap_or_default();
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
             for (id, c) in &conns {
@@ -187,7 +195,7 @@ impl Reconciler {
                 unsupported.extend(u);
             }
             let vpc_addrs = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
-            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, conns, defs, unsupported });
+            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, conns, routes, defs, unsupported });
         }
         Ok(out)
     }
@@ -236,7 +244,7 @@ impl Reconciler {
                         for (id, d) in &digests {
                             self.converged.set(id, d.clone());
                         }
-                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests));
+                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes));
                     }
                     self.svc.tasks_changed.notify_one();
                 }

@@ -28,11 +28,27 @@ pub struct Quotas {
     pub vpn_gateways: u64,
     pub customer_gateways: u64,
     pub vpn_connections_per_gateway: u64,
+    /// Destination routes per gateway (CreateDbrRoutesQuotaFull).
+    pub dbr_routes_per_gateway: u64,
+    /// Policy routes per gateway (CreatePbrRoutesQuotaFull; QuotaExceeded.PolicyBasedRoute
+    /// when AutoConfigRoute would pass it).
+    pub pbr_routes_per_gateway: u64,
+    /// Published VPN routes in one VPC's route table (QuotaExceeded.VpnRouteEntry).
+    pub vpc_vpn_route_entries: u64,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
-        Quotas { vpcs: 10, vswitches_per_vpc: 150, vpn_gateways: 50, customer_gateways: 100, vpn_connections_per_gateway: 10 }
+        Quotas {
+            vpcs: 10,
+            vswitches_per_vpc: 150,
+            vpn_gateways: 50,
+            customer_gateways: 100,
+            vpn_connections_per_gateway: 10,
+            dbr_routes_per_gateway: 100,
+            pbr_routes_per_gateway: 100,
+            vpc_vpn_route_entries: 200,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
-pub use crate::handlers::{CustomerGateway, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, NOT_ESTABLISHED};
+pub use crate::handlers::{CustomerGateway, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 use crate::Service;
 
 /// Statuses of the API's negotiation field (`Status` of a connection and of each tunnel).
@@ -25,13 +25,16 @@ pub trait Converged: Send + Sync {
     fn converged(&self, resource_id: &str) -> Option<String>;
 }
 
-/// The digest of a gateway's whole intent: its addresses and every connection's digest. A
-/// reconciler that converged on a gateway reports this; the engine compares it with the store.
-pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)]) -> String {
+/// The digest of a gateway's whole intent: its addresses, every connection's digest and every
+/// route. A reconciler that converged on a gateway reports this; the engine compares it with
+/// the store.
+pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[VpnRoute]) -> String {
     use sha2::{Digest, Sha256};
     let mut sorted = conns.to_vec();
     sorted.sort();
-    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, sorted]);
+    let mut routes: Vec<String> = routes.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect();
+    routes.sort();
+    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, sorted, routes]);
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
@@ -61,7 +64,8 @@ impl Service {
                 let page = self.store.list(Kind::VpnConnection, &scope, &q).await?;
                 let conns: Vec<(String, String)> =
                     page.items.into_iter().filter_map(|r| serde_json::from_value::<VpnConnection>(r.doc).ok().map(|c| (r.id, c.intent_digest()))).collect();
-                Ok(Some(gateway_digest(&gw, &conns)))
+                let routes: Vec<VpnRoute> = self.store.list(Kind::VpnRoute, &scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok()).collect();
+                Ok(Some(gateway_digest(&gw, &conns, &routes)))
             }
             _ => Ok(None),
         }

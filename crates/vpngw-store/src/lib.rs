@@ -29,10 +29,12 @@ pub enum Kind {
     VpnGateway,
     CustomerGateway,
     VpnConnection,
+    /// A VPN route entry (destination or policy-based) of a gateway; routes have no API id.
+    VpnRoute,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::VpnGateway => "vpn_gateway",
             Kind::CustomerGateway => "customer_gateway",
             Kind::VpnConnection => "vpn_connection",
+            Kind::VpnRoute => "vpn_route",
         }
     }
 

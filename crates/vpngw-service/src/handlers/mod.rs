@@ -15,6 +15,7 @@ mod tags;
 mod vpc;
 mod vpn_connection;
 mod vpn_gateway;
+mod vpn_route;
 
 pub use customer_gateway::*;
 pub use regions::*;
@@ -24,6 +25,7 @@ pub use vpn_connection::{create_vpn_connection, delete_vpn_connection, describe_
 pub(crate) use vpn_connection::PeerTunnel;
 pub use vpn_connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VpnConnection, NOT_ESTABLISHED};
 pub use vpn_gateway::*;
+pub use vpn_route::*;
 
 /// `{"Tag": [{"Key": .., "Value": ..}]}`, the wrapper every SDK model expects.
 pub(crate) fn tags_json(tags: Option<&Vec<(String, String)>>) -> Value {

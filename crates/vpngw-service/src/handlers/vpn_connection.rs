@@ -23,6 +23,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Record};
 use super::customer_gateway::CustomerGateway;
 use super::vpc::VSwitch;
 use super::vpn_gateway::{ensure_writable, VpnGateway};
+use super::vpn_route::{check_against, check_publish, gateway_routes, VpnRoute, PBR, SYSTEM};
 use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -615,6 +616,54 @@ fn apply_single(c: &mut VpnConnection, p: &Params, dual: bool, national: bool) -
     check_remote_ca(&c.remote_ca_certificate, national)
 }
 
+/// AutoConfigRoute in policy mode: a policy route per (LocalSubnet, RemoteSubnet) pair, to this
+/// connection. A connection in destination-routing mode (0.0.0.0/0 on both sides) gets none:
+/// its routes are the user's.
+fn system_routes(conn_id: &str, c: &VpnConnection) -> Vec<VpnRoute> {
+    let any = |v: &[String]| v.len() == 1 && v[0] == "0.0.0.0/0";
+    if !c.auto_config_route || (any(&c.local_subnet) && any(&c.remote_subnet)) {
+        return Vec::new();
+    }
+    c.local_subnet.iter().flat_map(|l| c.remote_subnet.iter().map(move |r| VpnRoute::system(PBR, r, l, conn_id))).collect()
+}
+
+/// The mutations that make a connection's system routes match `c` (`None`: the connection
+/// goes, and every route to it with it), with the route rules checked against the gateway's
+/// other routes.
+async fn sync_routes(req: &Req<'_>, gw_rec: &Record, conn_id: &str, c: Option<&VpnConnection>) -> Result<Vec<Mutation>, ApiError> {
+    let routes = gateway_routes(req, &gw_rec.id).await?;
+    let Some(c) = c else {
+        return Ok(routes.into_iter().filter(|(_, r)| r.next_hop == conn_id).map(|(rec, _)| Mutation::Delete { kind: Kind::VpnRoute, id: rec.id }).collect());
+    };
+    let (own, others): (Vec<_>, Vec<_>) = routes.iter().partition(|(_, r)| r.entry_type == SYSTEM && r.origin == conn_id);
+    let want = system_routes(conn_id, c);
+    let mut seen: Vec<&VpnRoute> = others.iter().map(|(_, r)| r).collect();
+    for w in &want {
+        check_against(w, &seen, false)?;
+        seen.push(w);
+    }
+    let existing = others.iter().filter(|(_, r)| r.route_kind == PBR).count();
+    let quota = req.svc.config.quotas.pbr_routes_per_gateway as usize;
+    if existing + want.len() > quota {
+        return Err(ApiError::msg(
+            Code::PolicyRouteQuota,
+            format!("The maximum number of policy-based routes is exceeded. Existing routes: {existing}. Routes to be created: {}. Maximum routes: {quota}.", want.len()),
+        ));
+    }
+    let mut muts = Vec::new();
+    for (rec, r) in &own {
+        if !want.contains(r) {
+            muts.push(Mutation::Delete { kind: Kind::VpnRoute, id: rec.id.clone() });
+        }
+    }
+    let others_only: Vec<&VpnRoute> = others.iter().map(|(_, r)| r).collect();
+    for w in want.iter().filter(|w| !own.iter().any(|(_, r)| r == *w)) {
+        check_publish(req, gw_rec, w, &others_only).await?;
+        muts.push(Mutation::Put(new_record(req, Kind::VpnRoute, &ids::new_id("vrt"), Some(gw_rec.id.clone()), w.state(), to_doc(w))));
+    }
+    Ok(muts)
+}
+
 /// The gateway goes to `updating` with the connection, and shows whether any connection has BGP.
 fn gateway_updating(req: &Req<'_>, mut g: GatewayView, bgp: bool) -> Vec<Mutation> {
     g.rec.status = "updating".into();
@@ -739,7 +788,9 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     c.routing = if c.bgp_enabled() { "bgp" } else { "static" }.into();
     let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), "updating", to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
+    let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
     let mut muts = put_tagged(req, rec, tags);
+    muts.extend(routes);
     muts.extend(schedule(Kind::VpnConnection, &id, &[("status:active", req.svc.config.transition)]));
     muts.extend(gateway_updating(req, g, bgp));
     req.commit(muts, body).await
@@ -801,6 +852,9 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
     if c.negotiable() != before.negotiable() {
         c.negotiation_generation += 1;
     }
+    let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
+    let applied = applied || !routes.is_empty();
+    muts.extend(routes);
     if applied {
         rec.status = "updating".into();
         muts.extend(schedule(Kind::VpnConnection, &id, &[("status:active", req.svc.config.transition)]));
@@ -823,7 +877,8 @@ pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     }
     let c: VpnConnection = doc(&rec)?;
     let (_, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
-    let mut muts = vec![Mutation::Delete { kind: Kind::VpnConnection, id }];
+    let mut muts = sync_routes(req, &g.rec, &id, None).await?;
+    muts.push(Mutation::Delete { kind: Kind::VpnConnection, id });
     muts.extend(gateway_updating(req, g, others_bgp));
     req.commit(muts, Default::default()).await
 }

@@ -63,6 +63,14 @@ pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiEr
     Ok(())
 }
 
+/// A change the data plane must apply: the gateway goes to `updating` until it has.
+pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutation> {
+    rec.status = "updating".into();
+    let mut muts = schedule(Kind::VpnGateway, &rec.id, &[("status:active", req.svc.config.transition)]);
+    muts.insert(0, Mutation::Put(rec));
+    muts
+}
+
 /// The first free addresses of the pool (network and broadcast excluded), one per request.
 async fn allocate_public_ips(req: &Req<'_>, n: usize) -> Result<Vec<Ipv4Addr>, ApiError> {
     let taken: std::collections::HashSet<String> = req.store().claimed_addresses().await.map_err(store_error)?.into_iter().collect();

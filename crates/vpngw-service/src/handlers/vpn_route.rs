@@ -1,0 +1,414 @@
+//! VPN routes (2022 reference 6.1-6.9; the current SDK's ModifyVpnPbrRouteEntryPriority and
+//! ModifyVpnPbrRouteEntryAttribute).
+//!
+//! A route has no API id: it is found by its tuple (RouteDest, NextHop, and for policy routes
+//! RouteSource and Priority) and its current Weight. Destination (`dbr`) and policy (`pbr`)
+//! routes are stored as [`Kind::VpnRoute`] records under their gateway. For one destination
+//! (and source) there is at most one active route (weight 100) and one standby (weight 0), on
+//! different connections: the standby carries the traffic only while the active one's
+//! connection is down. Every change puts the gateway through `updating`, which ends when the
+//! data plane has applied it.
+//!
+//! Routes made by a connection's AutoConfigRoute are `System` entries: they change only with
+//! their connection. Publishing records the route in the VPC's route table, where one CIDR can
+//! point to one VPN gateway only.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code, Params};
+use vpngw_store::{Kind, ListQuery, Mutation, Record};
+
+use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
+use super::{doc, load, new_record, obj, to_doc};
+use crate::validate::{self, cidr};
+use crate::{ids, store_error, HandlerResult, Req};
+
+pub const DBR: &str = "dbr";
+pub const PBR: &str = "pbr";
+pub const CUSTOM: &str = "custom";
+pub const SYSTEM: &str = "system";
+const DEFAULT_PRIORITY: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnRoute {
+    /// `dbr` (destination) or `pbr` (policy).
+    pub route_kind: String,
+    pub route_dest: String,
+    /// Policy routes only.
+    pub route_source: String,
+    /// The connection the route points to.
+    pub next_hop: String,
+    pub weight: u32,
+    /// Policy routes only: 1..=100, smaller first.
+    pub priority: u32,
+    pub publish_vpc: bool,
+    pub description: String,
+    pub overlay_mode: String,
+    /// `custom` or `system`.
+    pub entry_type: String,
+    /// The connection whose AutoConfigRoute made this route ("" for custom routes).
+    pub origin: String,
+}
+
+impl VpnRoute {
+    pub fn policy(&self) -> bool {
+        self.route_kind == PBR
+    }
+    pub fn state(&self) -> &'static str {
+        if self.publish_vpc {
+            "published"
+        } else {
+            "normal"
+        }
+    }
+    /// The same destination (and, for policy routes, source and priority): the routes that
+    /// compete for the same traffic.
+    fn same_target(&self, o: &VpnRoute) -> bool {
+        self.route_kind == o.route_kind && self.route_dest == o.route_dest && (!self.policy() || (self.route_source == o.route_source && self.priority == o.priority))
+    }
+    /// A system route made by a connection's AutoConfigRoute.
+    pub fn system(kind: &str, dest: &str, source: &str, next_hop: &str) -> VpnRoute {
+        VpnRoute {
+            route_kind: kind.into(),
+            route_dest: dest.into(),
+            route_source: source.into(),
+            next_hop: next_hop.into(),
+            weight: 100,
+            priority: DEFAULT_PRIORITY,
+            publish_vpc: true,
+            description: String::new(),
+            overlay_mode: "Ipsec".into(),
+            entry_type: SYSTEM.into(),
+            origin: next_hop.into(),
+        }
+    }
+}
+
+/// Every route of a gateway.
+pub(crate) async fn gateway_routes(req: &Req<'_>, gw: &str) -> Result<Vec<(Record, VpnRoute)>, ApiError> {
+    let q = ListQuery { parent: Some(gw.to_string()), limit: u32::MAX as u64, ..Default::default() };
+    let page = req.store().list(Kind::VpnRoute, &req.scope, &q).await.map_err(store_error)?;
+    page.items
+        .into_iter()
+        .map(|r| {
+            let route: VpnRoute = doc(&r)?;
+            Ok((r, route))
+        })
+        .collect()
+}
+
+fn weight(p: &Params, name: &str) -> Result<u32, ApiError> {
+    match p.req(name)?.trim() {
+        "0" => Ok(0),
+        "100" => Ok(100),
+        _ => Err(ApiError::new(Code::RouteInvalidWeight)),
+    }
+}
+
+fn priority(p: &Params, name: &str) -> Result<Option<u32>, ApiError> {
+    match p.opt_num::<u32>(name)? {
+        Some(n) if !(1..=100).contains(&n) => Err(ApiError::invalid(name)),
+        other => Ok(other),
+    }
+}
+
+fn net(p: &Params, name: &str) -> Result<String, ApiError> {
+    cidr(p.req(name)?).map(|n| n.to_string()).ok_or_else(|| ApiError::invalid(name))
+}
+
+fn overlay(p: &Params) -> Result<String, ApiError> {
+    match p.opt("OverlayMode") {
+        None => Ok("Ipsec".into()),
+        Some(v) if v.eq_ignore_ascii_case("ipsec") => Ok("Ipsec".into()),
+        Some(_) => Err(ApiError::invalid("OverlayMode")),
+    }
+}
+
+/// The gateway of a route action, writable, and its routes.
+async fn writable_gateway(req: &Req<'_>) -> Result<(Record, VpnGateway, Vec<(Record, VpnRoute)>), ApiError> {
+    let rec = load(req, Kind::VpnGateway, req.params.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
+    let gw: VpnGateway = doc(&rec)?;
+    ensure_writable(&rec, &gw)?;
+    let routes = gateway_routes(req, &rec.id).await?;
+    Ok((rec, gw, routes))
+}
+
+/// The next hop must be a connection of this gateway.
+async fn check_next_hop(req: &Req<'_>, gw: &str, next_hop: &str) -> Result<(), ApiError> {
+    let c = load(req, Kind::VpnConnection, next_hop, Code::InvalidVpnConnectionId).await?;
+    if c.parent.as_deref() != Some(gw) {
+        return Err(ApiError::new(Code::InvalidVpnConnectionId));
+    }
+    Ok(())
+}
+
+/// One active and one standby per destination, on different connections.
+pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: bool) -> Result<(), ApiError> {
+    for o in others.iter().filter(|o| route.same_target(o)) {
+        if o.next_hop == route.next_hop {
+            return Err(ApiError::new(Code::RouteAlreadyExists));
+        }
+        if o.weight == route.weight {
+            return Err(ApiError::new(if on_modify { Code::RouteBackup } else { Code::RouteConflict }));
+        }
+    }
+    Ok(())
+}
+
+/// Published routes go into the VPC's route table: one VPN gateway per CIDR there, and a quota.
+pub(crate) async fn check_publish(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute, own: &[&VpnRoute]) -> Result<(), ApiError> {
+    if !route.publish_vpc {
+        return Ok(());
+    }
+    let Some(vpc) = gw_rec.parent.as_deref() else { return Ok(()) };
+    let q = ListQuery { parent: Some(vpc.to_string()), limit: u32::MAX as u64, ..Default::default() };
+    let gateways = req.store().list(Kind::VpnGateway, &req.scope, &q).await.map_err(store_error)?.items;
+    let mut table: std::collections::HashSet<String> = own.iter().filter(|r| r.publish_vpc).map(|r| r.route_dest.clone()).collect();
+    for g in gateways.iter().filter(|g| g.id != gw_rec.id) {
+        for (_, r) in gateway_routes(req, &g.id).await? {
+            if r.publish_vpc {
+                if r.route_dest == route.route_dest {
+                    return Err(ApiError::new(Code::VpcRouteConflict));
+                }
+                table.insert(r.route_dest.clone());
+            }
+        }
+    }
+    if !table.contains(&route.route_dest) && table.len() as u64 >= req.svc.config.quotas.vpc_vpn_route_entries {
+        return Err(ApiError::new(Code::VpcRouteQuota));
+    }
+    Ok(())
+}
+
+async fn create(req: &mut Req<'_>, kind: &str) -> HandlerResult {
+    let p = req.params.clone();
+    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let policy = kind == PBR;
+    let route = VpnRoute {
+        route_kind: kind.into(),
+        route_dest: net(&p, "RouteDest")?,
+        route_source: if policy { net(&p, "RouteSource")? } else { String::new() },
+        next_hop: p.req("NextHop")?.to_string(),
+        weight: weight(&p, "Weight")?,
+        priority: if policy { priority(&p, "Priority")?.unwrap_or(DEFAULT_PRIORITY) } else { 0 },
+        publish_vpc: p.opt_bool("PublishVpc")?.ok_or_else(|| ApiError::missing("PublishVpc"))?,
+        description: validate::opt_text(&p, "Description", |d| validate::vpc_text(d, 256), Code::InvalidDescription)?.unwrap_or_default().to_string(),
+        overlay_mode: overlay(&p)?,
+        entry_type: CUSTOM.into(),
+        origin: String::new(),
+    };
+    check_next_hop(req, &gw_rec.id, &route.next_hop).await?;
+    let all: Vec<&VpnRoute> = routes.iter().map(|(_, r)| r).collect();
+    check_against(&route, &all, false)?;
+    let same_kind = all.iter().filter(|r| r.route_kind == kind).count() as u64;
+    let (quota, code) = if policy { (req.svc.config.quotas.pbr_routes_per_gateway, Code::PbrRoutesQuotaFull) } else { (req.svc.config.quotas.dbr_routes_per_gateway, Code::DbrRoutesQuotaFull) };
+    if same_kind >= quota {
+        return Err(ApiError::new(code));
+    }
+    check_publish(req, &gw_rec, &route, &all).await?;
+    req.dry_run()?;
+    let rec = new_record(req, Kind::VpnRoute, &ids::new_id("vrt"), Some(gw_rec.id.clone()), route.state(), to_doc(&route));
+    let mut body = route_json(&rec, &route, true);
+    if let Value::Object(m) = &mut body {
+        m.remove("RouteEntryType");
+        m.remove("NextHopTunnelId");
+    }
+    let mut muts = vec![Mutation::Put(rec)];
+    muts.extend(gateway_busy(req, gw_rec));
+    req.commit(muts, obj(body)).await
+}
+
+pub async fn create_vpn_route_entry(req: &mut Req<'_>) -> HandlerResult {
+    create(req, DBR).await
+}
+
+pub async fn create_vpn_pbr_route_entry(req: &mut Req<'_>) -> HandlerResult {
+    create(req, PBR).await
+}
+
+/// The route a Modify/Delete names by its tuple and current Weight.
+fn find<'a>(routes: &'a [(Record, VpnRoute)], p: &Params, kind: &str) -> Result<&'a (Record, VpnRoute), ApiError> {
+    let dest = net(p, "RouteDest")?;
+    let source = if kind == PBR { net(p, "RouteSource")? } else { String::new() };
+    let next_hop = p.req("NextHop")?;
+    let weight = weight(p, "Weight")?;
+    let prio = if kind == PBR { priority(p, "Priority")? } else { None };
+    routes
+        .iter()
+        .find(|(_, r)| r.route_kind == kind && r.route_dest == dest && r.route_source == source && r.next_hop == next_hop && r.weight == weight && prio.is_none_or(|n| n == r.priority))
+        .ok_or_else(|| ApiError::new(Code::RouteNotFound))
+}
+
+/// Applies a change to one route (weight and/or priority), checking the pair rules again.
+async fn modify(req: &mut Req<'_>, kind: &str, new_weight: Option<u32>, new_priority: Option<u32>) -> HandlerResult {
+    let p = req.params.clone();
+    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let (rec, route) = find(&routes, &p, kind)?.clone();
+    if route.entry_type == SYSTEM {
+        return Err(ApiError::new(Code::RouteSystemEntry));
+    }
+    let mut changed = route.clone();
+    if let Some(w) = new_weight {
+        changed.weight = w;
+    }
+    if let Some(n) = new_priority {
+        changed.priority = n;
+    }
+    if changed == route {
+        return Ok(Default::default());
+    }
+    let others: Vec<&VpnRoute> = routes.iter().filter(|(r, _)| r.id != rec.id).map(|(_, r)| r).collect();
+    check_against(&changed, &others, true)?;
+    let mut rec = rec;
+    rec.doc = to_doc(&changed);
+    let mut muts = vec![Mutation::Put(rec)];
+    muts.extend(gateway_busy(req, gw_rec));
+    req.commit(muts, Default::default()).await
+}
+
+fn new_weight(p: &Params) -> Result<Option<u32>, ApiError> {
+    if p.opt("NewWeight").is_none() {
+        return Ok(None);
+    }
+    weight(p, "NewWeight").map(Some)
+}
+
+pub async fn modify_vpn_route_entry_weight(req: &mut Req<'_>) -> HandlerResult {
+    let w = new_weight(&req.params)?;
+    modify(req, DBR, w, None).await
+}
+
+pub async fn modify_vpn_pbr_route_entry_weight(req: &mut Req<'_>) -> HandlerResult {
+    let w = new_weight(&req.params)?;
+    modify(req, PBR, w, None).await
+}
+
+pub async fn modify_vpn_pbr_route_entry_priority(req: &mut Req<'_>) -> HandlerResult {
+    let n = priority(&req.params, "NewPriority")?;
+    modify(req, PBR, None, n).await
+}
+
+pub async fn modify_vpn_pbr_route_entry_attribute(req: &mut Req<'_>) -> HandlerResult {
+    let (w, n) = (new_weight(&req.params)?, priority(&req.params, "NewPriority")?);
+    if w.is_none() && n.is_none() {
+        return Err(ApiError::missing("NewWeight"));
+    }
+    modify(req, PBR, w, n).await
+}
+
+async fn delete(req: &mut Req<'_>, kind: &str) -> HandlerResult {
+    let p = req.params.clone();
+    overlay(&p)?;
+    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let (rec, route) = find(&routes, &p, kind)?;
+    if route.entry_type == SYSTEM {
+        return Err(ApiError::new(Code::RouteSystemEntry));
+    }
+    let mut muts = vec![Mutation::Delete { kind: Kind::VpnRoute, id: rec.id.clone() }];
+    muts.extend(gateway_busy(req, gw_rec));
+    req.commit(muts, Default::default()).await
+}
+
+pub async fn delete_vpn_route_entry(req: &mut Req<'_>) -> HandlerResult {
+    delete(req, DBR).await
+}
+
+pub async fn delete_vpn_pbr_route_entry(req: &mut Req<'_>) -> HandlerResult {
+    delete(req, PBR).await
+}
+
+pub async fn publish_vpn_route_entry(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let kind = match p.req("RouteType")?.to_ascii_lowercase().as_str() {
+        DBR => DBR,
+        PBR => PBR,
+        _ => return Err(ApiError::invalid("RouteType")),
+    };
+    let publish = p.opt_bool("PublishVpc")?.ok_or_else(|| ApiError::missing("PublishVpc"))?;
+    let dest = net(&p, "RouteDest")?;
+    let next_hop = p.req("NextHop")?.to_string();
+    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let matching: Vec<&(Record, VpnRoute)> = routes.iter().filter(|(_, r)| r.route_kind == kind && r.route_dest == dest && r.next_hop == next_hop).collect();
+    if matching.is_empty() {
+        return Err(ApiError::new(Code::RouteNotFound));
+    }
+    let mut muts = Vec::new();
+    for (rec, route) in matching.into_iter().filter(|(_, r)| r.publish_vpc != publish) {
+        let mut changed = route.clone();
+        changed.publish_vpc = publish;
+        let others: Vec<&VpnRoute> = routes.iter().filter(|(r, _)| r.id != rec.id).map(|(_, r)| r).collect();
+        check_publish(req, &gw_rec, &changed, &others).await?;
+        let mut rec = rec.clone();
+        rec.status = changed.state().into();
+        rec.doc = to_doc(&changed);
+        muts.push(Mutation::Put(rec));
+    }
+    if !muts.is_empty() {
+        muts.extend(gateway_busy(req, gw_rec));
+    }
+    req.commit(muts, Default::default()).await
+}
+
+fn route_json(rec: &Record, r: &VpnRoute, create: bool) -> Value {
+    let mut v = json!({
+        "RouteDest": r.route_dest, "NextHop": r.next_hop, "Weight": r.weight, "State": r.state(),
+        "CreateTime": rec.created_ms, "VpnInstanceId": rec.parent, "NextHopTunnelId": "",
+        "RouteEntryType": if r.entry_type == SYSTEM { "System" } else { "Custom" },
+    });
+    if r.policy() {
+        v["RouteSource"] = json!(r.route_source);
+        v["Priority"] = json!(r.priority);
+    }
+    if create {
+        v["Description"] = json!(r.description);
+        v["OverlayMode"] = json!(r.overlay_mode);
+    }
+    v
+}
+
+async fn listed(req: &Req<'_>, kind: &str) -> Result<(Vec<(Record, VpnRoute)>, u64, u64, u64, u64), ApiError> {
+    let gw = load(req, Kind::VpnGateway, req.params.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
+    let (offset, limit, number, size) = validate::paging(&req.params)?;
+    let mut routes: Vec<(Record, VpnRoute)> = gateway_routes(req, &gw.id).await?.into_iter().filter(|(_, r)| r.route_kind == kind).collect();
+    routes.sort_by(|a, b| b.0.created_ms.cmp(&a.0.created_ms).then(b.0.id.cmp(&a.0.id)));
+    Ok((routes, offset, limit, number, size))
+}
+
+pub async fn describe_vpn_route_entries(req: &mut Req<'_>) -> HandlerResult {
+    let filter = match req.params.opt("RouteEntryType").map(str::to_ascii_lowercase) {
+        None => None,
+        Some(t) if t == CUSTOM || t == SYSTEM => Some(t),
+        Some(_) => return Err(ApiError::invalid("RouteEntryType")),
+    };
+    let (routes, offset, limit, number, size) = listed(req, DBR).await?;
+    let counts: Vec<Value> = [CUSTOM, SYSTEM]
+        .iter()
+        .map(|t| {
+            let n = routes.iter().filter(|(_, r)| r.entry_type == *t).count();
+            json!({"RouteEntryType": if *t == SYSTEM { "System" } else { "Custom" }, "Source": if *t == SYSTEM { "AUTO_CONFIG" } else { "CUSTOM" }, "RouteCount": n})
+        })
+        .collect();
+    let selected: Vec<&(Record, VpnRoute)> = routes.iter().filter(|(_, r)| filter.as_deref().is_none_or(|f| r.entry_type == f)).collect();
+    let items: Vec<Value> = selected
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|(rec, r)| {
+            let mut v = route_json(rec, r, false);
+            v["Source"] = json!("");
+            v["AsPath"] = json!("");
+            v["Community"] = json!("");
+            v
+        })
+        .collect();
+    Ok(obj(json!({
+        "TotalCount": selected.len(), "PageNumber": number, "PageSize": size,
+        "VpnRouteCounts": {"VpnRouteCount": counts}, "VpnRouteEntries": {"VpnRouteEntry": items},
+    })))
+}
+
+pub async fn describe_vpn_pbr_route_entries(req: &mut Req<'_>) -> HandlerResult {
+    let (routes, offset, limit, number, size) = listed(req, PBR).await?;
+    let items: Vec<Value> = routes.iter().skip(offset as usize).take(limit as usize).map(|(rec, r)| route_json(rec, r, false)).collect();
+    Ok(obj(json!({"TotalCount": routes.len(), "PageNumber": number, "PageSize": size, "VpnPbrRouteEntries": {"VpnPbrRouteEntry": items}})))
+}
