@@ -44,7 +44,7 @@ access_key_id = "AKBOB00000000000001"
 access_key_secret = "bob-secret"
 
 [quotas]
-customer_gateways = 40
+customer_gateways = {cgw_quota}
 vpn_gateways = 100
 vpcs = 200
 """
@@ -61,11 +61,11 @@ def free_port():
 class Server:
     """One `vpngw serve` process over a data directory that outlives restarts."""
 
-    def __init__(self, transition_ms=150, extra="", top=""):
+    def __init__(self, transition_ms=150, extra="", top="", cgw_quota=200):
         self.dir = tempfile.mkdtemp(prefix="vpngw-sdk-")
         self.config = os.path.join(self.dir, "vpngw.toml")
         with open(self.config, "w") as f:
-            f.write(top + CONFIG.format(transition=transition_ms) + extra)
+            f.write(top + CONFIG.format(transition=transition_ms, cgw_quota=cgw_quota) + extra)
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.proc = None

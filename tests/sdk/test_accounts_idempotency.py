@@ -91,7 +91,7 @@ def test_restart_and_crash_keep_acknowledged_writes():
 
 
 def test_quota_for_customer_gateways():
-    s = Server()
+    s = Server(cgw_quota=40)
     s.start()
     try:
         c = s.tea("bob")

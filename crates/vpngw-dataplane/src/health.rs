@@ -31,7 +31,8 @@ pub struct HealthChecks {
 impl HealthChecks {
     /// Runs exactly these probes (by connection id): starts new ones, restarts changed ones,
     /// stops the rest.
-    pub fn sync(&mut self, svc: &Arc<Service>, want: HashMap<String, Probe>) {
+    /// `wake` is told when a verdict changes (routes may move).
+    pub fn sync(&mut self, svc: &Arc<Service>, want: HashMap<String, Probe>, wake: &Arc<tokio::sync::Notify>) {
         self.running.retain(|id, (probe, task)| {
             let keep = want.get(id) == Some(probe);
             if !keep {
@@ -41,7 +42,7 @@ impl HealthChecks {
         });
         for (id, probe) in want {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.running.entry(id) {
-                let task = tokio::spawn(run(svc.clone(), slot.key().clone(), probe.clone()));
+                let task = tokio::spawn(run(svc.clone(), slot.key().clone(), probe.clone(), wake.clone()));
                 slot.insert((probe, task));
             }
         }
@@ -69,7 +70,7 @@ pub async fn ping(netns: Option<&str>, sip: &str, dip: &str, wait: Duration) -> 
     matches!(cmd.status().await, Ok(s) if s.success())
 }
 
-async fn run(svc: Arc<Service>, conn_id: String, p: Probe) {
+async fn run(svc: Arc<Service>, conn_id: String, p: Probe, wake: Arc<tokio::sync::Notify>) {
     let interval = Duration::from_secs(p.interval.max(1) as u64);
     let mut misses = 0u32;
     let mut verdict = String::new();
@@ -88,8 +89,9 @@ async fn run(svc: Arc<Service>, conn_id: String, p: Probe) {
         if now != verdict && !now.is_empty() {
             tracing::info!(connection = %conn_id, verdict = %now, sip = %p.sip, dip = %p.dip, "Health check changed.");
             let o = Observation { health: Some(now.clone()), ..Default::default() };
-            if let Err(e) = svc.observe(&conn_id, &o).await {
-                tracing::warn!(connection = %conn_id, error = %e, "Failed to record a health verdict.");
+            match svc.observe(&conn_id, &o).await {
+                Ok(_) => wake.notify_one(),
+                Err(e) => tracing::warn!(connection = %conn_id, error = %e, "Failed to record a health verdict."),
             }
             verdict = now;
         }

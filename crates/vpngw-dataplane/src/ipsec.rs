@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use vpngw_service::dataplane::{status, VpnConnection};
+use vpngw_service::dataplane::{status, VpnConnection, VpnRoute};
 use vpngw_service::device::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
 
 use crate::vici::Message;
@@ -78,8 +78,94 @@ fn reqid_of(child: &str) -> u32 {
     0x1000_0000 | (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x0fff_ffff)
 }
 
-/// The definitions of one connection. `cgw_ip` maps customer gateway ids to their addresses.
-pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, String>) -> (Vec<ConnDef>, Vec<Unsupported>) {
+/// Whether a connection is in destination-routing mode (0.0.0.0/0 on both sides): its routes,
+/// not its selectors, say what it carries.
+pub fn routed(c: &VpnConnection) -> bool {
+    let any = |v: &[String]| v.len() == 1 && v[0] == "0.0.0.0/0";
+    any(&c.local_subnet) && any(&c.remote_subnet)
+}
+
+/// Which connection carries each routed target now. For each target (a destination, or a policy
+/// route's source, destination and priority) the active route (weight 100) carries it while its
+/// connection is usable, else the standby (weight 0) while that one is; with neither usable the
+/// target stays on the active route's connection unless a failed health check with policy
+/// `revoke_route` withdrew it there.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// (local selector, remote selector) pairs by connection id.
+    owned: HashMap<String, Vec<(String, String)>>,
+}
+
+/// What the plan needs to know of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Its IKE_SA is up (on some tunnel).
+    pub established: bool,
+    /// A failed health check with policy revoke_route withdraws its routes.
+    pub revoked: bool,
+}
+
+impl Health {
+    pub fn of(c: &VpnConnection) -> Health {
+        let up = |s: &str| s != status::IKE_DOWN;
+        let established = if c.dual() { c.tunnels.iter().any(|t| up(&t.status)) } else { up(&c.status) };
+        let revoked = c.health.enable && c.health.policy == "revoke_route" && c.health_status == "failed";
+        Health { established, revoked }
+    }
+    fn usable(self) -> bool {
+        self.established && !self.revoked
+    }
+}
+
+impl RoutePlan {
+    pub fn new(routes: &[VpnRoute], health: &HashMap<String, Health>) -> RoutePlan {
+        let mut targets: std::collections::BTreeMap<(String, String, u32), (Option<&VpnRoute>, Option<&VpnRoute>)> = Default::default();
+        for r in routes {
+            let src = if r.policy() { r.route_source.clone() } else { "0.0.0.0/0".to_string() };
+            let slot = targets.entry((src, r.route_dest.clone(), r.priority)).or_default();
+            if r.weight == 100 {
+                slot.0 = Some(r);
+            } else {
+                slot.1 = Some(r);
+            }
+        }
+        let h = |r: &VpnRoute| health.get(&r.next_hop).copied().unwrap_or(Health { established: false, revoked: false });
+        let mut owned: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for ((src, dest, _), (active, standby)) in targets {
+            let owner = [active, standby]
+                .into_iter()
+                .flatten()
+                .find(|r| h(r).usable())
+                .or(active.filter(|r| !h(r).revoked))
+                .or(if active.is_none() { standby.filter(|r| !h(r).revoked) } else { None });
+            if let Some(r) = owner {
+                owned.entry(r.next_hop.clone()).or_default().push((src, dest));
+            }
+        }
+        RoutePlan { owned }
+    }
+
+    pub fn owned(&self, conn: &str) -> &[(String, String)] {
+        self.owned.get(conn).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The CHILD_SAs' selectors of a connection: its subnets, or in destination-routing mode the
+/// targets the plan gives it (one child each) and a child for its health probe.
+fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePlan) -> Vec<(Vec<String>, Vec<String>)> {
+    if !routed(c) {
+        return child_selectors(ike_version, &c.local_subnet, &c.remote_subnet);
+    }
+    let mut out: Vec<(Vec<String>, Vec<String>)> = plan.owned(conn_id).iter().map(|(l, r)| (vec![l.clone()], vec![r.clone()])).collect();
+    if c.health.enable && !c.health.sip.is_empty() && !c.health.dip.is_empty() {
+        out.push((vec![format!("{}/32", c.health.sip)], vec![format!("{}/32", c.health.dip)]));
+    }
+    out
+}
+
+/// The definitions of one connection. `cgw_ip` maps customer gateway ids to their addresses;
+/// `plan` says which routed targets it carries (destination-routing mode).
+pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, String>, plan: &RoutePlan) -> (Vec<ConnDef>, Vec<Unsupported>) {
     struct T<'a> {
         key: String,
         tunnel: Option<String>,
@@ -125,7 +211,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
             local_id: t.ike.local_id.clone(),
             remote_id: t.ike.remote_id.clone(),
             psk: t.ike.psk.clone(),
-            children: child_selectors(&t.ike.ike_version, &c.local_subnet, &c.remote_subnet)
+            children: selectors(conn_id, c, &t.ike.ike_version, plan)
                 .into_iter()
                 .map(|(l, r)| ChildDef { name: String::new(), local_ts: l, remote_ts: r, esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime, reqid: 0 })
                 .collect(),
@@ -187,6 +273,10 @@ impl ConnDef {
             .kv("keyingtries", "0");
         if self.dpd {
             conn = conn.kv("dpd_delay", "10s").kv("dpd_timeout", "30s");
+        }
+        if self.children.is_empty() && self.version == 2 {
+            // A routed connection that carries nothing now still keeps its IKE_SA (RFC 6023).
+            conn = conn.kv("childless", "allow");
         }
         conn = conn
             .section("local", Message::new().kv("auth", "psk").kv("id", identity(&self.local_id)))
@@ -299,17 +389,17 @@ mod tests {
 
     #[test]
     fn ikev1_gets_one_child_per_selector_pair_and_ikev2_one_child() {
-        let (v1, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        let (v1, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         assert_eq!(v1[0].children.len(), 2);
         assert_eq!(v1[0].children[1].local_ts, ["10.2.0.0/16"]);
-        let (v2, _) = definitions("vco-1", &conn("ikev2"), &cgws());
+        let (v2, _) = definitions("vco-1", &conn("ikev2"), &cgws(), &RoutePlan::default());
         assert_eq!(v2[0].children.len(), 1);
         assert_eq!(v2[0].children[0].local_ts, ["10.1.0.0/16", "10.2.0.0/16"]);
     }
 
     #[test]
     fn the_message_maps_every_setting() {
-        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(key_of(&d.name), "vco-1");
         let m = d.load_conn();
@@ -327,28 +417,28 @@ mod tests {
 
     #[test]
     fn a_changed_setting_is_a_new_name_and_an_unchanged_one_is_not() {
-        let a = definitions("vco-1", &conn("ikev2"), &cgws()).0;
-        assert_eq!(a, definitions("vco-1", &conn("ikev2"), &cgws()).0);
+        let a = definitions("vco-1", &conn("ikev2"), &cgws(), &RoutePlan::default()).0;
+        assert_eq!(a, definitions("vco-1", &conn("ikev2"), &cgws(), &RoutePlan::default()).0);
         let mut c = conn("ikev2");
         c.ike.psk = "other".into();
-        assert_ne!(a[0].name, definitions("vco-1", &c, &cgws()).0[0].name);
+        assert_ne!(a[0].name, definitions("vco-1", &c, &cgws(), &RoutePlan::default()).0[0].name);
         let mut c = conn("ikev2");
         c.name = "renamed".into();
-        assert_eq!(a[0].name, definitions("vco-1", &c, &cgws()).0[0].name, "a rename does not re-key");
+        assert_eq!(a[0].name, definitions("vco-1", &c, &cgws(), &RoutePlan::default()).0[0].name, "a rename does not re-key");
     }
 
     #[test]
     fn national_algorithms_are_reported_not_loaded() {
         let mut c = conn("ikev1");
         c.ike.ike_enc_alg = "sm4".into();
-        let (defs, bad) = definitions("vco-1", &c, &cgws());
+        let (defs, bad) = definitions("vco-1", &c, &cgws(), &RoutePlan::default());
         assert!(defs.is_empty());
         assert!(bad[0].reason.contains("sm4"), "{bad:?}");
     }
 
     #[test]
     fn statuses_come_from_the_sas() {
-        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws());
+        let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
         let mut sa = SaState { present: true, ike_established: false, established_secs: 0, installed: vec![] };
@@ -377,7 +467,7 @@ mod tests {
     fn traffic_for_a_waiting_tunnel_is_found_by_reqid() {
         let mut c = conn("ikev2");
         c.effect_immediately = false;
-        let (d, _) = definitions("vco-1", &c, &cgws());
+        let (d, _) = definitions("vco-1", &c, &cgws(), &RoutePlan::default());
         let map = trap_reqids(&[&d[0]]);
         let reqid = d[0].children[0].reqid;
         assert_eq!(map[&reqid].1, d[0].children[0].name);

@@ -85,9 +85,16 @@ pub struct Reconciler {
     trap_map: Mutex<HashMap<PathBuf, TrapMap>>,
     last_initiate: Mutex<HashMap<String, Instant>>,
     observed: Mutex<HashMap<String, Observation>>,
+    /// When each connection was first seen down (for [`Reconciler::steady`]).
+    down_since: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Moves whenever a negotiation status or health verdict changes in the store.
+    observed_generation: Arc<std::sync::atomic::AtomicU64>,
     reported: Mutex<HashSet<String>>,
     health: Mutex<HealthChecks>,
 }
+
+/// How long a connection must stay down before its routes move to their standbys.
+const DOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Definitions loaded per pipelined batch of VICI requests.
 const LOAD_BATCH: usize = 64;
@@ -112,6 +119,8 @@ impl Reconciler {
             trap_map: Default::default(),
             last_initiate: Default::default(),
             observed: Default::default(),
+            down_since: Default::default(),
+            observed_generation: Default::default(),
             reported: Default::default(),
             health: Default::default(),
         });
@@ -189,8 +198,10 @@ impl Reconciler {
             let routes = routes.remove(&r.id).unwrap_or_default();
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
+            let health: HashMap<String, ipsec::Health> = conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
+            let plan = ipsec::RoutePlan::new(&routes, &health);
             for (id, c) in &conns {
-                let (d, u) = ipsec::definitions(id, c, &cgw_ip);
+                let (d, u) = ipsec::definitions(id, c, &cgw_ip, &plan);
                 defs.extend(d);
                 unsupported.extend(u);
             }
@@ -200,12 +211,33 @@ impl Reconciler {
         Ok(out)
     }
 
+    /// A connection counts as down for routing only after it has been down for [`DOWN_GRACE`]:
+    /// a re-negotiation (which a route change itself causes) must not move routes back and forth.
+    fn steady(&self, id: &str, mut h: ipsec::Health) -> ipsec::Health {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        if h.established {
+            down.remove(id);
+        } else if down.entry(id.to_string()).or_insert_with(Instant::now).elapsed() < DOWN_GRACE {
+            h.established = true;
+        }
+        h
+    }
+
     /// One reconcile pass over everything.
+    /// One pass, repeated (a few times at most) while what it observed changes what it must
+    /// apply: a tunnel that went down moves its routes to their standbys at once.
     pub async fn pass(&self) -> Result<()> {
-        let started = Instant::now();
-        let r = self.pass_inner().await;
-        tracing::debug!(took = ?started.elapsed(), ok = r.is_ok(), "Reconcile pass.");
-        r
+        for _ in 0..4 {
+            let started = Instant::now();
+            let before = self.observed_generation.load(std::sync::atomic::Ordering::SeqCst);
+            let r = self.pass_inner().await;
+            tracing::debug!(took = ?started.elapsed(), ok = r.is_ok(), "Reconcile pass.");
+            r?;
+            if self.observed_generation.load(std::sync::atomic::Ordering::SeqCst) == before {
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn pass_inner(&self) -> Result<()> {
@@ -260,7 +292,7 @@ impl Reconciler {
                 }
             }
         }
-        self.health.lock().await.sync(&self.svc, probes);
+        self.health.lock().await.sync(&self.svc, probes, &self.events);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -288,7 +320,7 @@ impl Reconciler {
             // (kernel-libipsec installs a tunnel's route from an address inside its local
             // selector, and fails the CHILD_SA without one).
             let mut private = g.vpc_addrs.clone();
-            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter_map(|n| n.hosts().next()));
+            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
             private.sort();
             private.dedup();
@@ -343,14 +375,28 @@ impl Reconciler {
 
         let (sas, _) = client.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
         let states = ipsec::sa_states(&sas);
-        // Initiators: initiate what was just loaded, and re-initiate what has no IKE_SA at all.
+        // Initiators: initiate what was just loaded; re-initiate a tunnel without an IKE_SA, and
+        // a CHILD_SA that is missing under an established IKE_SA (a child can fail alone).
         for d in desired.values().filter(|d| d.initiate) {
-            let has_sa = states.get(&d.name).is_some_and(|s| s.present);
-            if has_sa || !self.may_initiate(&d.name, just_loaded.contains(&d.name)).await {
-                continue;
+            let state = states.get(&d.name);
+            let fresh = just_loaded.contains(&d.name);
+            let mut requests = Vec::new();
+            if !state.is_some_and(|s| s.present) {
+                if self.may_initiate(&d.name, fresh).await {
+                    requests.extend(d.children.iter().map(|ch| Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1")));
+                    if d.children.is_empty() {
+                        requests.push(Message::new().kv("ike", &d.name).kv("timeout", "-1"));
+                    }
+                }
+            } else if let Some(sa) = state.filter(|s| s.ike_established) {
+                for ch in d.children.iter().filter(|ch| !sa.installed.contains(&ch.name)) {
+                    if self.may_initiate(&ch.name, false).await {
+                        requests.push(Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1"));
+                    }
+                }
             }
-            for ch in &d.children {
-                if let Err(e) = client.call("initiate", Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1")).await {
+            for m in requests {
+                if let Err(e) = client.call("initiate", m).await {
                     tracing::debug!(definition = %d.name, error = %e, "initiate");
                 }
             }
@@ -396,7 +442,10 @@ impl Reconciler {
             return;
         }
         match self.svc.observe(conn_id, &o).await {
-            Ok(_) => {
+            Ok(changed) => {
+                if changed && seen.get(conn_id).is_none_or(|p| (&p.status, &p.tunnels) != (&o.status, &o.tunnels)) {
+                    self.observed_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 seen.insert(conn_id.to_string(), o);
             }
             Err(e) => tracing::warn!(connection = %conn_id, error = %e, "Failed to record an observation."),

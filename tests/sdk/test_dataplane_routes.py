@@ -1,0 +1,97 @@
+"""Routes in the real data plane (lab mode): two customer sites behind two connections in
+destination-routing mode; the route table decides which site a packet reaches, a standby
+route takes over when a failed health check (revoke_route) withdraws the active one, and
+traffic returns when it recovers. Customer sites are configured from
+DownloadVpnConnectionConfig only."""
+import json
+import re
+import subprocess
+import time
+
+import pytest
+from alibabacloud_vpc20160428 import models as m
+
+from helpers import REGION, make_cgw, make_vpc, make_vsw, wait_status
+from lab import Lab, conn, ping, ping_until, wait_conn
+
+VPC_HOST = "10.1.0.1"
+SHARED = "10.250.0.1"  # answers on both sites
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab().start()
+    yield lab
+    lab.stop()
+
+
+def packets_out(lab, gw, vco):
+    """Packets the gateway sent into one connection's CHILD_SAs."""
+    total = 0
+    for line in lab.sas(lab.gw_sock(gw)).splitlines():
+        if vco in line:
+            total += sum(int(x) for x in re.findall(r"packets-out=(\d+)", line))
+    return total
+
+
+def route(c, gw, dest, hop, weight):
+    c.create_vpn_route_entry(m.CreateVpnRouteEntryRequest(region_id=REGION, vpn_gateway_id=gw, route_dest=dest, next_hop=hop, weight=weight, publish_vpc=True))
+    wait_status(c, gw, "active", timeout=30)
+
+
+def test_routes_decide_the_site_and_a_standby_takes_over(lab):
+    c = lab.c
+    vpc = make_vpc(c)
+    vsw = make_vsw(c, vpc, "10.1.0.0/16", "cn-hangzhou-h")
+    gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")).body.vpn_gateway_id
+    wait_status(c, gw, "active")
+    sites = {}
+    for name, ip, subnet in (("ra", "203.0.113.201", "10.201.0.0/24"), ("rb", "203.0.113.202", "10.202.0.0/24")):
+        cgw = make_cgw(c, ip_address=ip).customer_gateway_id
+        vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+            region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="0.0.0.0/0", remote_subnet="0.0.0.0/0",
+            effect_immediately=True, ike_config=json.dumps({"IkeVersion": "ikev2"}))).body.vpn_connection_id
+        wait_status(c, gw, "active", timeout=30)
+        lab.site(name, ip, subnet, vco)
+        subprocess.run(["ip", "-n", lab.site_ns(name), "addr", "add", f"{SHARED}/32", "dev", "lo"], check=True)
+        sites[name] = (vco, subnet.replace("0/24", "1"))
+    (a, host_a), (b, host_b) = sites["ra"], sites["rb"]
+    route(c, gw, "10.201.0.0/24", a, 100)
+    route(c, gw, "10.202.0.0/24", b, 100)
+    route(c, gw, "10.250.0.0/24", a, 100)
+    route(c, gw, "10.250.0.0/24", b, 0)
+    wait_conn(c, a, "ipsec_sa_established", timeout=30)
+    wait_conn(c, b, "ipsec_sa_established", timeout=30)
+    ns = lab.gw_ns(gw)
+    assert ping_until(ns, VPC_HOST, host_a), "10.201.0.0/24 goes to site A"
+    assert ping_until(ns, VPC_HOST, host_b), "10.202.0.0/24 goes to site B"
+    assert not ping(ns, VPC_HOST, "10.203.0.1", wait=1), "a prefix without a route is carried by no tunnel"
+    before = (packets_out(lab, gw, a), packets_out(lab, gw, b))
+    assert ping_until(ns, VPC_HOST, SHARED)
+    after = (packets_out(lab, gw, a), packets_out(lab, gw, b))
+    assert after[0] > before[0] and after[1] == before[1], f"the active route's tunnel (A) carries 10.250.0.0/24: {before} → {after}"
+
+    # A's health check fails (revoke_route): its routes are withdrawn and the standby takes over.
+    c.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(region_id=REGION, vpn_connection_id=a,
+        health_check_config=json.dumps({"enable": True, "sip": VPC_HOST, "dip": host_a, "interval": 1, "retry": 2, "policy": "revoke_route"})))
+    wait_status(c, gw, "active", timeout=30)
+    wait_conn(c, a, "ipsec_sa_established", timeout=30)
+    subprocess.run(["ip", "-n", lab.site_ns("ra"), "addr", "del", f"{host_a}/32", "dev", "lo"], check=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=a)).body.vco_health_check.status != "failed":
+        time.sleep(0.1)
+    assert ping_until(ns, VPC_HOST, SHARED, timeout=20), "the standby carries the traffic"
+    before = (packets_out(lab, gw, a), packets_out(lab, gw, b))
+    assert ping(ns, VPC_HOST, SHARED)
+    after = (packets_out(lab, gw, a), packets_out(lab, gw, b))
+    assert after[1] > before[1], f"via B now: {before} → {after}"
+    # It recovers: the traffic returns to A.
+    subprocess.run(["ip", "-n", lab.site_ns("ra"), "addr", "add", f"{host_a}/32", "dev", "lo"], check=True)
+    deadline = time.time() + 30
+    moved_back = False
+    while time.time() < deadline and not moved_back:
+        before = packets_out(lab, gw, a)
+        ping(ns, VPC_HOST, SHARED, wait=1)
+        moved_back = packets_out(lab, gw, a) > before
+        time.sleep(0.2)
+    assert moved_back, "the traffic returns to the active route's tunnel"
