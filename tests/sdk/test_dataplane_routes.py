@@ -34,6 +34,17 @@ def packets_out(lab, gw, vco):
     return total
 
 
+def carried_by(lab, gw, vco, ns, dst, timeout=30):
+    """Waits until a ping to `dst` answers and went out through `vco`'s CHILD_SAs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = packets_out(lab, gw, vco)
+        if ping(ns, VPC_HOST, dst, wait=1) and packets_out(lab, gw, vco) > before:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def route(c, gw, dest, hop, weight):
     c.create_vpn_route_entry(m.CreateVpnRouteEntryRequest(region_id=REGION, vpn_gateway_id=gw, route_dest=dest, next_hop=hop, weight=weight, publish_vpc=True))
     wait_status(c, gw, "active", timeout=30)
@@ -60,12 +71,20 @@ def test_routes_decide_the_site_and_a_standby_takes_over(lab):
     route(c, gw, "10.202.0.0/24", b, 100)
     route(c, gw, "10.250.0.0/24", a, 100)
     route(c, gw, "10.250.0.0/24", b, 0)
-    wait_conn(c, a, "ipsec_sa_established", timeout=30)
-    wait_conn(c, b, "ipsec_sa_established", timeout=30)
+    wait_conn(c, a, "ipsec_sa_established", timeout=45)
+    wait_conn(c, b, "ipsec_sa_established", timeout=45)
     ns = lab.gw_ns(gw)
     assert ping_until(ns, VPC_HOST, host_a), "10.201.0.0/24 goes to site A"
     assert ping_until(ns, VPC_HOST, host_b), "10.202.0.0/24 goes to site B"
     assert not ping(ns, VPC_HOST, "10.203.0.1", wait=1), "a prefix without a route is carried by no tunnel"
+    # The VPC reaches a prefix through the gateway only while the route is published to it.
+    publish = dict(region_id=REGION, vpn_gateway_id=gw, route_dest="10.202.0.0/24", next_hop=b, route_type="dbr")
+    c.publish_vpn_route_entry(m.PublishVpnRouteEntryRequest(publish_vpc=False, **publish))
+    wait_status(c, gw, "active", timeout=30)
+    assert not ping(ns, VPC_HOST, host_b, wait=1), "unpublished: the VPC has no route to site B"
+    c.publish_vpn_route_entry(m.PublishVpnRouteEntryRequest(publish_vpc=True, **publish))
+    wait_status(c, gw, "active", timeout=30)
+    assert ping_until(ns, VPC_HOST, host_b, timeout=5), "published again"
     before = (packets_out(lab, gw, a), packets_out(lab, gw, b))
     assert ping_until(ns, VPC_HOST, SHARED)
     after = (packets_out(lab, gw, a), packets_out(lab, gw, b))
@@ -75,23 +94,13 @@ def test_routes_decide_the_site_and_a_standby_takes_over(lab):
     c.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(region_id=REGION, vpn_connection_id=a,
         health_check_config=json.dumps({"enable": True, "sip": VPC_HOST, "dip": host_a, "interval": 1, "retry": 2, "policy": "revoke_route"})))
     wait_status(c, gw, "active", timeout=30)
-    wait_conn(c, a, "ipsec_sa_established", timeout=30)
+    wait_conn(c, a, "ipsec_sa_established", timeout=45)
     subprocess.run(["ip", "-n", lab.site_ns("ra"), "addr", "del", f"{host_a}/32", "dev", "lo"], check=True)
     deadline = time.time() + 20
     while time.time() < deadline and c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=a)).body.vco_health_check.status != "failed":
         time.sleep(0.1)
-    assert ping_until(ns, VPC_HOST, SHARED, timeout=20), "the standby carries the traffic"
-    before = (packets_out(lab, gw, a), packets_out(lab, gw, b))
-    assert ping(ns, VPC_HOST, SHARED)
-    after = (packets_out(lab, gw, a), packets_out(lab, gw, b))
-    assert after[1] > before[1], f"via B now: {before} → {after}"
+    assert carried_by(lab, gw, b, ns, SHARED), "the standby (B) carries the traffic"
+    assert not ping(ns, VPC_HOST, host_a, wait=1), "A's own route is withdrawn (no standby)"
     # It recovers: the traffic returns to A.
     subprocess.run(["ip", "-n", lab.site_ns("ra"), "addr", "add", f"{host_a}/32", "dev", "lo"], check=True)
-    deadline = time.time() + 30
-    moved_back = False
-    while time.time() < deadline and not moved_back:
-        before = packets_out(lab, gw, a)
-        ping(ns, VPC_HOST, SHARED, wait=1)
-        moved_back = packets_out(lab, gw, a) > before
-        time.sleep(0.2)
-    assert moved_back, "the traffic returns to the active route's tunnel"
+    assert carried_by(lab, gw, a, ns, SHARED), "the traffic returns to the active route's tunnel"

@@ -79,6 +79,17 @@ fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// What a gateway's VPC sees of it (see [`Lab::ensure_vpc_routes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VpcView {
+    /// The VPC's CIDR blocks (its VSwitches).
+    pub sources: Vec<String>,
+    /// Destinations of the routes the gateway published to the VPC.
+    pub published: Vec<String>,
+    /// Health probes: (sip, dip).
+    pub probes: Vec<(String, String)>,
+}
+
 /// One node of the lab (a gateway or a customer site): its namespace and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -99,6 +110,8 @@ pub struct Lab {
     pub restarted: Arc<Notify>,
     /// The nodes as last built: a pass that finds a node unchanged spawns no `ip` at all.
     built: Mutex<HashMap<String, Node>>,
+    /// The VPC views as last applied, by namespace.
+    vpc_views: Mutex<HashMap<String, VpcView>>,
 }
 
 /// A supervised charon.
@@ -133,6 +146,7 @@ impl Lab {
             charons: Default::default(),
             restarted: Arc::new(Notify::new()),
             built: Default::default(),
+            vpc_views: Default::default(),
         }
     }
 
@@ -236,8 +250,35 @@ impl Lab {
         Ok(())
     }
 
+    /// The VPC's view of a gateway: traffic from the VPC's address space enters the tunnels
+    /// only towards prefixes the gateway published to the VPC; anything else from the VPC is
+    /// unreachable through this gateway, as in a VPC route table without the route. Health
+    /// probes (sip → dip) go through their tunnel regardless. Rules 90 (probes), 100 (from a
+    /// VPC CIDR to a published prefix: charon's table 220) and 101 (from a VPC CIDR:
+    /// unreachable) of the gateway's namespace say so. Idempotent.
+    pub async fn ensure_vpc_routes(&self, ns: &str, view: &VpcView) -> Result<()> {
+        if self.vpc_views.lock().await.get(ns) == Some(view) {
+            return Ok(());
+        }
+        for pref in ["90", "100", "101"] {
+            while ip(&["-n", ns, "rule", "del", "pref", pref]).await.is_ok() {}
+        }
+        for (sip, dip) in &view.probes {
+            ip(&["-n", ns, "rule", "add", "pref", "90", "from", sip, "to", dip, "lookup", "220"]).await?;
+        }
+        for src in &view.sources {
+            for p in &view.published {
+                ip(&["-n", ns, "rule", "add", "pref", "100", "from", src, "to", p, "lookup", "220"]).await?;
+            }
+            ip(&["-n", ns, "rule", "add", "pref", "101", "from", src, "unreachable"]).await?;
+        }
+        self.vpc_views.lock().await.insert(ns.to_string(), view.clone());
+        Ok(())
+    }
+
     pub async fn remove_node(&self, ns: &str) -> Result<()> {
         self.built.lock().await.remove(ns);
+        self.vpc_views.lock().await.remove(ns);
         let _ = ip(&["-n", &self.inet(), "link", "del", &Self::uplink_name(ns)]).await;
         if namespaces().await?.contains(ns) {
             ip(&["netns", "del", ns]).await?;
@@ -292,7 +333,7 @@ impl Lab {
             let _ = run("kill", &["-KILL", &pid.to_string()]).await;
         }
         // A killed charon leaves its routing rule and routes behind (table 220): start clean.
-        let _ = ip(&["-n", &c.ns, "rule", "del", "table", "220"]).await;
+        let _ = ip(&["-n", &c.ns, "rule", "del", "pref", "220"]).await;
         let _ = ip(&["-n", &c.ns, "route", "flush", "table", "220"]).await;
         let conf = c.dir.join("strongswan.conf");
         std::fs::write(&conf, self.charon_conf(&c.dir))?;

@@ -30,7 +30,7 @@ use vpngw_store::Kind;
 use crate::config::{DataPlaneConfig, Mode};
 use crate::health::{HealthChecks, Probe};
 use crate::ipsec::{self, ConnDef, Unsupported};
-use crate::lab::{Lab, Node};
+use crate::lab::{Lab, Node, VpcView};
 use crate::vici::{Client, Message};
 
 /// reqid → (definition, child) of the definitions that wait for traffic, per charon.
@@ -57,6 +57,8 @@ struct GatewayIntent {
     id: String,
     gw: VpnGateway,
     vpc_addrs: Vec<Ipv4Addr>,
+    /// The VPC's CIDR blocks (its VSwitches).
+    vpc_cidrs: Vec<String>,
     conns: Vec<(String, VpnConnection)>,
     routes: Vec<VpnRoute>,
     defs: Vec<ConnDef>,
@@ -172,11 +174,11 @@ impl Reconciler {
         let store = &self.svc.store;
         let cgw_ip: HashMap<String, String> =
             store.all(Kind::CustomerGateway).await?.into_iter().filter_map(|r| Some((r.id, r.doc.get("ip_address")?.as_str()?.to_string()))).collect();
-        let mut vswitches: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
         for r in store.all(Kind::VSwitch).await? {
             let Ok(v) = serde_json::from_value::<VSwitch>(r.doc) else { continue };
             if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
-                vswitches.entry(vpc).or_default().extend(net.hosts().next());
+                vswitches.entry(vpc).or_default().push(net);
             }
         }
         let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
@@ -205,8 +207,10 @@ impl Reconciler {
                 defs.extend(d);
                 unsupported.extend(u);
             }
-            let vpc_addrs = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
-            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, conns, routes, defs, unsupported });
+            let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
+            let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
+            let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
+            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, defs, unsupported });
         }
         Ok(out)
     }
@@ -326,6 +330,11 @@ impl Reconciler {
             private.dedup();
             let ns = lab.gateway_ns(&g.id);
             lab.ensure_node(&Node { ns: ns.clone(), public, private }).await.with_context(|| format!("build the namespace of {}", g.id))?;
+            let mut published: Vec<String> = g.routes.iter().filter(|r| r.publish_vpc && !revoked(&g.conns, &r.next_hop)).map(|r| r.route_dest.clone()).collect();
+            published.sort();
+            published.dedup();
+            let probes = g.conns.iter().filter(|(_, c)| c.health.enable && !c.health.sip.is_empty()).map(|(_, c)| (c.health.sip.clone(), c.health.dip.clone())).collect();
+            lab.ensure_vpc_routes(&ns, &VpcView { sources: g.vpc_cidrs.clone(), published, probes }).await.with_context(|| format!("route the VPC side of {}", g.id))?;
             let charon = lab.ensure_charon(&g.id, &ns, lab.gateway_dir(&g.id)).await?;
             targets.push(Target { socket: charon.socket(), netns: Some(ns), gateways: vec![i] });
         }
@@ -492,6 +501,11 @@ impl Reconciler {
             }),
         );
     }
+}
+
+/// Whether a connection's failed health check (policy revoke_route) withdraws its routes.
+fn revoked(conns: &[(String, VpnConnection)], id: &str) -> bool {
+    conns.iter().find(|(c, _)| c == id).is_some_and(|(_, c)| ipsec::Health::of(c).revoked)
 }
 
 /// Whether the client already registered its streaming events (tracked by the client itself).
