@@ -175,9 +175,18 @@ def test_auto_config_route_makes_system_policy_routes(alice):
     alice.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(region_id=REGION, vpn_connection_id=vco, auto_config_route=False))
     wait_status(alice, gw, "active")
     assert pbrs(alice, gw).total_count == 0
-    # Destination-routing mode (0.0.0.0/0 both sides) makes none.
+    # Destination-routing mode (0.0.0.0/0 both sides) makes none; a 0.0.0.0/0 local side makes
+    # destination routes to the remote subnets.
     conn(alice, gw, "0.0.0.0/0", "0.0.0.0/0", auto=True)
-    assert pbrs(alice, gw).total_count == 0
+    assert pbrs(alice, gw).total_count == 0 and dbrs(alice, gw).total_count == 0
+    by_dest = conn(alice, gw, "0.0.0.0/0", "192.168.40.0/24,192.168.41.0/24", auto=True, ike_config=json.dumps({"IkeVersion": "ikev2"}))
+    d = dbrs(alice, gw)
+    assert sorted((e.route_dest, e.next_hop, e.route_entry_type) for e in d.vpn_route_entries.vpn_route_entry) == [
+        ("192.168.40.0/24", by_dest, "System"), ("192.168.41.0/24", by_dest, "System")]
+    assert {x.route_entry_type: x.route_count for x in d.vpn_route_counts.vpn_route_count} == {"Custom": 0, "System": 2}
+    alice.delete_vpn_connection(m.DeleteVpnConnectionRequest(region_id=REGION, vpn_connection_id=by_dest))
+    wait_status(alice, gw, "active")
+    assert dbrs(alice, gw).total_count == 0
     # Two connections whose selectors make the same policy route conflict.
     conn(alice, gw, "10.0.3.0/24", "192.168.8.0/24", auto=True)
     cgw = make_cgw(alice).customer_gateway_id

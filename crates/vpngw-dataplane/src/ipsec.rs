@@ -474,4 +474,44 @@ mod tests {
         assert_eq!(dropped_reqid(&format!("could not find an outbound IPsec SA for reqid {{{reqid}}}, dropping packet")), Some(reqid));
         assert_eq!(dropped_reqid("something else"), None);
     }
+
+    fn route(dest: &str, hop: &str, weight: u32) -> VpnRoute {
+        VpnRoute { weight, ..VpnRoute::system("dbr", dest, "", hop) }
+    }
+
+    fn health(entries: &[(&str, bool, bool)]) -> HashMap<String, Health> {
+        entries.iter().map(|(id, established, revoked)| (id.to_string(), Health { established: *established, revoked: *revoked })).collect()
+    }
+
+    #[test]
+    fn the_active_route_carries_its_target_while_usable_then_the_standby() {
+        let routes = [route("10.9.0.0/16", "a", 100), route("10.9.0.0/16", "b", 0), route("10.8.0.0/16", "a", 100)];
+        let both_up = RoutePlan::new(&routes, &health(&[("a", true, false), ("b", true, false)]));
+        assert_eq!(both_up.owned("a").len(), 2);
+        assert!(both_up.owned("b").is_empty());
+        let a_down = RoutePlan::new(&routes, &health(&[("a", false, false), ("b", true, false)]));
+        assert_eq!(a_down.owned("b"), [("0.0.0.0/0".to_string(), "10.9.0.0/16".to_string())]);
+        assert_eq!(a_down.owned("a"), [("0.0.0.0/0".to_string(), "10.8.0.0/16".to_string())], "no standby: it stays, waiting for A");
+        let a_revoked = RoutePlan::new(&routes, &health(&[("a", true, true), ("b", true, false)]));
+        assert!(a_revoked.owned("a").is_empty(), "revoke_route withdraws A's routes, even without a standby");
+        let all_down = RoutePlan::new(&routes, &health(&[("a", false, false), ("b", false, false)]));
+        assert_eq!(all_down.owned("a").len(), 2, "nothing usable: the active keeps them");
+    }
+
+    #[test]
+    fn routed_connections_carry_their_plan_and_their_probe() {
+        let mut c = conn("ikev2");
+        c.local_subnet = vec!["0.0.0.0/0".into()];
+        c.remote_subnet = vec!["0.0.0.0/0".into()];
+        assert!(routed(&c));
+        let (none, _) = definitions("vco-1", &c, &cgws(), &RoutePlan::default());
+        assert!(none[0].children.is_empty());
+        assert!(none[0].load_conn().sec(&none[0].name).unwrap().str("childless") == "allow");
+        c.health = HealthCheck { enable: true, sip: "10.1.0.1".into(), dip: "10.9.0.1".into(), interval: 1, retry: 2, policy: "revoke_route".into() };
+        let plan = RoutePlan::new(&[route("10.9.0.0/16", "vco-1", 100)], &health(&[("vco-1", true, false)]));
+        let (d, _) = definitions("vco-1", &c, &cgws(), &plan);
+        let ts: Vec<(Vec<String>, Vec<String>)> = d[0].children.iter().map(|ch| (ch.local_ts.clone(), ch.remote_ts.clone())).collect();
+        assert_eq!(ts, [(vec!["0.0.0.0/0".to_string()], vec!["10.9.0.0/16".to_string()]), (vec!["10.1.0.1/32".to_string()], vec!["10.9.0.1/32".to_string()])]);
+        assert_ne!(d[0].name, none[0].name, "a route change is a new definition");
+    }
 }

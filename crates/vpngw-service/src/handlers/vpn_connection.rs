@@ -23,7 +23,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Record};
 use super::customer_gateway::CustomerGateway;
 use super::vpc::VSwitch;
 use super::vpn_gateway::{ensure_writable, VpnGateway};
-use super::vpn_route::{check_against, check_publish, gateway_routes, VpnRoute, PBR, SYSTEM};
+use super::vpn_route::{check_against, check_publish, gateway_routes, VpnRoute, DBR, PBR, SYSTEM};
 use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -616,15 +616,17 @@ fn apply_single(c: &mut VpnConnection, p: &Params, dual: bool, national: bool) -
     check_remote_ca(&c.remote_ca_certificate, national)
 }
 
-/// AutoConfigRoute in policy mode: a policy route per (LocalSubnet, RemoteSubnet) pair, to this
-/// connection. A connection in destination-routing mode (0.0.0.0/0 on both sides) gets none:
-/// its routes are the user's.
+/// AutoConfigRoute: a connection that routes by destination (LocalSubnet 0.0.0.0/0) gets a
+/// destination route per RemoteSubnet; one with traffic selectors on both sides gets a policy
+/// route per (LocalSubnet, RemoteSubnet) pair; one with 0.0.0.0/0 on both sides gets none (its
+/// routes are the user's).
 fn system_routes(conn_id: &str, c: &VpnConnection) -> Vec<VpnRoute> {
     let any = |v: &[String]| v.len() == 1 && v[0] == "0.0.0.0/0";
-    if !c.auto_config_route || (any(&c.local_subnet) && any(&c.remote_subnet)) {
-        return Vec::new();
+    match (c.auto_config_route, any(&c.local_subnet), any(&c.remote_subnet)) {
+        (false, _, _) | (true, true, true) => Vec::new(),
+        (true, true, false) => c.remote_subnet.iter().map(|r| VpnRoute::system(DBR, r, "", conn_id)).collect(),
+        (true, false, _) => c.local_subnet.iter().flat_map(|l| c.remote_subnet.iter().map(move |r| VpnRoute::system(PBR, r, l, conn_id))).collect(),
     }
-    c.local_subnet.iter().flat_map(|l| c.remote_subnet.iter().map(move |r| VpnRoute::system(PBR, r, l, conn_id))).collect()
 }
 
 /// The mutations that make a connection's system routes match `c` (`None`: the connection
@@ -642,13 +644,17 @@ async fn sync_routes(req: &Req<'_>, gw_rec: &Record, conn_id: &str, c: Option<&V
         check_against(w, &seen, false)?;
         seen.push(w);
     }
-    let existing = others.iter().filter(|(_, r)| r.route_kind == PBR).count();
+    let count = |kind: &str| others.iter().filter(|(_, r)| r.route_kind == kind).count();
+    let (pbr_new, dbr_new) = (want.iter().filter(|r| r.route_kind == PBR).count(), want.iter().filter(|r| r.route_kind == DBR).count());
     let quota = req.svc.config.quotas.pbr_routes_per_gateway as usize;
-    if existing + want.len() > quota {
+    if pbr_new > 0 && count(PBR) + pbr_new > quota {
         return Err(ApiError::msg(
             Code::PolicyRouteQuota,
-            format!("The maximum number of policy-based routes is exceeded. Existing routes: {existing}. Routes to be created: {}. Maximum routes: {quota}.", want.len()),
+            format!("The maximum number of policy-based routes is exceeded. Existing routes: {}. Routes to be created: {pbr_new}. Maximum routes: {quota}.", count(PBR)),
         ));
+    }
+    if dbr_new > 0 && count(DBR) + dbr_new > req.svc.config.quotas.dbr_routes_per_gateway as usize {
+        return Err(ApiError::new(Code::DbrRoutesQuotaFull));
     }
     let mut muts = Vec::new();
     for (rec, r) in &own {

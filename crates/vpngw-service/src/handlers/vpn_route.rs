@@ -142,7 +142,9 @@ async fn check_next_hop(req: &Req<'_>, gw: &str, next_hop: &str) -> Result<(), A
     Ok(())
 }
 
-/// One active and one standby per destination, on different connections.
+/// One active and one standby per destination, on different connections. (The client pools of
+/// SSL-VPN and IPsec servers join these checks, with VpnRouteEntry.ConflictSSL and
+/// OperationFailed.RouteConflictWithIPsecServer, when those servers exist.)
 pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: bool) -> Result<(), ApiError> {
     for o in others.iter().filter(|o| route.same_target(o)) {
         if o.next_hop == route.next_hop {
