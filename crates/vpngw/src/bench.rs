@@ -129,7 +129,7 @@ async fn connections_gateway(client: &Client, vpc: &str, vsw: &str, n: usize, se
     for i in 0..n as u64 {
         let cgw = call("CreateCustomerGateway", vec![("RegionId", r.into()), ("IpAddress", format!("12.{}.{}.{}", series, ((i + 1) >> 8) & 255, (i + 1) & 255)), ("Asn", "65000".into())]).await?;
         let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
-        call("CreateVpnConnection", vec![("RegionId", r.into()), ("VpnGatewayId", gw.clone()), ("CustomerGatewayId", cgw), ("LocalSubnet", "10.0.0.0/24".into()), ("RemoteSubnet", format!("172.{}.{}.0/24", 16 + (i >> 8), i & 255))]).await?;
+        call("CreateVpnConnection", vec![("RegionId", r.into()), ("VpnGatewayId", gw.clone()), ("CustomerGatewayId", cgw), ("LocalSubnet", "10.0.0.0/24".into()), ("RemoteSubnet", format!("172.{}.{}.0/24", 16 + (i >> 8), i & 255)), ("AutoConfigRoute", "false".into())]).await?;
     }
     Ok(gw)
 }
@@ -196,6 +196,9 @@ pub fn bench_config(dir: &std::path::Path) -> Config {
     };
     cfg.quotas.customer_gateways = u64::MAX;
     cfg.quotas.vpn_connections_per_gateway = u64::MAX;
+    cfg.quotas.pbr_routes_per_gateway = u64::MAX;
+    cfg.quotas.dbr_routes_per_gateway = u64::MAX;
+    cfg.quotas.vpc_vpn_route_entries = u64::MAX;
     cfg
 }
 
