@@ -63,6 +63,11 @@ macro_rules! for_each_action {
             (ModifyVpnPbrRouteEntryAttribute, Write, modify_vpn_pbr_route_entry_attribute, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, Priority]),
             (DeleteVpnRouteEntry, Write, delete_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight]),
             (DeleteVpnPbrRouteEntry, Write, delete_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight]),
+            // ---- IPsec servers (9.1-9.4) ----
+            (CreateIpsecServer, Write, create_ipsec_server, [RegionId, VpnGatewayId, LocalSubnet, ClientIpPool]),
+            (ListIpsecServers, Read, list_ipsec_servers, [RegionId]),
+            (UpdateIpsecServer, Write, update_ipsec_server, [RegionId, IpsecServerId]),
+            (DeleteIpsecServer, Write, delete_ipsec_server, [RegionId, IpsecServerId]),
             // ---- tags (4.5-4.7) ----
             (TagResources, Write, tag_resources, [RegionId, ResourceType]),
             (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),

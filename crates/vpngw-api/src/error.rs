@@ -86,6 +86,7 @@ error_codes! {
     CgwVpnConfiguring = "OperationDenied.VpnConfiguring" => 400, "The associated VPN gateway is being configured. You cannot update the attributes of the customer gateway.", "doc";
     CgwVpnFinancialLocked = "OperationDenied.VpnFinancialLocked" => 400, "The associated VPN gateway is financially locked. You cannot update the attributes of the customer gateway.", "doc";
     DependencyViolationVpnConnection = "DependencyViolation.VpnConnection" => 400, "The resource is still used by VPN connections.", "vpngw";
+    DependencyViolationIpsecServer = "DependencyViolation.IpsecServer" => 400, "The VPN gateway still has an IPsec server.", "vpngw";
 
     // ---- IPsec-VPN connections (CreateVpnConnection, ModifyVpnConnectionAttribute pages) ----
     InvalidVpnConnectionId = "InvalidVpnConnectionInstanceId.NotFound" => 404, "The specified vpn connection instance id does not exist.", "doc";
@@ -118,6 +119,13 @@ error_codes! {
     SingleTunnelParamOnDualTunnel = "IllegalParam.SingleTunnelParameter" => 400, "The VPN gateway has two tunnels: set %s per tunnel in TunnelOptionsSpecification.", "vpngw";
     TunnelCustomerGatewayImmutable = "IllegalParam.CustomerGatewayId" => 400, "The customer gateway of a tunnel cannot change.", "vpngw";
     UnsupportedDeviceType = "InvalidParameter.DeviceType" => 400, "The specified DeviceType is not supported for this connection: %s", "vpngw";
+
+    // ---- IPsec servers ----
+    SslVpnDisabled = "VpnGateway.SslVpnDisabled" => 400, "The VPN gateway has not enabled SSL VPN.", "doc";
+    IpsecServerExist = "OperationFailed.IPsecServerExist" => 400, "An IPsec server already exists in the VPN gateway.", "doc";
+    IpsecServerAndVpnConnectionConflict = "VpnGateway.IPsecServerAndVpnConnectionConflict" => 400, "An IPsec server and IPsec connections cannot be used on the same VPN gateway.", "doc";
+    IllegalClientIpPool = "IllegalParam.ClientIpPool" => 400, "The specified \"ClientIpPool\" (%s) is invalid: a CIDR block that overlaps neither LocalSubnet nor the VPC.", "vpngw";
+    InvalidIpsecServerId = "InvalidIpsecServerId.NotFound" => 404, "The specified IPsec server does not exist.", "vpngw";
 
     // ---- VPN routes ----
     RouteAlreadyExists = "VpnRouteEntry.AlreadyExists" => 400, "The specified route entry is already exist.", "doc";

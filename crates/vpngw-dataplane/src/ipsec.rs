@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use vpngw_service::dataplane::{status, VpnConnection, VpnRoute};
+use vpngw_service::dataplane::{status, IpsecServer, VpnConnection, VpnRoute};
 use vpngw_service::device::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
 
 use crate::vici::Message;
 
 /// Names of definitions vpngw owns start with these (other definitions in a shared charon are
 /// left alone).
-const OWNED_PREFIXES: &[&str] = &["vco-", "tun-"];
+const OWNED_PREFIXES: &[&str] = &["vco-", "tun-", "iss-"];
 
 pub fn owned(name: &str) -> bool {
     OWNED_PREFIXES.iter().any(|p| name.starts_with(p))
@@ -62,6 +62,9 @@ pub struct ConnDef {
     /// EffectImmediately: initiate now (and keep it up); otherwise wait for traffic.
     pub initiate: bool,
     pub priority: Option<u32>,
+    /// An IPsec server: clients from anywhere (`remote_addr` %any), addresses from this pool
+    /// (name, CIDR); it only responds.
+    pub pool: Option<(String, String)>,
 }
 
 /// Why a tunnel cannot be built on this strongSwan (sm4/sm3), reported and not loaded.
@@ -76,6 +79,39 @@ fn reqid_of(child: &str) -> u32 {
     let h = Sha256::digest(child.as_bytes());
     // charon's own reqids count up from 1; ours live high above them.
     0x1000_0000 | (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x0fff_ffff)
+}
+
+/// An IPsec server's definition: a responder for clients from anywhere, with a virtual-IP pool
+/// and LocalSubnet as its selector (the client's side is its virtual IP).
+pub fn server_definition(id: &str, s: &IpsecServer) -> Result<ConnDef, Unsupported> {
+    let bad = |reason: String| Unsupported { conn_id: id.to_string(), key: id.to_string(), reason };
+    let ike_p = ike_proposal(&s.ike).map_err(bad)?;
+    let esp_p = esp_proposal(&s.ipsec).map_err(bad)?;
+    let mut d = ConnDef {
+        conn_id: id.to_string(),
+        tunnel_id: None,
+        key: id.to_string(),
+        name: String::new(),
+        version: if s.ike.ike_version == "ikev2" { 2 } else { 1 },
+        aggressive: s.ike.ike_mode == "aggressive",
+        local_addr: s.internet_ip.clone(),
+        remote_addr: "%any".into(),
+        ike_proposal: ike_p,
+        ike_lifetime: s.ike.ike_lifetime,
+        dpd: true,
+        nat_traversal: true,
+        local_id: s.ike.local_id.clone(),
+        remote_id: s.ike.remote_id.clone(),
+        psk: s.ike.psk.clone(),
+        children: vec![ChildDef { name: String::new(), local_ts: s.local_subnet.clone(), remote_ts: Vec::new(), esp_proposal: esp_p, lifetime: s.ipsec.ipsec_lifetime, reqid: 0 }],
+        initiate: false,
+        priority: None,
+        pool: Some((String::new(), s.client_ip_pool.clone())),
+    };
+    d.name = format!("{id}-{}", fingerprint(&d));
+    d.children[0].name = format!("{}-1", d.name);
+    d.pool = Some((format!("{}-pool", d.name), s.client_ip_pool.clone()));
+    Ok(d)
 }
 
 /// Whether a connection is in destination-routing mode (0.0.0.0/0 on both sides): its routes,
@@ -217,6 +253,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
                 .collect(),
             initiate: c.effect_immediately,
             priority: tunnel_priority(t.role),
+            pool: None,
         };
         let fp = fingerprint(&d);
         d.name = format!("{}-{fp}", t.key);
@@ -243,14 +280,18 @@ impl ConnDef {
     pub fn load_conn(&self) -> Message {
         let mut children = Message::new();
         for ch in &self.children {
-            let mut m = Message::new()
-                .list("local_ts", &ch.local_ts)
-                .list("remote_ts", &ch.remote_ts)
-                .list("esp_proposals", [&ch.esp_proposal])
-                .kv("rekey_time", secs(ch.lifetime))
-                .kv("reqid", ch.reqid.to_string())
-                // The reconciler initiates; charon only installs the trap or waits for the peer.
-                .kv("start_action", if self.initiate { "none" } else { "trap" })
+            let responder = self.pool.is_some();
+            let mut m = Message::new().list("local_ts", &ch.local_ts);
+            if !ch.remote_ts.is_empty() {
+                m = m.list("remote_ts", &ch.remote_ts);
+            }
+            m = m.list("esp_proposals", [&ch.esp_proposal]).kv("rekey_time", secs(ch.lifetime));
+            if !responder {
+                m = m.kv("reqid", ch.reqid.to_string());
+            }
+            // The reconciler initiates; charon only installs the trap or waits for the peer.
+            m = m
+                .kv("start_action", if self.initiate || responder { "none" } else { "trap" })
                 .kv("dpd_action", if self.initiate { "restart" } else { "clear" })
                 .kv("close_action", if self.initiate { "start" } else { "none" });
             if let Some(p) = self.priority {
@@ -258,7 +299,11 @@ impl ConnDef {
             }
             children = children.section(&ch.name, m);
         }
-        let mut conn = Message::new()
+        let mut conn = Message::new();
+        if let Some((pool, _)) = &self.pool {
+            conn = conn.list("pools", [pool]);
+        }
+        let mut conn = conn
             .kv("version", self.version.to_string())
             .kv("aggressive", if self.aggressive { "yes" } else { "no" })
             .list("local_addrs", [&self.local_addr])
@@ -269,7 +314,7 @@ impl ConnDef {
             // is never forcing encapsulation, which is also what `true` does (NAT-T when detected).
             .kv("encap", "no")
             .kv("mobike", "no")
-            .kv("unique", "replace")
+            .kv("unique", if self.pool.is_some() { "no" } else { "replace" })
             .kv("keyingtries", "0");
         if self.dpd {
             conn = conn.kv("dpd_delay", "10s").kv("dpd_timeout", "30s");
@@ -280,14 +325,23 @@ impl ConnDef {
         }
         conn = conn
             .section("local", Message::new().kv("auth", "psk").kv("id", identity(&self.local_id)))
-            .section("remote", Message::new().kv("auth", "psk").kv("id", identity(&self.remote_id)))
+            .section("remote", Message::new().kv("auth", "psk").kv("id", if self.remote_id.is_empty() { "%any".to_string() } else { identity(&self.remote_id) }))
             .section("children", children);
         Message::new().section(&self.name, conn)
     }
 
     /// The `load-shared` message: the PSK for the pair of identities, under the definition's name.
     pub fn load_shared(&self) -> Message {
-        Message::new().kv("id", &self.name).kv("type", "IKE").kv("data", &self.psk).list("owners", [identity(&self.local_id), identity(&self.remote_id)])
+        let mut owners = vec![identity(&self.local_id)];
+        if !self.remote_id.is_empty() {
+            owners.push(identity(&self.remote_id));
+        }
+        Message::new().kv("id", &self.name).kv("type", "IKE").kv("data", &self.psk).list("owners", owners)
+    }
+
+    /// The `load-pool` message of an IPsec server's client pool.
+    pub fn load_pool(&self) -> Option<Message> {
+        self.pool.as_ref().map(|(name, cidr)| Message::new().section(name, Message::new().kv("addrs", cidr)))
     }
 }
 
@@ -299,6 +353,8 @@ pub struct SaState {
     pub ike_established: bool,
     /// Seconds since the IKE_SA was established.
     pub established_secs: u64,
+    /// Established IKE_SAs under this name (an IPsec server's online clients).
+    pub established_count: u32,
     /// Names of the children with an INSTALLED CHILD_SA.
     pub installed: Vec<String>,
 }
@@ -312,6 +368,7 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
             e.present = true;
             if ike.str("state") == "ESTABLISHED" {
                 e.ike_established = true;
+                e.established_count += 1;
                 e.established_secs = e.established_secs.max(ike.str("established").parse().unwrap_or(0));
             }
             if let Some(children) = ike.sec("child-sas") {
@@ -343,7 +400,7 @@ pub fn status_of(def: &ConnDef, sa: Option<&SaState>) -> &'static str {
 
 /// The reqid → (definition name, child name) of definitions waiting for traffic.
 pub fn trap_reqids(defs: &[&ConnDef]) -> HashMap<u32, (String, String)> {
-    defs.iter().filter(|d| !d.initiate).flat_map(|d| d.children.iter().map(|c| (c.reqid, (d.name.clone(), c.name.clone())))).collect()
+    defs.iter().filter(|d| !d.initiate && d.pool.is_none()).flat_map(|d| d.children.iter().map(|c| (c.reqid, (d.name.clone(), c.name.clone())))).collect()
 }
 
 /// The reqid of libipsec's "no outbound SA" message: traffic matched a trap policy.
@@ -441,7 +498,7 @@ mod tests {
         let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
-        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, installed: vec![] };
+        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, installed: vec![] };
         assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
         sa.ike_established = true;
         assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
@@ -460,7 +517,7 @@ mod tests {
             Message::new().kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
         );
         let s = sa_states(&[ev]);
-        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, installed: vec!["vco-1-abcd-1".into()] });
+        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, installed: vec!["vco-1-abcd-1".into()] });
     }
 
     #[test]

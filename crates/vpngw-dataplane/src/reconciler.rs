@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, Converged, Observation, VSwitch, VpnConnection, VpnGateway, VpnRoute};
+use vpngw_service::dataplane::{gateway_digest, status, Converged, IpsecServer, Observation, VSwitch, VpnConnection, VpnGateway, VpnRoute};
 use vpngw_service::Service;
 use vpngw_store::Kind;
 
@@ -61,6 +61,8 @@ struct GatewayIntent {
     vpc_cidrs: Vec<String>,
     conns: Vec<(String, VpnConnection)>,
     routes: Vec<VpnRoute>,
+    /// The gateway's IPsec server (at most one), by id.
+    servers: Vec<(String, IpsecServer)>,
     defs: Vec<ConnDef>,
     unsupported: Vec<Unsupported>,
 }
@@ -193,15 +195,28 @@ impl Reconciler {
                 routes.entry(p).or_default().push(route);
             }
         }
+        let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
+        for r in store.all(Kind::IpsecServer).await? {
+            if let (Some(p), Ok(s)) = (r.parent, serde_json::from_value::<IpsecServer>(r.doc)) {
+                servers.entry(p).or_default().push((r.id, s));
+            }
+        }
         let mut out = Vec::new();
         for r in store.all(Kind::VpnGateway).await? {
             let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
             let conns = conns.remove(&r.id).unwrap_or_default();
             let routes = routes.remove(&r.id).unwrap_or_default();
+            let servers = servers.remove(&r.id).unwrap_or_default();
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
             let health: HashMap<String, ipsec::Health> = conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
             let plan = ipsec::RoutePlan::new(&routes, &health);
+            for (id, s) in &servers {
+                match ipsec::server_definition(id, s) {
+                    Ok(d) => defs.push(d),
+                    Err(u) => unsupported.push(u),
+                }
+            }
             for (id, c) in &conns {
                 let (d, u) = ipsec::definitions(id, c, &cgw_ip, &plan);
                 defs.extend(d);
@@ -210,7 +225,7 @@ impl Reconciler {
             let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
             let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
             let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
-            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, defs, unsupported });
+            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, defs, unsupported });
         }
         Ok(out)
     }
@@ -280,7 +295,8 @@ impl Reconciler {
                         for (id, d) in &digests {
                             self.converged.set(id, d.clone());
                         }
-                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes));
+                        let servers: Vec<IpsecServer> = g.servers.iter().map(|(_, s)| s.clone()).collect();
+                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes, &servers));
                     }
                     self.svc.tasks_changed.notify_one();
                 }
@@ -324,13 +340,14 @@ impl Reconciler {
             // (kernel-libipsec installs a tunnel's route from an address inside its local
             // selector, and fails the CHILD_SA without one).
             let mut private = g.vpc_addrs.clone();
-            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
+            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).chain(g.servers.iter().flat_map(|(_, s)| &s.local_subnet)).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
             private.sort();
             private.dedup();
             let ns = lab.gateway_ns(&g.id);
             lab.ensure_node(&Node { ns: ns.clone(), public, private }).await.with_context(|| format!("build the namespace of {}", g.id))?;
             let mut published: Vec<String> = g.routes.iter().filter(|r| r.publish_vpc && !revoked(&g.conns, &r.next_hop)).map(|r| r.route_dest.clone()).collect();
+            published.extend(g.servers.iter().map(|(_, s)| s.client_ip_pool.clone()));
             published.sort();
             published.dedup();
             let probes = g.conns.iter().filter(|(_, c)| c.health.enable && !c.health.sip.is_empty()).map(|(_, c)| (c.health.sip.clone(), c.health.dip.clone())).collect();
@@ -364,6 +381,9 @@ impl Reconciler {
             let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
             client.call("unload-conn", Message::new().kv("name", stale)).await?;
             let _ = client.call("unload-shared", Message::new().kv("id", stale)).await;
+            if stale.starts_with("iss-") {
+                let _ = client.call("unload-pool", Message::new().kv("name", format!("{stale}-pool"))).await;
+            }
         }
         let missing: Vec<&ConnDef> = desired.iter().filter(|(n, _)| !loaded.contains(**n)).map(|(_, d)| *d).collect();
         let mut just_loaded = HashSet::new();
@@ -372,11 +392,18 @@ impl Reconciler {
             for d in chunk {
                 tracing::info!(definition = %d.name, connection = %d.conn_id, "Loading a definition.");
                 reqs.push(("load-shared", d.load_shared()));
+                if let Some(pool) = d.load_pool() {
+                    reqs.push(("load-pool", pool));
+                }
                 reqs.push(("load-conn", d.load_conn()));
             }
-            for (d, answers) in chunk.iter().zip(client.call_many(reqs).await?.chunks(2)) {
-                if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
-                    anyhow::bail!("load {}: {e}", d.name);
+            let mut answers = client.call_many(reqs).await?.into_iter();
+            for d in chunk {
+                let n = if d.pool.is_some() { 3 } else { 2 };
+                for a in answers.by_ref().take(n) {
+                    if let Err(e) = a {
+                        anyhow::bail!("load {}: {e}", d.name);
+                    }
                 }
                 just_loaded.insert(d.name.clone());
             }
@@ -414,8 +441,14 @@ impl Reconciler {
         self.trap_map.lock().await.insert(t.socket.clone(), traps);
         drop(clients);
 
-        // Observe: one status per tunnel, straight from the SAs.
+        // Observe: an IPsec server's online clients, one status per tunnel, straight from the SAs.
         for g in gws {
+            for (id, _) in &g.servers {
+                let online = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)).map(|s| s.established_count).unwrap_or(0);
+                if let Err(e) = self.svc.observe_ipsec_server(id, online).await {
+                    tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
+                }
+            }
             for (id, c) in &g.conns {
                 // What this strongSwan cannot negotiate is recorded as such, not as converged.
                 let plane = match g.unsupported.iter().find(|u| &u.conn_id == id) {

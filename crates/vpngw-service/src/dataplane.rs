@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
-pub use crate::handlers::{CustomerGateway, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
+pub use crate::handlers::{CustomerGateway, HealthCheck, IpsecServer, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 use crate::Service;
 
 /// Statuses of the API's negotiation field (`Status` of a connection and of each tunnel).
@@ -28,13 +28,15 @@ pub trait Converged: Send + Sync {
 /// The digest of a gateway's whole intent: its addresses, every connection's digest and every
 /// route. A reconciler that converged on a gateway reports this; the engine compares it with
 /// the store.
-pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[VpnRoute]) -> String {
+pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[VpnRoute], servers: &[IpsecServer]) -> String {
     use sha2::{Digest, Sha256};
     let mut sorted = conns.to_vec();
     sorted.sort();
     let mut routes: Vec<String> = routes.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect();
     routes.sort();
-    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, sorted, routes]);
+    let mut servers: Vec<String> = servers.iter().map(IpsecServer::intent_digest).collect();
+    servers.sort();
+    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, sorted, routes, servers]);
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
@@ -52,6 +54,23 @@ pub struct Observation {
 }
 
 impl Service {
+    /// Records how many clients an IPsec server has online (observed), changing nothing else.
+    pub async fn observe_ipsec_server(&self, id: &str, online: u32) -> Result<bool, StoreError> {
+        self.with_write_lock(async {
+            let Some(mut rec) = self.store.get_any(Kind::IpsecServer, id).await? else { return Ok(false) };
+            let Ok(mut s) = serde_json::from_value::<IpsecServer>(rec.doc.clone()) else { return Ok(false) };
+            if s.online_client_count == online {
+                return Ok(false);
+            }
+            tracing::info!(ipsec_server = %id, online, "Observed an IPsec server.");
+            s.online_client_count = online;
+            rec.doc = serde_json::to_value(&s).map_err(|e| StoreError::Other(e.to_string()))?;
+            self.store.commit(vec![Mutation::Put(rec)]).await?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// The intent digest the store holds for a resource, as [`Converged`] reports it once applied.
     pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
@@ -65,7 +84,8 @@ impl Service {
                 let conns: Vec<(String, String)> =
                     page.items.into_iter().filter_map(|r| serde_json::from_value::<VpnConnection>(r.doc).ok().map(|c| (r.id, c.intent_digest()))).collect();
                 let routes: Vec<VpnRoute> = self.store.list(Kind::VpnRoute, &scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok()).collect();
-                Ok(Some(gateway_digest(&gw, &conns, &routes)))
+                let servers: Vec<IpsecServer> = self.store.list(Kind::IpsecServer, &scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok()).collect();
+                Ok(Some(gateway_digest(&gw, &conns, &routes, &servers)))
             }
             _ => Ok(None),
         }

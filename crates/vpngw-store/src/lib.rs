@@ -31,10 +31,11 @@ pub enum Kind {
     VpnConnection,
     /// A VPN route entry (destination or policy-based) of a gateway; routes have no API id.
     VpnRoute,
+    IpsecServer,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +45,7 @@ impl Kind {
             Kind::CustomerGateway => "customer_gateway",
             Kind::VpnConnection => "vpn_connection",
             Kind::VpnRoute => "vpn_route",
+            Kind::IpsecServer => "ipsec_server",
         }
     }
 

@@ -274,6 +274,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
             children: vec![ChildDef { name: format!("vco-{i}-00000000-1"), local_ts: vec!["10.1.0.0/16".into()], remote_ts: vec![peer_subnet(i)], esp_proposal: "aes128-sha1".into(), lifetime: 3600, reqid: 0x1000_0000 + i as u32 }],
             initiate: false,
             priority: None,
+            pool: None,
         })
         .collect();
     // As the reconciler loads them: pipelined batches of load-shared + load-conn.

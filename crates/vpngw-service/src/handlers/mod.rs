@@ -10,6 +10,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Page, Record, Task};
 use crate::{store_error, Req};
 
 mod customer_gateway;
+mod ipsec_server;
 mod regions;
 mod tags;
 mod vpc;
@@ -18,6 +19,7 @@ mod vpn_gateway;
 mod vpn_route;
 
 pub use customer_gateway::*;
+pub use ipsec_server::*;
 pub use regions::*;
 pub use tags::*;
 pub use vpc::*;

@@ -213,11 +213,11 @@ fn lifetime(v: &Value, name: &str) -> Result<u32, ApiError> {
     text(v).and_then(|s| s.trim().parse::<u32>().ok()).filter(|n| *n <= 86400).ok_or_else(|| ApiError::invalid(name))
 }
 
-fn psk_ok(p: &str) -> bool {
+pub(crate) fn psk_ok(p: &str) -> bool {
     (1..=100).contains(&p.chars().count()) && p.chars().all(|c| c.is_ascii_alphanumeric() || PSK_SPECIALS.contains(c))
 }
 
-fn apply_ike(c: &mut IkeCfg, o: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
+pub(crate) fn apply_ike(c: &mut IkeCfg, o: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
     for (k, v) in o {
         let name = format!("{at}.{k}");
         let s = || text(v).ok_or_else(|| ApiError::invalid(&name));
@@ -237,7 +237,7 @@ fn apply_ike(c: &mut IkeCfg, o: &Map<String, Value>, at: &str) -> Result<(), Api
     Ok(())
 }
 
-fn apply_ipsec(c: &mut IpsecCfg, o: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
+pub(crate) fn apply_ipsec(c: &mut IpsecCfg, o: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
     for (k, v) in o {
         let name = format!("{at}.{k}");
         let s = || text(v).ok_or_else(|| ApiError::invalid(&name));
@@ -315,7 +315,7 @@ fn apply_health(c: &mut HealthCheck, o: &Map<String, Value>) -> Result<(), ApiEr
 }
 
 /// Every value of the settings against the gateway type's allowed sets.
-fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
+pub(crate) fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
     let bad = |f: &str| Err(ApiError::invalid(&format!("{at}.{f}")));
     if !psk_ok(&c.psk) {
         return bad("Psk");
@@ -346,7 +346,7 @@ fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_ipsec(c: &IpsecCfg, national: bool, at: &str) -> Result<(), ApiError> {
+pub(crate) fn check_ipsec(c: &IpsecCfg, national: bool, at: &str) -> Result<(), ApiError> {
     let (encs, auths) = algorithms(national);
     if !encs.contains(&c.ipsec_enc_alg.as_str()) {
         return Err(ApiError::invalid(&format!("{at}.IpsecEncAlg")));
@@ -388,7 +388,7 @@ fn peer_bgp_ip(c: &BgpCfg) -> String {
 }
 
 /// A comma-separated list of CIDR blocks written exactly.
-fn subnets(v: &str, code: Code) -> Result<Vec<String>, ApiError> {
+pub(crate) fn subnets(v: &str, code: Code) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::new();
     for part in v.split(',') {
         let part = part.trim();
@@ -398,7 +398,7 @@ fn subnets(v: &str, code: Code) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn overlaps(a: &str, b: &str) -> bool {
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
     match (a.parse::<Ipv4Net>(), b.parse::<Ipv4Net>()) {
         (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
         _ => false,
@@ -689,6 +689,9 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     ensure_writable(&g.rec, &g.gw)?;
     if !g.gw.enable_ipsec {
         return Err(ApiError::new(Code::IpsecVpnDisabled));
+    }
+    if super::ipsec_server::gateway_has_server(req, &g.rec.id).await? {
+        return Err(ApiError::new(Code::IpsecServerAndVpnConnectionConflict));
     }
     let dual = g.gw.dr_vswitch_id.is_some();
     let id = ids::new_id("vco");

@@ -1,0 +1,253 @@
+//! IPsec servers (2022 reference 9.1-9.4): remote clients connect to a VPN gateway with IKE
+//! (IKEv2 by default), authenticate with the server's PSK and get an address from ClientIpPool.
+//!
+//! One per gateway, only on a gateway with SSL-VPN enabled (its clients share the gateway's
+//! SslConnections), and never beside IPsec connections on the same gateway. Every change puts
+//! the gateway through `updating` until the data plane has applied it. OnlineClientCount is
+//! observed: the number of clients' IKE_SAs established at the gateway.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code, Params};
+use vpngw_store::{Kind, ListQuery, Mutation, Record};
+
+use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
+use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
+use super::{default_resource_group, doc, iso_time, load, new_record, obj, to_doc};
+use crate::validate::{self, cidr};
+use crate::{ids, store_error, HandlerResult, Req};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpsecServer {
+    pub name: String,
+    pub local_subnet: Vec<String>,
+    pub client_ip_pool: String,
+    pub effect_immediately: bool,
+    pub psk_enabled: bool,
+    /// IKE settings; `ike.psk` is the server's PSK.
+    pub ike: IkeCfg,
+    pub ipsec: IpsecCfg,
+    pub internet_ip: String,
+    pub resource_group_id: String,
+    /// Clients connected now, owned by the data plane.
+    #[serde(default)]
+    pub online_client_count: u32,
+}
+
+impl IpsecServer {
+    /// What the data plane must apply (observed fields excluded).
+    pub fn intent_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let v = json!([self.local_subnet, self.client_ip_pool, self.effect_immediately, self.ike, self.ipsec, self.internet_ip]);
+        hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
+    }
+}
+
+fn server_name(p: &Params) -> Result<Option<String>, ApiError> {
+    match p.get("IpSecServerName") {
+        None => Ok(None),
+        Some(n) if validate::vpn_name(n, 2, 128) => Ok(Some(n.to_string())),
+        Some(_) => Err(ApiError::invalid("IpSecServerName")),
+    }
+}
+
+fn pool(v: &str) -> Result<String, ApiError> {
+    cidr(v).map(|n| n.to_string()).ok_or_else(|| ApiError::arg(Code::IllegalClientIpPool, v))
+}
+
+/// The parameters Create and Update share, applied to `s`.
+fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
+    if let Some(n) = server_name(p)? {
+        s.name = n;
+    }
+    if let Some(v) = p.opt("LocalSubnet") {
+        s.local_subnet = subnets(v, Code::IllegalLocalSubnet)?;
+    }
+    if let Some(v) = p.opt("ClientIpPool") {
+        s.client_ip_pool = pool(v)?;
+    }
+    if let Some(v) = p.opt_bool("EffectImmediately")? {
+        s.effect_immediately = v;
+    }
+    if let Some(v) = p.opt_bool("PskEnabled")? {
+        // Only PSK authentication exists: the documents allow `true` alone.
+        if !v {
+            return Err(ApiError::invalid("PskEnabled"));
+        }
+        s.psk_enabled = true;
+    }
+    if let Some(v) = p.get("Psk") {
+        if !psk_ok(v) {
+            return Err(ApiError::invalid("Psk"));
+        }
+        s.ike.psk = v.to_string();
+    }
+    if let Some(o) = p.json_object("IkeConfig")? {
+        if o.contains_key("Psk") {
+            return Err(ApiError::invalid("IkeConfig.Psk"));
+        }
+        apply_ike(&mut s.ike, &o, "IkeConfig")?;
+    }
+    if let Some(o) = p.json_object("IpsecConfig")? {
+        apply_ipsec(&mut s.ipsec, &o, "IpsecConfig")?;
+    }
+    check_ike(&s.ike, false, "IkeConfig")?;
+    check_ipsec(&s.ipsec, false, "IpsecConfig")?;
+    if s.local_subnet.iter().any(|l| overlaps(l, &s.client_ip_pool)) {
+        return Err(ApiError::arg(Code::IllegalClientIpPool, &s.client_ip_pool));
+    }
+    Ok(())
+}
+
+/// The client pool must not overlap the VPC either.
+async fn check_pool_outside_vpc(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
+    let Some(vpc) = gw.parent.as_deref() else { return Ok(()) };
+    if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
+        if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
+            return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
+        }
+    }
+    Ok(())
+}
+
+async fn servers_of(req: &Req<'_>, gw: &str) -> Result<Vec<Record>, ApiError> {
+    let q = ListQuery { parent: Some(gw.to_string()), limit: 10, ..Default::default() };
+    Ok(req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?.items)
+}
+
+/// Whether a gateway has an IPsec server (for CreateVpnConnection's conflict rule).
+pub(crate) async fn gateway_has_server(req: &Req<'_>, gw: &str) -> Result<bool, ApiError> {
+    Ok(!servers_of(req, gw).await?.is_empty())
+}
+
+pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let gw_rec = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
+    let gw: VpnGateway = doc(&gw_rec)?;
+    ensure_writable(&gw_rec, &gw)?;
+    if !gw.enable_ssl {
+        return Err(ApiError::new(Code::SslVpnDisabled));
+    }
+    if gateway_has_server(req, &gw_rec.id).await? {
+        return Err(ApiError::new(Code::IpsecServerExist));
+    }
+    if req.store().count(Kind::VpnConnection, &req.scope, Some(&gw_rec.id)).await.map_err(store_error)? > 0 {
+        return Err(ApiError::new(Code::IpsecServerAndVpnConnectionConflict));
+    }
+    let id = ids::new_id("iss");
+    let mut s = IpsecServer {
+        name: id.clone(),
+        local_subnet: subnets(p.req("LocalSubnet")?, Code::IllegalLocalSubnet)?,
+        client_ip_pool: pool(p.req("ClientIpPool")?)?,
+        effect_immediately: false,
+        psk_enabled: true,
+        ike: IkeCfg {
+            psk: ids::secret(16),
+            ike_version: "ikev2".into(),
+            ike_mode: "main".into(),
+            ike_enc_alg: "aes".into(),
+            ike_auth_alg: "sha1".into(),
+            ike_pfs: "group2".into(),
+            ike_lifetime: 86400,
+            local_id: gw.internet_ip.clone(),
+            remote_id: String::new(),
+        },
+        ipsec: IpsecCfg { ipsec_enc_alg: "aes".into(), ipsec_auth_alg: "sha1".into(), ipsec_pfs: "group2".into(), ipsec_lifetime: 86400 },
+        internet_ip: gw.internet_ip.clone(),
+        resource_group_id: if gw.resource_group_id.is_empty() { default_resource_group(req.scope.account) } else { gw.resource_group_id.clone() },
+        online_client_count: 0,
+    };
+    apply(&mut s, &p)?;
+    check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    req.dry_run()?;
+    let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
+    let body = obj(json!({
+        "IpsecServerId": id, "IpsecServerName": s.name, "VpnGatewayId": gw_rec.id, "RegionId": req.scope.region,
+        "CreationTime": iso_time(rec.created_ms),
+    }));
+    let mut muts = vec![Mutation::Put(rec)];
+    muts.extend(gateway_busy(req, gw_rec));
+    req.commit(muts, body).await
+}
+
+async fn writable_server(req: &Req<'_>) -> Result<(Record, IpsecServer, Record), ApiError> {
+    let rec = load(req, Kind::IpsecServer, req.params.req("IpsecServerId")?, Code::InvalidIpsecServerId).await?;
+    let s: IpsecServer = doc(&rec)?;
+    let gw_rec = load(req, Kind::VpnGateway, rec.parent.as_deref().unwrap_or_default(), Code::InvalidVpnGatewayId).await?;
+    ensure_writable(&gw_rec, &doc(&gw_rec)?)?;
+    Ok((rec, s, gw_rec))
+}
+
+pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let (mut rec, before, gw_rec) = writable_server(req).await?;
+    let mut s = before.clone();
+    apply(&mut s, &p)?;
+    check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    req.dry_run()?;
+    if s == before {
+        return req.commit(Vec::new(), Default::default()).await;
+    }
+    rec.doc = to_doc(&s);
+    let mut muts = vec![Mutation::Put(rec)];
+    if s.intent_digest() != before.intent_digest() {
+        muts.extend(gateway_busy(req, gw_rec));
+    }
+    req.commit(muts, Default::default()).await
+}
+
+pub async fn delete_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
+    let (rec, _, gw_rec) = writable_server(req).await?;
+    req.dry_run()?;
+    let mut muts = vec![Mutation::Delete { kind: Kind::IpsecServer, id: rec.id }];
+    muts.extend(gateway_busy(req, gw_rec));
+    req.commit(muts, Default::default()).await
+}
+
+fn server_json(req: &Req<'_>, rec: &Record, s: &IpsecServer, max_connections: u32) -> Value {
+    json!({
+        "IpsecServerId": rec.id, "IpsecServerName": s.name, "VpnGatewayId": rec.parent, "RegionId": req.scope.region,
+        "CreationTime": iso_time(rec.created_ms), "InternetIp": s.internet_ip, "LocalSubnet": s.local_subnet.join(","),
+        "ClientIpPool": s.client_ip_pool, "EffectImmediately": s.effect_immediately, "PskEnabled": s.psk_enabled, "Psk": s.ike.psk,
+        "OnlineClientCount": s.online_client_count, "MaxConnections": max_connections, "MultiFactorAuthEnabled": false,
+        "IDaaSInstanceId": "", "IDaaSRegionId": "", "ResourceGroupId": s.resource_group_id,
+        "IkeConfig": {
+            "IkeVersion": s.ike.ike_version, "IkeMode": s.ike.ike_mode, "IkeEncAlg": s.ike.ike_enc_alg, "IkeAuthAlg": s.ike.ike_auth_alg,
+            "IkePfs": s.ike.ike_pfs, "IkeLifetime": s.ike.ike_lifetime, "LocalId": s.ike.local_id, "RemoteId": s.ike.remote_id,
+        },
+        "IpsecConfig": {
+            "IpsecEncAlg": s.ipsec.ipsec_enc_alg, "IpsecAuthAlg": s.ipsec.ipsec_auth_alg, "IpsecPfs": s.ipsec.ipsec_pfs, "IpsecLifetime": s.ipsec.ipsec_lifetime,
+        },
+    })
+}
+
+pub async fn list_ipsec_servers(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let max: u64 = p.opt_num("MaxResults")?.unwrap_or(10);
+    if !(1..=20).contains(&max) {
+        return Err(ApiError::invalid("MaxResults"));
+    }
+    let offset: u64 = match p.opt("NextToken") {
+        None | Some("") => 0,
+        Some(t) => t.parse().map_err(|_| ApiError::invalid("NextToken"))?,
+    };
+    let mut q = ListQuery { parent: p.opt("VpnGatewayId").map(str::to_string), offset, limit: max, ..Default::default() };
+    q.ids = p.list("IpsecServerId")?;
+    if let Some(n) = p.opt("IpsecServerName") {
+        q.fields.push(("name".into(), n.to_string()));
+    }
+    if let Some(rg) = p.opt("ResourceGroupId") {
+        q.fields.push(("resource_group_id".into(), rg.to_string()));
+    }
+    let page = req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?;
+    let mut items = Vec::new();
+    for rec in &page.items {
+        let s: IpsecServer = doc(rec)?;
+        let gw = req.store().get(Kind::VpnGateway, &req.scope, rec.parent.as_deref().unwrap_or_default()).await.map_err(store_error)?;
+        let max_conn = gw.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0);
+        items.push(server_json(req, rec, &s, max_conn));
+    }
+    let next = offset + page.items.len() as u64;
+    let next_token = if next < page.total { next.to_string() } else { String::new() };
+    Ok(obj(json!({"IpsecServers": items, "TotalCount": page.total, "MaxResults": max, "NextToken": next_token})))
+}

@@ -1,0 +1,157 @@
+"""IPsec servers (client-to-site) through the official SDK, and a strongSwan road-warrior
+client that gets a virtual IP from ClientIpPool and reaches LocalSubnet (lab mode)."""
+import json
+import re
+import subprocess
+import time
+
+import pytest
+from alibabacloud_vpc20160428 import models as m
+
+from helpers import REGION, error, make_cgw, make_gateway, make_vpc, make_vsw, wait_status
+from lab import Lab, ping_until
+
+
+def server(c, gw, wait=True, **kw):
+    args = dict(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", client_ip_pool="172.31.99.0/24")
+    args.update(kw)
+    body = c.create_ipsec_server(m.CreateIpsecServerRequest(**args)).body
+    if wait:
+        wait_status(c, gw, "active")
+    return body
+
+
+def servers(c, **kw):
+    return c.list_ipsec_servers(m.ListIpsecServersRequest(region_id=REGION, **kw)).body
+
+
+def test_ipsec_server_lifecycle_fields_and_rules(alice, bob):
+    gw, vpc, _ = make_gateway(alice, enable_ssl=True)
+    created = server(alice, gw, ip_sec_server_name="rw-server", dry_run=False)
+    assert created.ipsec_server_id.startswith("iss-") and created.vpn_gateway_id == gw and created.region_id == REGION
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created.creation_time)
+    s = servers(alice, vpn_gateway_id=gw).ipsec_servers[0]
+    assert (s.ipsec_server_name, s.local_subnet, s.client_ip_pool, s.psk_enabled, s.multi_factor_auth_enabled) == ("rw-server", "10.1.0.0/16", "172.31.99.0/24", True, False)
+    assert len(s.psk) == 16, "a random 16-character PSK when none is given"
+    assert (s.ike_config.ike_version, s.ike_config.ike_auth_alg, s.ike_config.remote_id, s.ike_config.ike_lifetime) == ("ikev2", "sha1", "", 86400)
+    assert (s.online_client_count, s.max_connections, s.effect_immediately) == (0, 5, False)
+    # One per gateway, and not beside IPsec connections (both ways).
+    assert error(alice.create_ipsec_server, m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", client_ip_pool="172.31.98.0/24")) == ("OperationFailed.IPsecServerExist", 400)
+    cgw = make_cgw(alice).customer_gateway_id
+    assert error(alice.create_vpn_connection, m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/24", remote_subnet="192.168.0.0/24")) == ("VpnGateway.IPsecServerAndVpnConnectionConflict", 400)
+    assert error(alice.delete_vpn_gateway, m.DeleteVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw)) == ("DependencyViolation.IpsecServer", 400)
+    # Update: partial; the gateway goes through updating.
+    alice.update_ipsec_server(m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, psk="n3w-key", ike_config=json.dumps({"IkeVersion": "ikev1", "RemoteId": "client.example.com"})))
+    wait_status(alice, gw, "active")
+    s = servers(alice, ipsec_server_id=[created.ipsec_server_id]).ipsec_servers[0]
+    assert (s.psk, s.ike_config.ike_version, s.ike_config.remote_id, s.client_ip_pool) == ("n3w-key", "ikev1", "client.example.com", "172.31.99.0/24")
+    assert error(alice.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, client_ip_pool="10.1.5.0/24")) == ("IllegalParam.ClientIpPool", 400)
+    assert error(alice.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, local_subnet="10.1.0.1/16")) == ("IllegalParam.LocalSubnet", 400)
+    assert error(bob.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, psk="x")) == ("InvalidIpsecServerId.NotFound", 404)
+    alice.delete_ipsec_server(m.DeleteIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id))
+    wait_status(alice, gw, "active")
+    assert servers(alice, vpn_gateway_id=gw).total_count == 0
+    conn = alice.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/24", remote_subnet="192.168.0.0/24")).body.vpn_connection_id
+    wait_status(alice, gw, "active")
+    assert error(alice.create_ipsec_server, m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", client_ip_pool="172.31.98.0/24")) == ("VpnGateway.IPsecServerAndVpnConnectionConflict", 400)
+
+
+def test_ipsec_server_input_codes_and_paging(alice):
+    plain, _, _ = make_gateway(alice)
+    assert error(alice.create_ipsec_server, m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=plain, local_subnet="10.1.0.0/16", client_ip_pool="172.31.99.0/24")) == ("VpnGateway.SslVpnDisabled", 400)
+    gw, _, _ = make_gateway(alice, enable_ssl=True)
+    base = dict(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", client_ip_pool="172.31.99.0/24")
+    for bad, code in [
+        ({"client_ip_pool": "10.1.2.0/24"}, "IllegalParam.ClientIpPool"),  # inside LocalSubnet
+        ({"client_ip_pool": "10.0.0.0/8"}, "IllegalParam.ClientIpPool"),  # the VPC's block
+        ({"client_ip_pool": "nope"}, "IllegalParam.ClientIpPool"),
+        ({"local_subnet": "10.1.0.0/33"}, "IllegalParam.LocalSubnet"),
+        ({"psk": "has space"}, "InvalidParameter"),
+        ({"psk_enabled": False}, "InvalidParameter"),
+        ({"ip_sec_server_name": "1bad"}, "InvalidParameter"),
+        ({"ike_config": json.dumps({"IkeEncAlg": "sm4"})}, "InvalidParameter"),
+        ({"dry_run": True}, "DryRunOperation"),
+        ({"vpn_gateway_id": "vpn-nope"}, "InvalidVpnGatewayInstanceId.NotFound"),
+    ]:
+        assert error(alice.create_ipsec_server, m.CreateIpsecServerRequest(**{**base, **bad}))[0] == code, bad
+    assert servers(alice, vpn_gateway_id=gw).total_count == 0, "nothing was created"
+    made = []
+    for i in range(3):
+        g, _, _ = make_gateway(alice, enable_ssl=True)
+        made.append(server(alice, g, ip_sec_server_name=f"paged-{i}").ipsec_server_id)
+    page1 = servers(alice, max_results=2, ipsec_server_id=made)
+    assert (len(page1.ipsec_servers), page1.total_count, page1.max_results) == (2, 3, 2) and page1.next_token
+    page2 = servers(alice, max_results=2, ipsec_server_id=made, next_token=page1.next_token)
+    assert len(page2.ipsec_servers) == 1 and not page2.next_token
+    assert {s.ipsec_server_id for s in page1.ipsec_servers + page2.ipsec_servers} == set(made)
+    assert servers(alice, ipsec_server_name="paged-1").ipsec_servers[0].ipsec_server_id == made[1]
+    assert error(alice.list_ipsec_servers, m.ListIpsecServersRequest(region_id=REGION, max_results=21)) == ("InvalidParameter", 400)
+
+
+ROAD_WARRIOR = """connections {{
+  rw {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {gw}
+    vips = 0.0.0.0
+    proposals = aes128-sha1-modp1024
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {gw}
+    }}
+    children {{
+      rw {{
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes128-sha1-modp1024
+        start_action = start
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-rw {{
+    id-gw = {gw}
+    secret = 0x{psk}
+  }}
+}}
+"""
+
+
+def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet():
+    lab = Lab().start()
+    try:
+        c = lab.c
+        vpc = make_vpc(c)
+        vsw = make_vsw(c, vpc, "10.1.0.0/16", "cn-hangzhou-h")
+        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", enable_ssl=True)).body.vpn_gateway_id
+        wait_status(c, gw, "active", timeout=30)
+        iss = server(c, gw, wait=False, psk="road-warrior-1", ike_config=json.dumps({"IkeVersion": "ikev2"})).ipsec_server_id
+        wait_status(c, gw, "active", timeout=30)
+        gw_ip = c.describe_vpn_gateway(m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw)).body.internet_ip
+        lab.site("rw", "203.0.113.150", "10.150.0.0/24", config=ROAD_WARRIOR.format(me="203.0.113.150", gw=gw_ip, psk="road-warrior-1".encode().hex()))
+        ns = lab.site_ns("rw")
+        deadline = time.time() + 30
+        vip = None
+        while time.time() < deadline and not vip:
+            out = subprocess.run(["ip", "-n", ns, "-4", "-o", "addr"], capture_output=True, text=True).stdout
+            found = re.search(r"inet (172\.31\.99\.\d+)/", out)
+            vip = found and found.group(1)
+            time.sleep(0.1)
+        assert vip, "the client got a virtual IP from ClientIpPool"
+        assert ping_until(ns, vip, "10.1.0.1"), "and reaches LocalSubnet"
+        deadline = time.time() + 20
+        while time.time() < deadline and servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count != 1:
+            time.sleep(0.1)
+        assert servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count == 1
+        subprocess.run(["swanctl", "--terminate", "--ike", "rw", "--uri", f"unix://{lab.site_sock('rw')}"], check=True, capture_output=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count != 0:
+            time.sleep(0.1)
+        assert servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count == 0
+        assert iss
+    finally:
+        lab.stop()
