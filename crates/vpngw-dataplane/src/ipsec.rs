@@ -355,6 +355,8 @@ pub struct SaState {
     pub established_secs: u64,
     /// Established IKE_SAs under this name (an IPsec server's online clients).
     pub established_count: u32,
+    /// (seconds established, unique id) of each established IKE_SA.
+    pub established: Vec<(u64, String)>,
     /// Names of the children with an INSTALLED CHILD_SA.
     pub installed: Vec<String>,
 }
@@ -369,6 +371,7 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
             if ike.str("state") == "ESTABLISHED" {
                 e.ike_established = true;
                 e.established_count += 1;
+                e.established.push((ike.str("established").parse().unwrap_or(0), ike.str("uniqueid").to_string()));
                 e.established_secs = e.established_secs.max(ike.str("established").parse().unwrap_or(0));
             }
             if let Some(children) = ike.sec("child-sas") {
@@ -498,7 +501,7 @@ mod tests {
         let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
-        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, installed: vec![] };
+        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![] };
         assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
         sa.ike_established = true;
         assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
@@ -517,7 +520,7 @@ mod tests {
             Message::new().kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
         );
         let s = sa_states(&[ev]);
-        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, installed: vec!["vco-1-abcd-1".into()] });
+        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, established: vec![(12, String::new())], installed: vec!["vco-1-abcd-1".into()] });
     }
 
     #[test]

@@ -437,6 +437,20 @@ impl Reconciler {
                 }
             }
         }
+        // An IPsec server's clients share the gateway's SslConnections: the newest clients past
+        // it are turned away.
+        for g in gws {
+            for (id, _) in &g.servers {
+                let Some(sa) = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)) else { continue };
+                let max = g.gw.ssl_connections as usize;
+                let mut clients = sa.established.clone();
+                clients.sort();
+                for (_, unique) in clients.iter().take(clients.len().saturating_sub(max)) {
+                    tracing::info!(ipsec_server = %id, ike_sa = %unique, max, "Refusing a client past the gateway's SslConnections.");
+                    let _ = client.call("terminate", Message::new().kv("ike-id", unique).kv("force", "yes").kv("timeout", "-1")).await;
+                }
+            }
+        }
         let traps = ipsec::trap_reqids(&desired.values().copied().collect::<Vec<_>>());
         self.trap_map.lock().await.insert(t.socket.clone(), traps);
         drop(clients);
@@ -444,7 +458,8 @@ impl Reconciler {
         // Observe: an IPsec server's online clients, one status per tunnel, straight from the SAs.
         for g in gws {
             for (id, _) in &g.servers {
-                let online = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)).map(|s| s.established_count).unwrap_or(0);
+                let max = g.gw.ssl_connections;
+                let online = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)).map(|s| s.established_count.min(max)).unwrap_or(0);
                 if let Err(e) = self.svc.observe_ipsec_server(id, online).await {
                     tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
                 }
