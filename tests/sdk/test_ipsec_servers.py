@@ -1,6 +1,7 @@
 """IPsec servers (client-to-site) through the official SDK, and a strongSwan road-warrior
 client that gets a virtual IP from ClientIpPool and reaches LocalSubnet (lab mode)."""
 import json
+import os
 import re
 import subprocess
 import time
@@ -155,3 +156,55 @@ def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet()
         assert iss
     finally:
         lab.stop()
+
+
+CERTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "crates", "vpngw", "tests", "fixtures", "certs")
+
+
+def import_cert(server, name, kind, account="alice"):
+    out = server.cli("cert", "import", "--account", account, "--cert", os.path.join(CERTS, f"{name}.crt"), "--key", os.path.join(CERTS, f"{name}.key"), "--type", kind)
+    return out.strip().splitlines()[-1]
+
+
+def test_gateway_certificates_import_associate_list_dissociate(server, alice, bob):
+    sig = import_cert(server, "sm2", "Signature")
+    enc = import_cert(server, "ec", "Encryption")
+    assert sig.startswith("cert-") and enc.startswith("cert-")
+    # A certificate that does not match its key, or has expired, never enters the store.
+    for crt, key in (("rsa", "ec"), ("expired", "expired")):
+        out = subprocess.run([server_bin(), "cert", "import", "--account", "alice", "--cert", os.path.join(CERTS, f"{crt}.crt"), "--key", os.path.join(CERTS, f"{key}.key"),
+                              "--config", server.config, "--data-dir", os.path.join(server.dir, "data")], capture_output=True, text=True)
+        assert out.returncode != 0, out.stdout
+    gw, _, _ = make_gateway(alice, vpn_type="NationalStandard")
+    normal, _, _ = make_gateway(alice)
+    assoc = lambda c, g, cid, t: c.associate_vpn_gateway_with_certificate(m.AssociateVpnGatewayWithCertificateRequest(region_id=REGION, vpn_gateway_id=g, certificate_id=cid, certificate_type=t))
+    assert error(assoc, alice, normal, sig, "Signature") == ("OperationUnsupported.CertificateAssociation", 400)
+    assert error(assoc, alice, gw, "cert-nope", "Signature") == ("InvalidCertificateId.NotFound", 404)
+    assert error(assoc, bob, gw, sig, "Signature") == ("InvalidVpnGatewayInstanceId.NotFound", 404)
+    assert error(assoc, alice, gw, sig, "Encryption") == ("InvalidParameter", 400), "imported as a Signature certificate"
+    assoc(alice, gw, sig, "Signature")
+    wait_status(alice, gw, "active")
+    assoc(alice, gw, enc, "Encryption")
+    wait_status(alice, gw, "active")
+    other = import_cert(server, "rsa", "Signature")
+    assert error(assoc, alice, gw, other, "Signature") == ("VpnGateway.CertificateTypeAssociated", 400)
+    rel = alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, vpn_gateway_id=[gw])).body
+    assert rel.total_count == 2
+    assert sorted((r.certificate_id, r.certificate_type, r.vpn_gateway_id) for r in rel.vpn_certificate_relations) == sorted([(sig, "Signature", gw), (enc, "Encryption", gw)])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rel.vpn_certificate_relations[0].association_time)
+    only_enc = alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, vpn_gateway_id=[gw], certificate_type="Encryption")).body
+    assert [r.certificate_id for r in only_enc.vpn_certificate_relations] == [enc]
+    page = alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, vpn_gateway_id=[gw], max_results=1)).body
+    assert len(page.vpn_certificate_relations) == 1 and page.next_token
+    assert bob.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION)).body.total_count == 0
+    dis = lambda cid, t: alice.dissociate_vpn_gateway_with_certificate(m.DissociateVpnGatewayWithCertificateRequest(region_id=REGION, vpn_gateway_id=gw, certificate_id=cid, certificate_type=t))
+    assert error(dis, enc, "Signature") == ("VpnCertificateAssociation.NotFound", 404)
+    dis(enc, "Encryption")
+    wait_status(alice, gw, "active")
+    rel = alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, certificate_id=[sig, enc])).body
+    assert [r.certificate_id for r in rel.vpn_certificate_relations] == [sig]
+
+
+def server_bin():
+    from conftest import BIN
+    return BIN

@@ -68,6 +68,10 @@ macro_rules! for_each_action {
             (ListIpsecServers, Read, list_ipsec_servers, [RegionId]),
             (UpdateIpsecServer, Write, update_ipsec_server, [RegionId, IpsecServerId]),
             (DeleteIpsecServer, Write, delete_ipsec_server, [RegionId, IpsecServerId]),
+            // ---- gateway certificates (4.8-4.10) ----
+            (AssociateVpnGatewayWithCertificate, Write, associate_vpn_gateway_with_certificate, [RegionId, VpnGatewayId, CertificateId, CertificateType]),
+            (DissociateVpnGatewayWithCertificate, Write, dissociate_vpn_gateway_with_certificate, [RegionId, VpnGatewayId, CertificateId, CertificateType]),
+            (ListVpnCertificateAssociations, Read, list_vpn_certificate_associations, [RegionId]),
             // ---- tags (4.5-4.7) ----
             (TagResources, Write, tag_resources, [RegionId, ResourceType]),
             (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),

@@ -127,6 +127,12 @@ error_codes! {
     IllegalClientIpPool = "IllegalParam.ClientIpPool" => 400, "The specified \"ClientIpPool\" (%s) is invalid: a CIDR block that overlaps neither LocalSubnet nor the VPC.", "vpngw";
     InvalidIpsecServerId = "InvalidIpsecServerId.NotFound" => 404, "The specified IPsec server does not exist.", "vpngw";
 
+    // ---- certificates ----
+    InvalidCertificateId = "InvalidCertificateId.NotFound" => 404, "The specified certificate does not exist.", "vpngw";
+    CertificateNotNationalStandard = "OperationUnsupported.CertificateAssociation" => 400, "Only NationalStandard VPN gateways take associated certificates.", "vpngw";
+    CertificateTypeAssociated = "VpnGateway.CertificateTypeAssociated" => 400, "The VPN gateway already has a certificate of this type; dissociate it first.", "vpngw";
+    CertificateAssociationNotFound = "VpnCertificateAssociation.NotFound" => 404, "The certificate is not associated with the VPN gateway as this type.", "vpngw";
+
     // ---- VPN routes ----
     RouteAlreadyExists = "VpnRouteEntry.AlreadyExists" => 400, "The specified route entry is already exist.", "doc";
     RouteConflict = "VpnRouteEntry.Conflict" => 400, "The specified route entry has conflict.", "doc";

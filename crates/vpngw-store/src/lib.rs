@@ -32,10 +32,12 @@ pub enum Kind {
     /// A VPN route entry (destination or policy-based) of a gateway; routes have no API id.
     VpnRoute,
     IpsecServer,
+    /// A certificate the operator imported (`vpngw cert import`); region-independent.
+    Certificate,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::Certificate];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +48,7 @@ impl Kind {
             Kind::VpnConnection => "vpn_connection",
             Kind::VpnRoute => "vpn_route",
             Kind::IpsecServer => "ipsec_server",
+            Kind::Certificate => "certificate",
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_dataplane;
+pub mod cert;
 pub mod client;
 pub mod config;
 pub mod http;

@@ -72,6 +72,11 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The local certificate store (gateway certificates, AssociateVpnGatewayWithCertificate).
+    Cert {
+        #[command(subcommand)]
+        cmd: CertCmd,
+    },
     /// Prints generated reference documents.
     Docs {
         /// `error-codes` or `actions`.
@@ -88,6 +93,26 @@ enum AccountCmd {
     /// Creates an account with one AccessKey and prints the key.
     Create {
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Imports a certificate and its key for an account; prints the CertificateId last.
+    Import {
+        #[arg(long)]
+        account: String,
+        /// The certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long)]
+        key: PathBuf,
+        /// Signature or Encryption.
+        #[arg(long = "type", default_value = "Signature")]
+        kind: String,
         #[command(flatten)]
         common: Common,
     },
@@ -213,6 +238,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "actions" => print!("{}", vpngw_api::actions::actions_markdown()),
             other => anyhow::bail!("unknown document {other}: use error-codes or actions"),
         },
+        Command::Cert { cmd: CertCmd::Import { account, cert, key, kind, common } } => {
+            let cfg = common.load()?;
+            let store = server::open_store(&cfg.data_dir)?;
+            server::sync_accounts(store.as_ref(), &cfg).await?;
+            let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
+            let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("read {}", cert.display()))?;
+            let key_pem = std::fs::read_to_string(&key).with_context(|| format!("read {}", key.display()))?;
+            let c = vpngw::cert::check(&cert_pem, &key_pem, &kind)?;
+            println!("{} certificate {:?} ({}), valid until {}", c.certificate_type, c.subject, c.key_algorithm, chrono::DateTime::from_timestamp_millis(c.not_after_ms).map(|t| t.to_rfc3339()).unwrap_or_default());
+            let id = vpngw_service::handlers::import_certificate(store.as_ref(), acc.id, c).await?;
+            println!("{id}");
+        }
         Command::Bench(args) => vpngw::bench::run(args).await?,
         Command::BenchDataplane(args) => vpngw::bench_dataplane::run(args).await?,
         Command::Lab { cmd, common } => {

@@ -9,6 +9,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Page, Record, Task};
 
 use crate::{store_error, Req};
 
+mod certificate;
 mod customer_gateway;
 mod ipsec_server;
 mod regions;
@@ -18,6 +19,7 @@ mod vpn_connection;
 mod vpn_gateway;
 mod vpn_route;
 
+pub use certificate::*;
 pub use customer_gateway::*;
 pub use ipsec_server::*;
 pub use regions::*;

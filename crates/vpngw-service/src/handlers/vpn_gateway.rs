@@ -44,6 +44,17 @@ pub struct VpnGateway {
     pub end_ms: i64,
     pub resource_group_id: String,
     pub order_id: i64,
+    /// Certificates associated with the gateway (NationalStandard gateways only).
+    #[serde(default)]
+    pub certificates: Vec<CertAssociation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertAssociation {
+    pub certificate_id: String,
+    /// `Signature` or `Encryption`.
+    pub certificate_type: String,
+    pub associated_ms: i64,
 }
 
 const BANDWIDTHS: &[u32] = &[5, 10, 20, 50, 100, 200, 500, 1000];
@@ -200,6 +211,7 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         end_ms,
         resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
         order_id: 200_000_000_000_000 + (rand::random::<u32>() as i64) * 1000 + (now % 1000),
+        certificates: Vec::new(),
     };
     let body = obj(json!({"VpnGatewayId": id, "Name": gw.name, "OrderId": gw.order_id}));
     let t = req.svc.config.transition;

@@ -1,0 +1,137 @@
+//! Gateway certificates (2022 reference 4.8-4.10). Alibaba takes certificates from its
+//! certificate service; vpngw keeps them in a local store that the operator fills with
+//! `vpngw cert import` (which parses them and checks that the key matches). Only
+//! NationalStandard gateways take associated certificates, one of each type (Signature,
+//! Encryption).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code, Params};
+use vpngw_store::{Kind, ListQuery, Mutation, Record, Store, StoreError};
+
+use super::vpn_gateway::{ensure_writable, gateway_busy, CertAssociation, VpnGateway};
+use super::{doc, iso_time, load, obj, to_doc};
+use crate::{ids, store_error, HandlerResult, Req};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub name: String,
+    /// `Signature` or `Encryption`.
+    pub certificate_type: String,
+    pub subject: String,
+    pub key_algorithm: String,
+    pub not_before_ms: i64,
+    pub not_after_ms: i64,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Stores an imported certificate for an account; returns its CertificateId.
+pub async fn import_certificate(store: &dyn Store, account: i64, cert: Certificate) -> Result<String, StoreError> {
+    let id = ids::new_id("cert");
+    let rec = Record { kind: Kind::Certificate, id: id.clone(), account, region: String::new(), parent: None, status: "active".into(), created_ms: crate::now_ms(), doc: to_doc(&cert) };
+    store.commit(vec![Mutation::Put(rec)]).await?;
+    Ok(id)
+}
+
+fn cert_type(p: &Params) -> Result<String, ApiError> {
+    match p.req("CertificateType")? {
+        "Signature" => Ok("Signature".into()),
+        "Encryption" => Ok("Encryption".into()),
+        _ => Err(ApiError::invalid("CertificateType")),
+    }
+}
+
+/// A certificate of the caller's account.
+async fn certificate(req: &Req<'_>, id: &str) -> Result<Certificate, ApiError> {
+    match req.store().get_any(Kind::Certificate, id).await.map_err(store_error)? {
+        Some(r) if r.account == req.scope.account => doc(&r),
+        _ => Err(ApiError::new(Code::InvalidCertificateId)),
+    }
+}
+
+async fn change(req: &mut Req<'_>, associate: bool) -> HandlerResult {
+    let p = req.params.clone();
+    let mut rec = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
+    let mut gw: VpnGateway = doc(&rec)?;
+    ensure_writable(&rec, &gw)?;
+    let kind = cert_type(&p)?;
+    let id = p.req("CertificateId")?.to_string();
+    let cert = certificate(req, &id).await?;
+    if associate {
+        if gw.vpn_type != "NationalStandard" {
+            return Err(ApiError::new(Code::CertificateNotNationalStandard));
+        }
+        if cert.certificate_type != kind {
+            return Err(ApiError::msg(Code::InvalidParameter, format!("The certificate {id} was imported as a {} certificate.", cert.certificate_type)));
+        }
+        match gw.certificates.iter().find(|a| a.certificate_type == kind) {
+            Some(a) if a.certificate_id == id => {
+                req.dry_run()?;
+                return req.commit(Vec::new(), Default::default()).await;
+            }
+            Some(_) => return Err(ApiError::new(Code::CertificateTypeAssociated)),
+            None => {}
+        }
+        req.dry_run()?;
+        gw.certificates.push(CertAssociation { certificate_id: id, certificate_type: kind, associated_ms: crate::now_ms() });
+    } else {
+        let before = gw.certificates.len();
+        gw.certificates.retain(|a| !(a.certificate_id == id && a.certificate_type == kind));
+        if gw.certificates.len() == before {
+            return Err(ApiError::new(Code::CertificateAssociationNotFound));
+        }
+        req.dry_run()?;
+    }
+    rec.doc = to_doc(&gw);
+    let muts = gateway_busy(req, rec);
+    req.commit(muts, Default::default()).await
+}
+
+pub async fn associate_vpn_gateway_with_certificate(req: &mut Req<'_>) -> HandlerResult {
+    change(req, true).await
+}
+
+pub async fn dissociate_vpn_gateway_with_certificate(req: &mut Req<'_>) -> HandlerResult {
+    change(req, false).await
+}
+
+pub async fn list_vpn_certificate_associations(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let max: u64 = p.opt_num("MaxResults")?.unwrap_or(10);
+    if !(1..=20).contains(&max) {
+        return Err(ApiError::invalid("MaxResults"));
+    }
+    let offset: usize = match p.opt("NextToken") {
+        None | Some("") => 0,
+        Some(t) => t.parse().map_err(|_| ApiError::invalid("NextToken"))?,
+    };
+    let kind = match p.opt("CertificateType") {
+        None => None,
+        Some(_) => Some(cert_type(&p)?),
+    };
+    let (gateways, certs) = (p.list("VpnGatewayId")?, p.list("CertificateId")?);
+    let q = ListQuery { ids: gateways, limit: u32::MAX as u64, ..Default::default() };
+    let mut page = req.store().list(Kind::VpnGateway, &req.scope, &q).await.map_err(store_error)?.items;
+    page.reverse(); // oldest gateway first, for a stable order across pages
+    let mut rows: Vec<Value> = Vec::new();
+    for rec in &page {
+        let gw: VpnGateway = doc(rec)?;
+        for a in &gw.certificates {
+            if kind.as_deref().is_some_and(|k| k != a.certificate_type) || (!certs.is_empty() && !certs.contains(&a.certificate_id)) {
+                continue;
+            }
+            rows.push(json!({
+                "VpnGatewayId": rec.id, "CertificateId": a.certificate_id, "CertificateType": a.certificate_type,
+                "AssociationTime": iso_time(a.associated_ms), "RegionId": req.scope.region,
+            }));
+        }
+    }
+    let total = rows.len();
+    let items: Vec<Value> = rows.into_iter().skip(offset).take(max as usize).collect();
+    let next = offset + items.len();
+    Ok(obj(json!({
+        "VpnCertificateRelations": items, "TotalCount": total, "MaxResults": max,
+        "NextToken": if next < total { next.to_string() } else { String::new() },
+    })))
+}
