@@ -264,3 +264,20 @@ def test_a_restart_of_vpngw_tears_down_no_established_sa():
     finally:
         lab.stop()
         lab.down()
+
+
+def test_a_national_standard_connection_says_it_cannot_be_negotiated_here(lab):
+    c = lab.c
+    vpc = make_vpc(c)
+    vsw = make_vsw(c, vpc, "10.1.0.0/16", "cn-hangzhou-h")
+    gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", vpn_type="NationalStandard")).body.vpn_gateway_id
+    wait_status(c, gw, "active")
+    cgw = make_cgw(c, ip_address="203.0.113.199").customer_gateway_id
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16",
+        remote_subnet="10.199.0.0/24", effect_immediately=True, remote_ca_certificate="CA", ike_config=json.dumps({"RemoteId": "peer.example.com"}))).body.vpn_connection_id
+    wait_status(c, gw, "active", timeout=30)
+    time.sleep(1)
+    assert conn(c, vco).status == "ike_sa_not_established"
+    with open(os.path.join(lab.server.dir, "serve.log")) as f:
+        log = f.read()
+    assert vco in log and "cannot negotiate" in log and "sm4" in log, "the reason is logged"
