@@ -208,3 +208,20 @@ def test_gateway_certificates_import_associate_list_dissociate(server, alice, bo
 def server_bin():
     from conftest import BIN
     return BIN
+
+
+def test_routes_and_ipsec_server_pools_of_one_vpc_do_not_overlap(alice):
+    gw1, vpc, vsw = make_gateway(alice, enable_ssl=True)
+    server(alice, gw1)
+    gw2 = alice.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", enable_ssl=True)).body.vpn_gateway_id
+    wait_status(alice, gw2, "active")
+    cgw = make_cgw(alice).customer_gateway_id
+    vco = alice.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw2, customer_gateway_id=cgw, local_subnet="0.0.0.0/0", remote_subnet="0.0.0.0/0")).body.vpn_connection_id
+    wait_status(alice, gw2, "active")
+    route = dict(region_id=REGION, vpn_gateway_id=gw2, next_hop=vco, weight=100, publish_vpc=False)
+    assert error(alice.create_vpn_route_entry, m.CreateVpnRouteEntryRequest(route_dest="172.31.99.128/25", **route)) == ("OperationFailed.RouteConflictWithIPsecServer", 400)
+    alice.create_vpn_route_entry(m.CreateVpnRouteEntryRequest(route_dest="172.31.50.0/24", **route))
+    wait_status(alice, gw2, "active")
+    gw3 = alice.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", enable_ssl=True)).body.vpn_gateway_id
+    wait_status(alice, gw3, "active")
+    assert error(alice.create_ipsec_server, m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=gw3, local_subnet="10.1.0.0/16", client_ip_pool="172.31.50.0/24")) == ("OperationFailed.RouteConflictWithIPsecServer", 400)

@@ -110,6 +110,18 @@ async fn check_pool_outside_vpc(req: &Req<'_>, gw: &Record, pool: &str) -> Resul
     Ok(())
 }
 
+/// The client pool must not overlap the routes of the VPC's gateways.
+async fn check_pool_outside_routes(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
+    for g in super::vpn_route::vpc_gateways(req, gw.parent.as_deref()).await? {
+        for (_, r) in super::vpn_route::gateway_routes(req, &g.id).await? {
+            if overlaps(&r.route_dest, pool) {
+                return Err(ApiError::new(Code::RouteConflictWithIpsecServer));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn servers_of(req: &Req<'_>, gw: &str) -> Result<Vec<Record>, ApiError> {
     let q = ListQuery { parent: Some(gw.to_string()), limit: 10, ..Default::default() };
     Ok(req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?.items)
@@ -159,6 +171,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     };
     apply(&mut s, &p)?;
     check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
     req.dry_run()?;
     let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
     let body = obj(json!({
@@ -184,6 +197,7 @@ pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let mut s = before.clone();
     apply(&mut s, &p)?;
     check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
     req.dry_run()?;
     if s == before {
         return req.commit(Vec::new(), Default::default()).await;
