@@ -90,6 +90,43 @@ pub struct VpcView {
     pub probes: Vec<(String, String)>,
 }
 
+impl VpcView {
+    /// The policy rules this view means, as `ip rule` arguments.
+    fn rules(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (sip, dip) in &self.probes {
+            out.insert(format!("pref 90 from {sip} to {dip} lookup 220"));
+        }
+        for src in &self.sources {
+            for p in &self.published {
+                out.insert(format!("pref 100 from {src} to {p} lookup 220"));
+            }
+            out.insert(format!("pref 101 from {src} unreachable"));
+        }
+        out
+    }
+}
+
+/// Runs `ip -n ns -batch -` with these commands.
+async fn ip_batch(ns: &str, commands: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("ip")
+        .args(["-n", ns, "-force", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("run ip -batch")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(commands.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!("ip -batch in {ns}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 /// One node of the lab (a gateway or a customer site): its namespace and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -257,20 +294,39 @@ impl Lab {
     /// VPC CIDR to a published prefix: charon's table 220) and 101 (from a VPC CIDR:
     /// unreachable) of the gateway's namespace say so. Idempotent.
     pub async fn ensure_vpc_routes(&self, ns: &str, view: &VpcView) -> Result<()> {
-        if self.vpc_views.lock().await.get(ns) == Some(view) {
+        let before = self.vpc_views.lock().await.get(ns).cloned();
+        if before.as_ref() == Some(view) {
             return Ok(());
         }
-        for pref in ["90", "100", "101"] {
-            while ip(&["-n", ns, "rule", "del", "pref", pref]).await.is_ok() {}
-        }
-        for (sip, dip) in &view.probes {
-            ip(&["-n", ns, "rule", "add", "pref", "90", "from", sip, "to", dip, "lookup", "220"]).await?;
-        }
-        for src in &view.sources {
-            for p in &view.published {
-                ip(&["-n", ns, "rule", "add", "pref", "100", "from", src, "to", p, "lookup", "220"]).await?;
+        let want = view.rules();
+        // What is there: the rules last applied, or (first time here) whatever the namespace has
+        // at our preferences, read back.
+        let have: BTreeSet<String> = match &before {
+            Some(v) => v.rules(),
+            None => {
+                let out = ip(&["-n", ns, "rule", "show"]).await?;
+                out.lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .filter(|(pref, _)| matches!(pref.trim(), "90" | "100" | "101"))
+                    .map(|(pref, rest)| format!("pref {} {}", pref.trim(), rest.trim().replace("all ", "0.0.0.0/0 ")))
+                    .collect()
             }
-            ip(&["-n", ns, "rule", "add", "pref", "101", "from", src, "unreachable"]).await?;
+        };
+        // One `ip -batch` for the whole difference: removals first, then additions, so that a
+        // change among many prefixes costs one process and leaves the others untouched.
+        let mut batch = String::new();
+        for r in have.difference(&want) {
+            batch.push_str(&format!("rule del {r}\n"));
+        }
+        for r in want.difference(&have) {
+            batch.push_str(&format!("rule add {r}\n"));
+        }
+        if !batch.is_empty() {
+            if let Err(e) = ip_batch(ns, &batch).await {
+                // Read the namespace back next time rather than trust a half-applied view.
+                self.vpc_views.lock().await.remove(ns);
+                return Err(e);
+            }
         }
         self.vpc_views.lock().await.insert(ns.to_string(), view.clone());
         Ok(())
