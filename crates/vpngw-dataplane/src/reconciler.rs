@@ -363,14 +363,13 @@ impl Reconciler {
         self.ensure_listener(&t.socket).await;
         let mut clients = self.clients.lock().await;
         if !clients.contains_key(&t.socket) {
-            let c = Client::connect(&t.socket).await.with_context(|| format!("connect to {}", t.socket.display()))?;
+            // A command connection registers once for the events its streaming commands send.
+            let mut c = Client::connect(&t.socket).await.with_context(|| format!("connect to {}", t.socket.display()))?;
+            c.register("list-conn").await?;
+            c.register("list-sa").await?;
             clients.insert(t.socket.clone(), c);
         }
         let client = clients.get_mut(&t.socket).context("client")?;
-        if !client_registered(client).await {
-            client.register("list-conn").await?;
-            client.register("list-sa").await?;
-        }
         let desired: BTreeMap<&str, &ConnDef> = gws.iter().flat_map(|g| g.defs.iter()).map(|d| (d.name.as_str(), d)).collect();
         let (conns, _) = client.stream("list-conns", Some("list-conn"), Message::new()).await?;
         let loaded: HashSet<String> = conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect();
@@ -554,13 +553,6 @@ impl Reconciler {
 /// Whether a connection's failed health check (policy revoke_route) withdraws its routes.
 fn revoked(conns: &[(String, VpnConnection)], id: &str) -> bool {
     conns.iter().find(|(c, _)| c == id).is_some_and(|(_, c)| ipsec::Health::of(c).revoked)
-}
-
-/// Whether the client already registered its streaming events (tracked by the client itself).
-async fn client_registered(c: &mut Client) -> bool {
-    let was = c.registered;
-    c.registered = true;
-    was
 }
 
 async fn listen(socket: &std::path::Path, events: &Notify, traps: &mpsc::UnboundedSender<(PathBuf, u32)>) -> crate::vici::Result<()> {

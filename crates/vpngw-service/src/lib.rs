@@ -2,8 +2,9 @@
 //! engine that moves resources through their lifecycle.
 //!
 //! A handler validates its input against the stored state, records intent in one
-//! [`Store::commit`] and returns the response body. It never touches the data plane: once
-//! reconcilers exist they are woken after a write and make the data plane follow the intent.
+//! [`Store::commit`] and returns the response body. It never touches the data plane: a commit
+//! wakes the reconcilers (`vpngw-dataplane`), which make the data plane follow the intent and
+//! report back through [`dataplane`].
 //!
 //! Writes are serialized by one lock (`Service::write_lock`), so a handler's checks and its
 //! commit see the same state; reads run beside them.

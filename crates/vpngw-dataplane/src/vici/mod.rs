@@ -48,8 +48,6 @@ pub struct Client {
     io: Box<dyn Stream>,
     /// Events that arrived while a command waited for its response (on event connections).
     pending: std::collections::VecDeque<(String, Message)>,
-    /// Set by users that register their streaming events once per connection.
-    pub registered: bool,
 }
 
 impl Client {
@@ -60,7 +58,7 @@ impl Client {
 
     /// A client over any byte stream (tests replay recorded exchanges through this).
     pub fn over<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(s: S) -> Client {
-        Client { io: Box::new(s), pending: Default::default(), registered: false }
+        Client { io: Box::new(s), pending: Default::default() }
     }
 
     async fn send(&mut self, p: &Packet) -> Result<()> {
