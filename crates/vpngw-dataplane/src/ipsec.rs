@@ -155,7 +155,9 @@ impl Health {
 
 impl RoutePlan {
     pub fn new(routes: &[VpnRoute], health: &HashMap<String, Health>) -> RoutePlan {
-        let mut targets: std::collections::BTreeMap<(String, String, u32), (Option<&VpnRoute>, Option<&VpnRoute>)> = Default::default();
+        // (source, destination, priority) → (active route, standby route)
+        type Pair<'a> = (Option<&'a VpnRoute>, Option<&'a VpnRoute>);
+        let mut targets: std::collections::BTreeMap<(String, String, u32), Pair> = Default::default();
         for r in routes {
             let src = if r.policy() { r.route_source.clone() } else { "0.0.0.0/0".to_string() };
             let slot = targets.entry((src, r.route_dest.clone(), r.priority)).or_default();

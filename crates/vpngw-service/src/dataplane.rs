@@ -54,51 +54,46 @@ pub struct Observation {
 }
 
 impl Service {
-    /// Records how many clients an IPsec server has online (observed), changing nothing else.
-    pub async fn observe_ipsec_server(&self, id: &str, online: u32) -> Result<bool, StoreError> {
+    /// Reads a record's document, lets `f` change its observed fields, and commits it when `f`
+    /// says something changed; all under the write lock, so a handler's read-modify-write and
+    /// an observation never interleave. Returns whether anything changed.
+    async fn update_observed<T, F>(&self, kind: Kind, id: &str, f: F) -> Result<bool, StoreError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(&mut T) -> bool,
+    {
         self.with_write_lock(async {
-            let Some(mut rec) = self.store.get_any(Kind::IpsecServer, id).await? else { return Ok(false) };
-            let Ok(mut s) = serde_json::from_value::<IpsecServer>(rec.doc.clone()) else { return Ok(false) };
-            if s.online_client_count == online {
+            let Some(mut rec) = self.store.get_any(kind, id).await? else { return Ok(false) };
+            let Ok(mut doc) = serde_json::from_value::<T>(rec.doc.clone()) else { return Ok(false) };
+            if !f(&mut doc) {
                 return Ok(false);
             }
-            tracing::info!(ipsec_server = %id, online, "Observed an IPsec server.");
-            s.online_client_count = online;
-            rec.doc = serde_json::to_value(&s).map_err(|e| StoreError::Other(e.to_string()))?;
+            rec.doc = serde_json::to_value(&doc).map_err(|e| StoreError::Other(e.to_string()))?;
             self.store.commit(vec![Mutation::Put(rec)]).await?;
             Ok(true)
         })
         .await
     }
 
-    /// The intent digest the store holds for a resource, as [`Converged`] reports it once applied.
-    pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
-        let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
-        match kind {
-            Kind::VpnConnection => Ok(serde_json::from_value::<VpnConnection>(rec.doc).ok().map(|c| c.intent_digest())),
-            Kind::VpnGateway => {
-                let Ok(gw) = serde_json::from_value::<VpnGateway>(rec.doc.clone()) else { return Ok(None) };
-                let scope = Scope { account: rec.account, region: rec.region.clone() };
-                let q = ListQuery { parent: Some(rec.id.clone()), limit: u64::MAX >> 1, ..Default::default() };
-                let page = self.store.list(Kind::VpnConnection, &scope, &q).await?;
-                let conns: Vec<(String, String)> =
-                    page.items.into_iter().filter_map(|r| serde_json::from_value::<VpnConnection>(r.doc).ok().map(|c| (r.id, c.intent_digest()))).collect();
-                let routes: Vec<VpnRoute> = self.store.list(Kind::VpnRoute, &scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok()).collect();
-                let servers: Vec<IpsecServer> = self.store.list(Kind::IpsecServer, &scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok()).collect();
-                Ok(Some(gateway_digest(&gw, &conns, &routes, &servers)))
+    /// Records how many clients an IPsec server has online (observed), changing nothing else.
+    pub async fn observe_ipsec_server(&self, id: &str, online: u32) -> Result<bool, StoreError> {
+        self.update_observed(Kind::IpsecServer, id, |s: &mut IpsecServer| {
+            if s.online_client_count == online {
+                return false;
             }
-            _ => Ok(None),
-        }
+            tracing::info!(ipsec_server = %id, online, "Observed an IPsec server.");
+            s.online_client_count = online;
+            true
+        })
+        .await
     }
 
     /// Records an observation of a connection's negotiation and health, changing nothing else.
     /// Returns whether anything changed.
     pub async fn observe(&self, conn_id: &str, o: &Observation) -> Result<bool, StoreError> {
-        self.with_write_lock(async {
-            let Some(mut rec) = self.store.get_any(Kind::VpnConnection, conn_id).await? else { return Ok(false) };
-            let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { return Ok(false) };
+        self.update_observed(Kind::VpnConnection, conn_id, |c: &mut VpnConnection| {
             let snapshot = |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone());
-            let before = snapshot(&c);
+            let before = snapshot(c);
             if !o.status.is_empty() {
                 c.status = o.status.clone();
             }
@@ -113,14 +108,35 @@ impl Service {
             if let Some(p) = &o.plane {
                 c.plane_state = p.clone();
             }
-            if before == snapshot(&c) {
-                return Ok(false);
+            if before == snapshot(c) {
+                return false;
             }
             tracing::info!(connection = %conn_id, status = %c.status, tunnels = ?o.tunnels, health = %c.health_status, "Observed a connection.");
-            rec.doc = serde_json::to_value(&c).map_err(|e| StoreError::Other(e.to_string()))?;
-            self.store.commit(vec![Mutation::Put(rec)]).await?;
-            Ok(true)
+            true
         })
         .await
+    }
+
+    /// The documents of a gateway's children of one kind.
+    async fn children<T: serde::de::DeserializeOwned>(&self, kind: Kind, scope: &Scope, gw: &str) -> Result<Vec<(String, T)>, StoreError> {
+        let q = ListQuery { parent: Some(gw.to_string()), limit: u64::MAX >> 1, ..Default::default() };
+        Ok(self.store.list(kind, scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok().map(|d| (r.id, d))).collect())
+    }
+
+    /// The intent digest the store holds for a resource, as [`Converged`] reports it once applied.
+    pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
+        let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
+        match kind {
+            Kind::VpnConnection => Ok(serde_json::from_value::<VpnConnection>(rec.doc).ok().map(|c| c.intent_digest())),
+            Kind::VpnGateway => {
+                let Ok(gw) = serde_json::from_value::<VpnGateway>(rec.doc.clone()) else { return Ok(None) };
+                let scope = Scope { account: rec.account, region: rec.region.clone() };
+                let conns: Vec<(String, String)> = self.children::<VpnConnection>(Kind::VpnConnection, &scope, &rec.id).await?.into_iter().map(|(id, c)| (id, c.intent_digest())).collect();
+                let routes: Vec<VpnRoute> = self.children(Kind::VpnRoute, &scope, &rec.id).await?.into_iter().map(|(_, r)| r).collect();
+                let servers: Vec<IpsecServer> = self.children(Kind::IpsecServer, &scope, &rec.id).await?.into_iter().map(|(_, s)| s).collect();
+                Ok(Some(gateway_digest(&gw, &conns, &routes, &servers)))
+            }
+            _ => Ok(None),
+        }
     }
 }

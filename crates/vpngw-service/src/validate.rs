@@ -62,6 +62,30 @@ pub fn paging(p: &Params) -> Result<(u64, u64, u64, u64), ApiError> {
     Ok(((number - 1) * size, size, number, size))
 }
 
+/// The newer `List*` paging: `NextToken` (an offset, empty or absent for the first page) and
+/// `MaxResults` (1..=20, default 10), as (offset, max).
+pub fn token_paging(p: &Params) -> Result<(u64, u64), ApiError> {
+    let max: u64 = p.opt_num("MaxResults")?.unwrap_or(10);
+    if !(1..=20).contains(&max) {
+        return Err(ApiError::invalid("MaxResults"));
+    }
+    let offset = match p.opt("NextToken") {
+        None | Some("") => 0,
+        Some(t) => t.parse().map_err(|_| ApiError::invalid("NextToken"))?,
+    };
+    Ok((offset, max))
+}
+
+/// The `NextToken` after a page of `returned` items from `offset` out of `total` ("" at the end).
+pub fn next_token(offset: u64, returned: usize, total: u64) -> String {
+    let next = offset + returned as u64;
+    if next < total {
+        next.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// A CIDR block written exactly (host bits zero).
 pub fn cidr(v: &str) -> Option<Ipv4Net> {
     let net: Ipv4Net = v.trim().parse().ok()?;

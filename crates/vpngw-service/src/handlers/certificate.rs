@@ -98,14 +98,7 @@ pub async fn dissociate_vpn_gateway_with_certificate(req: &mut Req<'_>) -> Handl
 
 pub async fn list_vpn_certificate_associations(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let max: u64 = p.opt_num("MaxResults")?.unwrap_or(10);
-    if !(1..=20).contains(&max) {
-        return Err(ApiError::invalid("MaxResults"));
-    }
-    let offset: usize = match p.opt("NextToken") {
-        None | Some("") => 0,
-        Some(t) => t.parse().map_err(|_| ApiError::invalid("NextToken"))?,
-    };
+    let (offset, max) = crate::validate::token_paging(&p)?;
     let kind = match p.opt("CertificateType") {
         None => None,
         Some(_) => Some(cert_type(&p)?),
@@ -127,11 +120,8 @@ pub async fn list_vpn_certificate_associations(req: &mut Req<'_>) -> HandlerResu
             }));
         }
     }
-    let total = rows.len();
-    let items: Vec<Value> = rows.into_iter().skip(offset).take(max as usize).collect();
-    let next = offset + items.len();
-    Ok(obj(json!({
-        "VpnCertificateRelations": items, "TotalCount": total, "MaxResults": max,
-        "NextToken": if next < total { next.to_string() } else { String::new() },
-    })))
+    let total = rows.len() as u64;
+    let items: Vec<Value> = rows.into_iter().skip(offset as usize).take(max as usize).collect();
+    let next_token = crate::validate::next_token(offset, items.len(), total);
+    Ok(obj(json!({"VpnCertificateRelations": items, "TotalCount": total, "MaxResults": max, "NextToken": next_token})))
 }

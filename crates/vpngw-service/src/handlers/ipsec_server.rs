@@ -237,14 +237,7 @@ fn server_json(req: &Req<'_>, rec: &Record, s: &IpsecServer, max_connections: u3
 
 pub async fn list_ipsec_servers(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let max: u64 = p.opt_num("MaxResults")?.unwrap_or(10);
-    if !(1..=20).contains(&max) {
-        return Err(ApiError::invalid("MaxResults"));
-    }
-    let offset: u64 = match p.opt("NextToken") {
-        None | Some("") => 0,
-        Some(t) => t.parse().map_err(|_| ApiError::invalid("NextToken"))?,
-    };
+    let (offset, max) = validate::token_paging(&p)?;
     let mut q = ListQuery { parent: p.opt("VpnGatewayId").map(str::to_string), offset, limit: max, ..Default::default() };
     q.ids = p.list("IpsecServerId")?;
     if let Some(n) = p.opt("IpsecServerName") {
@@ -261,7 +254,6 @@ pub async fn list_ipsec_servers(req: &mut Req<'_>) -> HandlerResult {
         let max_conn = gw.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0);
         items.push(server_json(req, rec, &s, max_conn));
     }
-    let next = offset + page.items.len() as u64;
-    let next_token = if next < page.total { next.to_string() } else { String::new() };
+    let next_token = validate::next_token(offset, page.items.len(), page.total);
     Ok(obj(json!({"IpsecServers": items, "TotalCount": page.total, "MaxResults": max, "NextToken": next_token})))
 }
