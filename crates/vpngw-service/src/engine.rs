@@ -6,16 +6,12 @@
 //! next step falls due. Later, reconcilers finish `updating` steps when the data plane has
 //! really applied a change; until then the configured transition time stands in for it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vpngw_store::{Kind, Mutation, Task};
 
 use crate::{now_ms, Service};
-
-/// When each waiting step first waited for the data plane (by task id).
-static WAITING: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 
 /// How long to wait before asking the data plane again.
 const RECHECK: Duration = Duration::from_millis(50);
@@ -30,8 +26,7 @@ async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_s
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
     let done = want.is_none() || dp.converged(&task.resource_id) == want;
     let postpone = {
-        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
-        let map = waiting.get_or_insert_with(HashMap::new);
+        let mut map = svc.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if done {
             map.remove(&task.id);
             false

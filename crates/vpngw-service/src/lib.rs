@@ -45,6 +45,8 @@ pub struct Service {
     /// What the data plane has applied; `None` when there is no data plane (mode `none`), in
     /// which case lifecycle steps take the configured transition time only.
     converged: std::sync::OnceLock<Arc<dyn dataplane::Converged>>,
+    /// When each lifecycle step first waited for the data plane (by task id; the engine's).
+    pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// What a handler gets: the service, the caller's scope, the parameters (common ones removed),
@@ -123,7 +125,7 @@ vpngw_api::for_each_action!(make_dispatch);
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Arc<Self> {
-        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new(), intent_changed: Notify::new(), converged: Default::default() })
+        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new(), intent_changed: Notify::new(), converged: Default::default(), waiting: Default::default() })
     }
 
     /// Authorizes and runs one action for an authenticated principal. `params` holds the
