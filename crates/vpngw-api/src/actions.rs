@@ -68,6 +68,18 @@ macro_rules! for_each_action {
             (ListIpsecServers, Read, list_ipsec_servers, [RegionId]),
             (UpdateIpsecServer, Write, update_ipsec_server, [RegionId, IpsecServerId]),
             (DeleteIpsecServer, Write, delete_ipsec_server, [RegionId, IpsecServerId]),
+            // ---- SSL-VPN (2022 reference section 8; DescribeSslVpnClientCert and DescribeSslVpnClients from the current SDK) ----
+            (CreateSslVpnServer, Write, create_ssl_vpn_server, [RegionId, VpnGatewayId, ClientIpPool, LocalSubnet]),
+            (ModifySslVpnServer, Write, modify_ssl_vpn_server, [RegionId, SslVpnServerId]),
+            (DescribeSslVpnServers, Read, describe_ssl_vpn_servers, [RegionId]),
+            (DeleteSslVpnServer, Write, delete_ssl_vpn_server, [RegionId, SslVpnServerId]),
+            (CreateSslVpnClientCert, Write, create_ssl_vpn_client_cert, [RegionId, SslVpnServerId]),
+            (ModifySslVpnClientCert, Write, modify_ssl_vpn_client_cert, [RegionId, SslVpnClientCertId]),
+            (DescribeSslVpnClientCerts, Read, describe_ssl_vpn_client_certs, [RegionId]),
+            (DescribeSslVpnClientCert, Read, describe_ssl_vpn_client_cert, [RegionId, SslVpnClientCertId]),
+            (DeleteSslVpnClientCert, Write, delete_ssl_vpn_client_cert, [RegionId, SslVpnClientCertId]),
+            (DescribeVpnSslServerLogs, Read, describe_vpn_ssl_server_logs, [RegionId, VpnSslServerId]),
+            (DescribeSslVpnClients, Read, describe_ssl_vpn_clients, [RegionId, VpnGatewayId]),
             // ---- gateway certificates (4.8-4.10) ----
             (AssociateVpnGatewayWithCertificate, Write, associate_vpn_gateway_with_certificate, [RegionId, VpnGatewayId, CertificateId, CertificateType]),
             (DissociateVpnGatewayWithCertificate, Write, dissociate_vpn_gateway_with_certificate, [RegionId, VpnGatewayId, CertificateId, CertificateType]),

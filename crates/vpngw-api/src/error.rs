@@ -124,8 +124,16 @@ error_codes! {
     SslVpnDisabled = "VpnGateway.SslVpnDisabled" => 400, "The VPN gateway has not enabled SSL VPN.", "doc";
     IpsecServerExist = "OperationFailed.IPsecServerExist" => 400, "An IPsec server already exists in the VPN gateway.", "doc";
     IpsecServerAndVpnConnectionConflict = "VpnGateway.IPsecServerAndVpnConnectionConflict" => 400, "An IPsec server and IPsec connections cannot be used on the same VPN gateway.", "doc";
-    IllegalClientIpPool = "IllegalParam.ClientIpPool" => 400, "The specified \"ClientIpPool\" (%s) is invalid: a CIDR block that overlaps neither LocalSubnet nor the VPC.", "vpngw";
+    IllegalClientIpPool = "IllegalParam.ClientIpPool" => 400, "The specified \"ClientIpPool\" (%s) is invalid: a CIDR block (mask 16-29 for SSL-VPN) that overlaps neither LocalSubnet, the VPC, nor the gateway's other client pool.", "vpngw";
     InvalidIpsecServerId = "InvalidIpsecServerId.NotFound" => 404, "The specified IPsec server does not exist.", "vpngw";
+
+    // ---- SSL-VPN ----
+    InvalidSslVpnServerId = "InvalidSslVpnServerId.NotFound" => 404, "The specified SSL-VPN server does not exist.", "vpngw";
+    InvalidSslVpnClientCertId = "InvalidSslVpnClientCertId.NotFound" => 404, "The specified SSL-VPN client certificate does not exist.", "vpngw";
+    IllegalSslVpnPort = "IllegalParam.Port" => 400, "The specified Port (%s) is invalid: 1-65535, except 22, 2222, 22222, 9000-9002, 7505, 80, 443, 53, 68, 123, 4510, 4560, 500 and 4500.", "vpngw";
+    MultiFactorAuthUnsupported = "OperationUnsupported.MultiFactorAuth" => 400, "Two-factor authentication needs an IDaaS identity provider, which this service does not have: EnableMultiFactorAuth must be false.", "vpngw";
+    DependencyViolationSslVpnServer = "DependencyViolation.SslVpnServer" => 400, "The VPN gateway still has an SSL-VPN server.", "vpngw";
+    DependencyViolationSslVpnClientCert = "DependencyViolation.SslVpnClientCert" => 400, "The SSL-VPN server still has client certificates.", "vpngw";
 
     // ---- certificates ----
     InvalidCertificateId = "InvalidCertificateId.NotFound" => 404, "The specified certificate does not exist.", "vpngw";

@@ -31,6 +31,8 @@ pub struct DataPlaneConfig {
     pub run_dir: Option<PathBuf>,
     /// Lab mode: the charon binary (it must read `STRONGSWAN_CONF`).
     pub charon: PathBuf,
+    /// The OpenVPN binary (SSL-VPN servers; lab and host modes).
+    pub openvpn: PathBuf,
     /// Lab mode: `libipsec` (userspace ESP over TUN, for kernels without XFRM) or `netlink`
     /// (the kernel's IPsec). A configuration choice, not a code fork: only the plugin list differs.
     pub kernel_ipsec: String,
@@ -51,6 +53,7 @@ impl Default for DataPlaneConfig {
             lab_name: "vpngw".into(),
             run_dir: None,
             charon: PathBuf::from("/usr/sbin/charon-systemd"),
+            openvpn: PathBuf::from("/usr/sbin/openvpn"),
             kernel_ipsec: "libipsec".into(),
             persist: false,
             reconcile_interval_ms: 2000,

@@ -86,6 +86,9 @@ pub struct VpcView {
     pub sources: Vec<String>,
     /// Destinations of the routes the gateway published to the VPC.
     pub published: Vec<String>,
+    /// Prefixes the gateway's own routing table reaches (SSL-VPN client pools, behind
+    /// OpenVPN's TUN device).
+    pub local: Vec<String>,
     /// Health probes: (sip, dip).
     pub probes: Vec<(String, String)>,
 }
@@ -100,6 +103,9 @@ impl VpcView {
         for src in &self.sources {
             for p in &self.published {
                 out.insert(format!("pref 100 from {src} to {p} lookup 220"));
+            }
+            for p in &self.local {
+                out.insert(format!("pref 99 from {src} to {p} lookup main"));
             }
             out.insert(format!("pref 101 from {src} unreachable"));
         }
@@ -290,8 +296,9 @@ impl Lab {
     /// The VPC's view of a gateway: traffic from the VPC's address space enters the tunnels
     /// only towards prefixes the gateway published to the VPC; anything else from the VPC is
     /// unreachable through this gateway, as in a VPC route table without the route. Health
-    /// probes (sip → dip) go through their tunnel regardless. Rules 90 (probes), 100 (from a
-    /// VPC CIDR to a published prefix: charon's table 220) and 101 (from a VPC CIDR:
+    /// probes (sip → dip) go through their tunnel regardless. Rules 90 (probes), 99 (from a
+    /// VPC CIDR to an SSL-VPN client pool: the main table, where OpenVPN's routes are), 100
+    /// (from a VPC CIDR to a published prefix: charon's table 220) and 101 (from a VPC CIDR:
     /// unreachable) of the gateway's namespace say so. Idempotent.
     pub async fn ensure_vpc_routes(&self, ns: &str, view: &VpcView) -> Result<()> {
         let before = self.vpc_views.lock().await.get(ns).cloned();
@@ -307,7 +314,7 @@ impl Lab {
                 let out = ip(&["-n", ns, "rule", "show"]).await?;
                 out.lines()
                     .filter_map(|l| l.split_once(':'))
-                    .filter(|(pref, _)| matches!(pref.trim(), "90" | "100" | "101"))
+                    .filter(|(pref, _)| matches!(pref.trim(), "90" | "99" | "100" | "101"))
                     .map(|(pref, rest)| format!("pref {} {}", pref.trim(), rest.trim().replace("all ", "0.0.0.0/0 ")))
                     .collect()
             }
@@ -466,6 +473,7 @@ impl Lab {
         for k in keys {
             self.stop_charon(&k).await;
         }
+        crate::sslvpn::stop_all(&self.run_dir.join("ssl")).await;
         for sub in ["gw", "site"] {
             if let Ok(d) = std::fs::read_dir(self.run_dir.join(sub)) {
                 for e in d.flatten() {

@@ -5,3 +5,4 @@ pub mod config;
 pub mod lab;
 pub mod health;
 pub mod reconciler;
+pub mod sslvpn;

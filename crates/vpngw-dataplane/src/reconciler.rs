@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, Converged, IpsecServer, Observation, VSwitch, VpnConnection, VpnGateway, VpnRoute};
+use vpngw_service::dataplane::{gateway_digest, status, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute};
 use vpngw_service::Service;
 use vpngw_store::Kind;
 
@@ -31,24 +31,35 @@ use crate::config::{DataPlaneConfig, Mode};
 use crate::health::{HealthChecks, Probe};
 use crate::ipsec::{self, ConnDef, Unsupported};
 use crate::lab::{Lab, Node, VpcView};
+use crate::sslvpn::{self, SslObservations, SslPlane};
 use crate::vici::{Client, Message};
 
 /// reqid → (definition, child) of the definitions that wait for traffic, per charon.
 type TrapMap = HashMap<u32, (String, String)>;
 
-/// What the reconciler has applied, for the task engine.
+/// What the reconciler has applied (for the task engine) and what it observes live (for
+/// handlers).
 #[derive(Default)]
-pub struct ConvergedMap(RwLock<HashMap<String, String>>);
+pub struct ConvergedMap {
+    applied: RwLock<HashMap<String, String>>,
+    ssl: Arc<SslObservations>,
+}
 
-impl Converged for ConvergedMap {
+impl PlaneView for ConvergedMap {
     fn converged(&self, id: &str) -> Option<String> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.applied.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+    fn ssl_clients(&self, server_id: &str) -> Vec<SslClient> {
+        self.ssl.clients(server_id)
+    }
+    fn ssl_log(&self, server_id: &str) -> Vec<String> {
+        self.ssl.log(server_id)
     }
 }
 
 impl ConvergedMap {
     fn set(&self, id: &str, digest: String) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest);
+        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest);
     }
 }
 
@@ -63,6 +74,9 @@ struct GatewayIntent {
     routes: Vec<VpnRoute>,
     /// The gateway's IPsec server (at most one), by id.
     servers: Vec<(String, IpsecServer)>,
+    /// The gateway's SSL-VPN server (at most one), by id, with the ids of its client
+    /// certificates that may connect (unexpired).
+    ssl: Vec<(String, SslVpnServer, HashSet<String>)>,
     defs: Vec<ConnDef>,
     unsupported: Vec<Unsupported>,
 }
@@ -79,6 +93,7 @@ pub struct Reconciler {
     cfg: DataPlaneConfig,
     pub lab: Option<Arc<Lab>>,
     pub converged: Arc<ConvergedMap>,
+    ssl: SslPlane,
     clients: Mutex<HashMap<PathBuf, Client>>,
     listeners: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
     /// Woken by charon events.
@@ -110,11 +125,14 @@ impl Reconciler {
     pub fn new(svc: Arc<Service>, cfg: DataPlaneConfig) -> Arc<Reconciler> {
         let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
         let (tx, rx) = mpsc::unbounded_channel();
+        let ssl = SslPlane::new(cfg.run_dir().join("ssl"), cfg.openvpn.clone());
+        let converged = Arc::new(ConvergedMap { applied: Default::default(), ssl: ssl.observed.clone() });
         let r = Arc::new(Reconciler {
             svc: svc.clone(),
             cfg,
             lab,
-            converged: Arc::new(ConvergedMap::default()),
+            converged,
+            ssl,
             clients: Default::default(),
             listeners: Default::default(),
             events: Arc::new(Notify::new()),
@@ -162,6 +180,9 @@ impl Reconciler {
         for (_, l) in self.listeners.lock().await.drain() {
             l.abort();
         }
+        if self.lab.as_ref().is_none_or(|l| !l.persist) {
+            sslvpn::stop_all(&self.cfg.run_dir().join("ssl")).await;
+        }
         if let Some(lab) = &self.lab {
             if !lab.persist {
                 if let Err(e) = lab.teardown().await {
@@ -201,12 +222,29 @@ impl Reconciler {
                 servers.entry(p).or_default().push((r.id, s));
             }
         }
+        let now = vpngw_service::now_ms();
+        let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
+        for r in store.all(Kind::SslVpnClientCert).await? {
+            if let (Some(p), Ok(c)) = (r.parent, serde_json::from_value::<SslVpnClientCert>(r.doc)) {
+                if c.not_after_ms > now {
+                    certs.entry(p).or_default().insert(r.id);
+                }
+            }
+        }
+        let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
+        for r in store.all(Kind::SslVpnServer).await? {
+            if let (Some(p), Ok(s)) = (r.parent, serde_json::from_value::<SslVpnServer>(r.doc)) {
+                let allowed = certs.remove(&r.id).unwrap_or_default();
+                ssl.entry(p).or_default().push((r.id, s, allowed));
+            }
+        }
         let mut out = Vec::new();
         for r in store.all(Kind::VpnGateway).await? {
             let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
             let conns = conns.remove(&r.id).unwrap_or_default();
             let routes = routes.remove(&r.id).unwrap_or_default();
             let servers = servers.remove(&r.id).unwrap_or_default();
+            let ssl = ssl.remove(&r.id).unwrap_or_default();
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
             let health: HashMap<String, ipsec::Health> = conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
@@ -225,7 +263,7 @@ impl Reconciler {
             let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
             let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
             let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
-            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, defs, unsupported });
+            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported });
         }
         Ok(out)
     }
@@ -273,6 +311,7 @@ impl Reconciler {
         };
         let mut probes = HashMap::new();
         let mut first_error = None;
+        let mut ipsec_ok = HashSet::new();
         for t in &targets {
             let gws: Vec<&GatewayIntent> = t.gateways.iter().map(|i| &intent[*i]).collect();
             for g in &gws {
@@ -291,14 +330,11 @@ impl Reconciler {
             match outcome {
                 Ok(()) => {
                     for g in &gws {
-                        let digests: Vec<(String, String)> = g.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
-                        for (id, d) in &digests {
-                            self.converged.set(id, d.clone());
+                        for (id, c) in &g.conns {
+                            self.converged.set(id, c.intent_digest());
                         }
-                        let servers: Vec<IpsecServer> = g.servers.iter().map(|(_, s)| s.clone()).collect();
-                        self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes, &servers));
+                        ipsec_ok.insert(g.id.clone());
                     }
-                    self.svc.tasks_changed.notify_one();
                 }
                 Err(e) => {
                     tracing::warn!(socket = %t.socket.display(), error = format!("{e:#}"), "Could not converge a charon; its tunnels are unknown until the next pass.");
@@ -312,6 +348,39 @@ impl Reconciler {
                 }
             }
         }
+
+        // SSL-VPN servers: one OpenVPN each, where the gateway's tunnels are.
+        let intent_ref = &intent;
+        let netns_of: HashMap<&str, Option<String>> = targets.iter().flat_map(|t| t.gateways.iter().map(move |i| (intent_ref[*i].id.as_str(), t.netns.clone()))).collect();
+        let mut desired = Vec::new();
+        for g in &intent {
+            let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
+            for (id, s, allowed) in &g.ssl {
+                desired.push(sslvpn::Desired {
+                    id: id.clone(),
+                    server: s.clone(),
+                    netns: netns_of.get(g.id.as_str()).cloned().flatten(),
+                    bind: self.cfg.mode == Mode::Lab,
+                    max_clients: g.gw.ssl_connections.saturating_sub(ipsec_online),
+                    ssl_connections: g.gw.ssl_connections,
+                    allowed: allowed.clone(),
+                });
+            }
+        }
+        let (_, ssl_failed) = self.ssl.converge(&self.svc, &desired).await;
+        let ssl_failed: HashSet<String> = ssl_failed.into_iter().map(|(id, e)| {
+            first_error.get_or_insert(e);
+            id
+        }).collect();
+
+        // A gateway has converged when its tunnels and its SSL-VPN server have.
+        for g in intent.iter().filter(|g| ipsec_ok.contains(&g.id) && g.ssl.iter().all(|(id, _, _)| !ssl_failed.contains(id))) {
+            let digests: Vec<(String, String)> = g.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
+            let servers: Vec<IpsecServer> = g.servers.iter().map(|(_, s)| s.clone()).collect();
+            let ssl: Vec<SslVpnServer> = g.ssl.iter().map(|(_, s, _)| s.clone()).collect();
+            self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes, &servers, &ssl));
+        }
+        self.svc.tasks_changed.notify_one();
         self.health.lock().await.sync(&self.svc, probes, &self.events);
         match first_error {
             Some(e) => Err(e),
@@ -340,7 +409,7 @@ impl Reconciler {
             // (kernel-libipsec installs a tunnel's route from an address inside its local
             // selector, and fails the CHILD_SA without one).
             let mut private = g.vpc_addrs.clone();
-            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).chain(g.servers.iter().flat_map(|(_, s)| &s.local_subnet)).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
+            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).chain(g.servers.iter().flat_map(|(_, s)| &s.local_subnet)).chain(g.ssl.iter().flat_map(|(_, s, _)| &s.local_subnet)).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
             private.sort();
             private.dedup();
@@ -351,7 +420,8 @@ impl Reconciler {
             published.sort();
             published.dedup();
             let probes = g.conns.iter().filter(|(_, c)| c.health.enable && !c.health.sip.is_empty()).map(|(_, c)| (c.health.sip.clone(), c.health.dip.clone())).collect();
-            lab.ensure_vpc_routes(&ns, &VpcView { sources: g.vpc_cidrs.clone(), published, probes }).await.with_context(|| format!("route the VPC side of {}", g.id))?;
+            let local = g.ssl.iter().map(|(_, s, _)| s.client_ip_pool.clone()).collect();
+            lab.ensure_vpc_routes(&ns, &VpcView { sources: g.vpc_cidrs.clone(), published, local, probes }).await.with_context(|| format!("route the VPC side of {}", g.id))?;
             let charon = lab.ensure_charon(&g.id, &ns, lab.gateway_dir(&g.id)).await?;
             targets.push(Target { socket: charon.socket(), netns: Some(ns), gateways: vec![i] });
         }
@@ -436,12 +506,13 @@ impl Reconciler {
                 }
             }
         }
-        // An IPsec server's clients share the gateway's SslConnections: the newest clients past
-        // it are turned away.
+        // An IPsec server's clients share the gateway's SslConnections with SSL-VPN clients: the
+        // newest clients past it are turned away.
         for g in gws {
+            let ssl_online: usize = g.ssl.iter().map(|(id, _, _)| self.ssl.observed.clients(id).len()).sum();
             for (id, _) in &g.servers {
                 let Some(sa) = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)) else { continue };
-                let max = g.gw.ssl_connections as usize;
+                let max = (g.gw.ssl_connections as usize).saturating_sub(ssl_online);
                 let mut clients = sa.established.clone();
                 clients.sort();
                 for (_, unique) in clients.iter().take(clients.len().saturating_sub(max)) {

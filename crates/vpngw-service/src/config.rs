@@ -35,6 +35,8 @@ pub struct Quotas {
     pub pbr_routes_per_gateway: u64,
     /// Published VPN routes in one VPC's route table (QuotaExceeded.VpnRouteEntry).
     pub vpc_vpn_route_entries: u64,
+    /// Client certificates per SSL-VPN server (Resource.QuotaFull).
+    pub ssl_client_certs_per_server: u64,
 }
 
 impl Default for Quotas {
@@ -48,9 +50,14 @@ impl Default for Quotas {
             dbr_routes_per_gateway: 100,
             pbr_routes_per_gateway: 100,
             vpc_vpn_route_entries: 200,
+            ssl_client_certs_per_server: 1000,
         }
     }
 }
+
+/// How long an SSL-VPN client certificate is valid unless the operator says otherwise (three
+/// years).
+pub const DEFAULT_SSL_CLIENT_CERT_DAYS: u64 = 3 * 365;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -64,6 +71,10 @@ pub struct ServiceConfig {
     pub endpoint: String,
     /// How long an `updating` step waits for the data plane to apply a change.
     pub apply_timeout: Duration,
+    /// How long an SSL-VPN client certificate is valid.
+    pub ssl_client_cert_validity: Duration,
+    /// Seals private keys at rest (see [`crate::secrets`]).
+    pub sealer: std::sync::Arc<crate::secrets::Sealer>,
 }
 
 impl ServiceConfig {
@@ -96,6 +107,8 @@ impl Default for ServiceConfig {
             quotas: Quotas::default(),
             endpoint: "127.0.0.1:8080".into(),
             apply_timeout: Duration::from_secs(60),
+            ssl_client_cert_validity: Duration::from_secs(DEFAULT_SSL_CLIENT_CERT_DAYS * 86400),
+            sealer: std::sync::Arc::new(crate::secrets::Sealer::ephemeral()),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! (observations), and how the task engine learns that a change has really been applied.
 //!
 //! Handlers never call into the data plane. They commit intent and [`Service::intent_changed`]
-//! wakes the reconcilers; reconcilers report what they applied through [`Converged`] and what
+//! wakes the reconcilers; reconcilers report what they applied (and what they see live) through [`PlaneView`] and what
 //! they observed through [`Service::observe`], which only ever touches the observed fields.
 
 use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
+pub use crate::handlers::{key_context, log_line_time, SslClient, SslVpnClientCert, SslVpnServer};
 pub use crate::handlers::{CustomerGateway, HealthCheck, IpsecServer, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 use crate::Service;
 
@@ -20,15 +21,24 @@ pub mod status {
     pub const IPSEC_UP: &str = "ipsec_sa_established";
 }
 
-/// What a reconciler has applied, by resource id: the intent digest it converged on.
-pub trait Converged: Send + Sync {
+/// What handlers may read of the data plane: what it has applied and what it observes live.
+pub trait PlaneView: Send + Sync {
+    /// The intent digest the data plane converged on, by resource id.
     fn converged(&self, resource_id: &str) -> Option<String>;
+    /// The clients connected to an SSL-VPN server now.
+    fn ssl_clients(&self, _server_id: &str) -> Vec<SslClient> {
+        Vec::new()
+    }
+    /// An SSL-VPN server's log lines, oldest first.
+    fn ssl_log(&self, _server_id: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-/// The digest of a gateway's whole intent: its addresses, every connection's digest and every
-/// route. A reconciler that converged on a gateway reports this; the engine compares it with
+/// The digest of a gateway's whole intent: its addresses, every connection's digest, every
+/// route, its IPsec server and its SSL-VPN server. A reconciler that converged on a gateway reports this; the engine compares it with
 /// the store.
-pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[VpnRoute], servers: &[IpsecServer]) -> String {
+pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[VpnRoute], servers: &[IpsecServer], ssl: &[SslVpnServer]) -> String {
     use sha2::{Digest, Sha256};
     let mut sorted = conns.to_vec();
     sorted.sort();
@@ -36,7 +46,9 @@ pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[Vpn
     routes.sort();
     let mut servers: Vec<String> = servers.iter().map(IpsecServer::intent_digest).collect();
     servers.sort();
-    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, sorted, routes, servers]);
+    let mut ssl: Vec<String> = ssl.iter().map(SslVpnServer::intent_digest).collect();
+    ssl.sort();
+    let v = serde_json::json!([gw.internet_ip, gw.dr_internet_ip, gw.ssl_connections, sorted, routes, servers, ssl]);
     hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
 }
 
@@ -123,7 +135,7 @@ impl Service {
         Ok(self.store.list(kind, scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok().map(|d| (r.id, d))).collect())
     }
 
-    /// The intent digest the store holds for a resource, as [`Converged`] reports it once applied.
+    /// The intent digest the store holds for a resource, as [`PlaneView::converged`] reports it once applied.
     pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
         match kind {
@@ -134,7 +146,8 @@ impl Service {
                 let conns: Vec<(String, String)> = self.children::<VpnConnection>(Kind::VpnConnection, &scope, &rec.id).await?.into_iter().map(|(id, c)| (id, c.intent_digest())).collect();
                 let routes: Vec<VpnRoute> = self.children(Kind::VpnRoute, &scope, &rec.id).await?.into_iter().map(|(_, r)| r).collect();
                 let servers: Vec<IpsecServer> = self.children(Kind::IpsecServer, &scope, &rec.id).await?.into_iter().map(|(_, s)| s).collect();
-                Ok(Some(gateway_digest(&gw, &conns, &routes, &servers)))
+                let ssl: Vec<SslVpnServer> = self.children(Kind::SslVpnServer, &scope, &rec.id).await?.into_iter().map(|(_, s)| s).collect();
+                Ok(Some(gateway_digest(&gw, &conns, &routes, &servers, &ssl)))
             }
             _ => Ok(None),
         }

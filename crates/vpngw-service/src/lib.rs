@@ -22,6 +22,9 @@ pub mod device;
 pub mod engine;
 pub mod handlers;
 pub mod ids;
+pub mod openvpn;
+pub mod pki;
+pub mod secrets;
 pub mod validate;
 
 pub use config::ServiceConfig;
@@ -44,7 +47,7 @@ pub struct Service {
     pub intent_changed: Notify,
     /// What the data plane has applied; `None` when there is no data plane (mode `none`), in
     /// which case lifecycle steps take the configured transition time only.
-    converged: std::sync::OnceLock<Arc<dyn dataplane::Converged>>,
+    converged: std::sync::OnceLock<Arc<dyn dataplane::PlaneView>>,
     /// When each lifecycle step first waited for the data plane (by task id; the engine's).
     pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -170,11 +173,11 @@ impl Service {
     }
 
     /// Connects the data plane: from now on `updating` ends only when it has applied a change.
-    pub fn attach_dataplane(&self, c: Arc<dyn dataplane::Converged>) {
+    pub fn attach_dataplane(&self, c: Arc<dyn dataplane::PlaneView>) {
         let _ = self.converged.set(c);
     }
 
-    pub fn dataplane(&self) -> Option<&Arc<dyn dataplane::Converged>> {
+    pub fn dataplane(&self) -> Option<&Arc<dyn dataplane::PlaneView>> {
         self.converged.get()
     }
 

@@ -32,12 +32,16 @@ pub enum Kind {
     /// A VPN route entry (destination or policy-based) of a gateway; routes have no API id.
     VpnRoute,
     IpsecServer,
+    /// An SSL-VPN server of a gateway (parent: the gateway).
+    SslVpnServer,
+    /// An SSL-VPN client certificate (parent: its SSL-VPN server).
+    SslVpnClientCert,
     /// A certificate the operator imported (`vpngw cert import`); region-independent.
     Certificate,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::Certificate];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnServer, Kind::SslVpnClientCert, Kind::Certificate];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +52,8 @@ impl Kind {
             Kind::VpnConnection => "vpn_connection",
             Kind::VpnRoute => "vpn_route",
             Kind::IpsecServer => "ipsec_server",
+            Kind::SslVpnServer => "ssl_vpn_server",
+            Kind::SslVpnClientCert => "ssl_vpn_client_cert",
             Kind::Certificate => "certificate",
         }
     }

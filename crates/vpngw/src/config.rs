@@ -32,6 +32,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     pub regions: Vec<Region>,
     pub quotas: Quotas,
+    /// How long an SSL-VPN client certificate is valid, in days.
+    pub ssl_client_cert_days: f64,
     /// Where tunnels live: `mode = "none" | "host" | "lab"` and its settings.
     pub dataplane: vpngw_dataplane::config::DataPlaneConfig,
 }
@@ -48,6 +50,7 @@ impl Default for Config {
             accounts: Vec::new(),
             regions: vpngw_service::ServiceConfig::default_regions(),
             quotas: Quotas::default(),
+            ssl_client_cert_days: vpngw_service::config::DEFAULT_SSL_CLIENT_CERT_DAYS as f64,
             dataplane: Default::default(),
         }
     }
@@ -66,6 +69,9 @@ impl Config {
 
     pub fn service_config(&self) -> anyhow::Result<vpngw_service::ServiceConfig> {
         anyhow::ensure!(!self.regions.is_empty(), "the configuration names no region");
+        anyhow::ensure!(self.ssl_client_cert_days > 0.0 && self.ssl_client_cert_days < 36500.0, "ssl_client_cert_days must lie in (0, 36500)");
+        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("create data dir {}", self.data_dir.display()))?;
+        let sealer = vpngw_service::secrets::Sealer::from_file(&self.data_dir.join("master.key"))?;
         Ok(vpngw_service::ServiceConfig {
             regions: self.regions.clone(),
             transition: std::time::Duration::from_millis(self.transition_ms),
@@ -73,6 +79,8 @@ impl Config {
             quotas: self.quotas.clone(),
             endpoint: self.listen.clone(),
             apply_timeout: std::time::Duration::from_millis(self.dataplane.apply_timeout_ms),
+            ssl_client_cert_validity: std::time::Duration::from_secs_f64(self.ssl_client_cert_days * 86400.0),
+            sealer: std::sync::Arc::new(sealer),
         })
     }
 }

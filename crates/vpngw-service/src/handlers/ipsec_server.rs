@@ -99,11 +99,17 @@ fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The client pool must not overlap the VPC either.
+/// The client pool must overlap neither the VPC nor the gateway's SSL-VPN client pool.
 async fn check_pool_outside_vpc(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
-    let Some(vpc) = gw.parent.as_deref() else { return Ok(()) };
-    if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
-        if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
+    if let Some(vpc) = gw.parent.as_deref() {
+        if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
+            if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
+                return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
+            }
+        }
+    }
+    for s in super::ssl_vpn::servers_of(req, &gw.id).await? {
+        if s.doc.get("client_ip_pool").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
             return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
         }
     }

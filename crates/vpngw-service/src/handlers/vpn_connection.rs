@@ -23,7 +23,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Record};
 use super::customer_gateway::CustomerGateway;
 use super::vpc::VSwitch;
 use super::vpn_gateway::{ensure_writable, VpnGateway};
-use super::vpn_route::{check_against, check_ipsec_pool, check_publish, gateway_routes, VpnRoute, DBR, PBR, SYSTEM};
+use super::vpn_route::{check_against, check_client_pools, check_publish, gateway_routes, VpnRoute, DBR, PBR, SYSTEM};
 use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -642,7 +642,7 @@ async fn sync_routes(req: &Req<'_>, gw_rec: &Record, conn_id: &str, c: Option<&V
     let mut seen: Vec<&VpnRoute> = others.iter().map(|(_, r)| r).collect();
     for w in &want {
         check_against(w, &seen, false)?;
-        check_ipsec_pool(req, gw_rec, w).await?;
+        check_client_pools(req, gw_rec, w).await?;
         seen.push(w);
     }
     let count = |kind: &str| others.iter().filter(|(_, r)| r.route_kind == kind).count();

@@ -354,13 +354,15 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
     let gw: VpnGateway = doc(&rec)?;
     ensure_writable(&rec, &gw)?;
-    // SSL-VPN servers add their check here when they arrive; routes, certificate associations
-    // and tags go with the gateway.
+    // Routes, certificate associations and tags go with the gateway.
     if req.store().count(Kind::VpnConnection, &req.scope, Some(&id)).await.map_err(store_error)? > 0 {
         return Err(ApiError::new(Code::DependencyViolationVpnConnection));
     }
     if super::ipsec_server::gateway_has_server(req, &id).await? {
         return Err(ApiError::new(Code::DependencyViolationIpsecServer));
+    }
+    if !super::ssl_vpn::servers_of(req, &id).await?.is_empty() {
+        return Err(ApiError::new(Code::DependencyViolationSslVpnServer));
     }
     rec.status = "deleting".into();
     let mut muts = vec![Mutation::Put(rec)];

@@ -142,9 +142,8 @@ async fn check_next_hop(req: &Req<'_>, gw: &str, next_hop: &str) -> Result<(), A
     Ok(())
 }
 
-/// One active and one standby per destination, on different connections. (The client pool of
-/// an SSL-VPN server joins these checks, with VpnRouteEntry.ConflictSSL, when SSL-VPN exists;
-/// the IPsec server's is [`check_ipsec_pool`].)
+/// One active and one standby per destination, on different connections. (Client pools are
+/// [`check_client_pools`].)
 pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: bool) -> Result<(), ApiError> {
     for o in others.iter().filter(|o| route.same_target(o)) {
         if o.next_hop == route.next_hop {
@@ -164,15 +163,18 @@ pub(crate) async fn vpc_gateways(req: &Req<'_>, vpc: Option<&str>) -> Result<Vec
     Ok(req.store().list(Kind::VpnGateway, &req.scope, &q).await.map_err(store_error)?.items)
 }
 
-/// A route must not lead into the client pool of an IPsec server of the VPC (whose route the
-/// VPC's table holds).
-pub(crate) async fn check_ipsec_pool(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute) -> Result<(), ApiError> {
+/// A route must not lead into a client pool of the VPC's gateways (whose routes the VPC's
+/// table holds): an IPsec server's (OperationFailed.RouteConflictWithIPsecServer) or an SSL-VPN
+/// server's (VpnRouteEntry.ConflictSSL).
+pub(crate) async fn check_client_pools(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute) -> Result<(), ApiError> {
     for g in vpc_gateways(req, gw_rec.parent.as_deref()).await? {
         let q = ListQuery { parent: Some(g.id.clone()), limit: 10, ..Default::default() };
-        for s in req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?.items {
-            let pool = s.doc.get("client_ip_pool").and_then(Value::as_str).unwrap_or_default();
-            if super::vpn_connection::overlaps(pool, &route.route_dest) {
-                return Err(ApiError::new(Code::RouteConflictWithIpsecServer));
+        for (kind, code) in [(Kind::IpsecServer, Code::RouteConflictWithIpsecServer), (Kind::SslVpnServer, Code::RouteConflictSsl)] {
+            for s in req.store().list(kind, &req.scope, &q).await.map_err(store_error)?.items {
+                let pool = s.doc.get("client_ip_pool").and_then(Value::as_str).unwrap_or_default();
+                if super::vpn_connection::overlaps(pool, &route.route_dest) {
+                    return Err(ApiError::new(code));
+                }
             }
         }
     }
@@ -222,7 +224,7 @@ async fn create(req: &mut Req<'_>, kind: &str) -> HandlerResult {
     check_next_hop(req, &gw_rec.id, &route.next_hop).await?;
     let all: Vec<&VpnRoute> = routes.iter().map(|(_, r)| r).collect();
     check_against(&route, &all, false)?;
-    check_ipsec_pool(req, &gw_rec, &route).await?;
+    check_client_pools(req, &gw_rec, &route).await?;
     let same_kind = all.iter().filter(|r| r.route_kind == kind).count() as u64;
     let (quota, code) = if policy { (req.svc.config.quotas.pbr_routes_per_gateway, Code::PbrRoutesQuotaFull) } else { (req.svc.config.quotas.dbr_routes_per_gateway, Code::DbrRoutesQuotaFull) };
     if same_kind >= quota {

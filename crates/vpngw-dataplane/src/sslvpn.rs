@@ -1,0 +1,400 @@
+//! The SSL-VPN data plane: one OpenVPN server per SSL-VPN server.
+//!
+//! ```text
+//!  intent (SslVpnServer, its client certificates)
+//!     │ render: openvpn.conf, ca.crt, server.crt, server.key (unsealed, 0600), crl.pem
+//!     ▼
+//!  <run_dir>/ssl/<vss-id>/   openvpn (in the gateway's namespace in lab mode), own process group
+//!     │ management socket: `status 3` ▶ who is connected ▶ PlaneView::ssl_clients
+//!     │                    `kill CN`  ◀ a client whose certificate is gone (revoked) or expired,
+//!     │                                 or past the gateway's SslConnections
+//!     └ openvpn.log ▶ PlaneView::ssl_log (DescribeVpnSslServerLogs)
+//! ```
+//!
+//! Like the IPsec reconciler, a pass takes no input and is idempotent. A server whose rendered
+//! configuration is unchanged (its digest is kept beside it) is left running, so a restart of
+//! vpngw adopts it and its clients stay connected; a changed one is restarted. The CRL changes
+//! without a restart: OpenVPN reads it at every new connection.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use vpngw_service::dataplane::{key_context, SslClient, SslVpnServer};
+use vpngw_service::openvpn::{server_config, ServerSetup};
+use vpngw_service::pki;
+use vpngw_service::Service;
+
+use crate::lab::alive;
+
+/// The log is copied aside (`openvpn.log.1`) and truncated past this size.
+const LOG_ROTATE_BYTES: u64 = 4 << 20;
+/// How long a server's CRL is valid (it is re-signed whenever a certificate is revoked).
+const CRL_VALIDITY: Duration = Duration::from_secs(20 * 365 * 86400);
+
+/// One SSL-VPN server as a pass wants it.
+pub struct Desired {
+    pub id: String,
+    pub server: SslVpnServer,
+    /// The namespace it runs in (lab: the gateway's).
+    pub netns: Option<String>,
+    /// Bind to the gateway's address (lab), or to every address (host).
+    pub bind: bool,
+    /// The gateway's SslConnections, less the IPsec-server clients online.
+    pub max_clients: u32,
+    /// The gateway's SslConnections (OpenVPN's own cap).
+    pub ssl_connections: u32,
+    /// Common names (certificate ids) allowed to stay connected: the server's live, unexpired
+    /// client certificates.
+    pub allowed: HashSet<String>,
+}
+
+/// What the SSL-VPN plane observes, for handlers (through the reconciler's `PlaneView`).
+#[derive(Default)]
+pub struct SslObservations {
+    clients: RwLock<HashMap<String, Vec<SslClient>>>,
+    logs: RwLock<HashMap<String, PathBuf>>,
+}
+
+impl SslObservations {
+    pub fn clients(&self, id: &str) -> Vec<SslClient> {
+        self.clients.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned().unwrap_or_default()
+    }
+
+    /// The server's log, oldest line first (the rotated part, then the current file).
+    pub fn log(&self, id: &str) -> Vec<String> {
+        let Some(path) = self.logs.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned() else { return Vec::new() };
+        let mut out = Vec::new();
+        for p in [path.with_extension("log.1"), path] {
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                out.extend(text.lines().map(str::to_string));
+            }
+        }
+        out
+    }
+}
+
+pub struct SslPlane {
+    root: PathBuf,
+    openvpn: PathBuf,
+    pub observed: std::sync::Arc<SslObservations>,
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Writes a file atomically (temporary file, then rename) with the given mode.
+fn write_file(path: &Path, body: &str, mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The TUN device of a server: unique on the host, ≤ 15 bytes.
+fn device(id: &str) -> String {
+    format!("vss{}", &hex::encode(Sha256::digest(id.as_bytes()))[..8])
+}
+
+impl SslPlane {
+    pub fn new(root: PathBuf, openvpn: PathBuf) -> SslPlane {
+        SslPlane { root, openvpn, observed: Default::default() }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Makes the running OpenVPN servers exactly `desired`, then observes them. Returns the
+    /// ids that converged.
+    pub async fn converge(&self, svc: &Service, desired: &[Desired]) -> (Vec<String>, Vec<(String, anyhow::Error)>) {
+        let want: HashSet<&str> = desired.iter().map(|d| d.id.as_str()).collect();
+        for gone in self.running_ids().into_iter().filter(|id| !want.contains(id.as_str())) {
+            tracing::info!(ssl_vpn_server = %gone, "Stopping a deleted SSL-VPN server.");
+            stop(&self.dir(&gone)).await;
+            let _ = std::fs::remove_dir_all(self.dir(&gone));
+            self.observed.clients.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
+            self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
+        }
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for d in desired {
+            match self.converge_one(svc, d).await {
+                Ok(()) => ok.push(d.id.clone()),
+                Err(e) => {
+                    tracing::warn!(ssl_vpn_server = %d.id, error = format!("{e:#}"), "Could not converge an SSL-VPN server.");
+                    failed.push((d.id.clone(), e));
+                }
+            }
+        }
+        (ok, failed)
+    }
+
+    fn running_ids(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    }
+
+    async fn converge_one(&self, svc: &Service, d: &Desired) -> Result<()> {
+        let dir = self.dir(&d.id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), dir.join("openvpn.log"));
+        let s = &d.server;
+        let sealer = &svc.config.sealer;
+        let ca_key = sealer.open(&key_context(&d.id, "ca_key"), &s.ca_key).context("open the CA key")?;
+        let server_key = sealer.open(&key_context(&d.id, "server_key"), &s.server_key).context("open the server key")?;
+
+        // The CRL: re-signed only when the revoked set changes.
+        let crl_digest = digest(&[&serde_json::to_string(&s.revoked)?]);
+        if std::fs::read_to_string(dir.join("crl.digest")).ok().as_deref() != Some(crl_digest.as_str()) || !dir.join("crl.pem").exists() {
+            let crl = pki::crl(&s.ca_cert, &ca_key, &s.revoked, s.revoked.len() as u64 + 1, CRL_VALIDITY)?;
+            write_file(&dir.join("crl.pem"), &crl, 0o644)?;
+            write_file(&dir.join("crl.digest"), &crl_digest, 0o644)?;
+            tracing::info!(ssl_vpn_server = %d.id, revoked = s.revoked.len(), "Wrote the CRL.");
+        }
+
+        let setup = ServerSetup { dir: &dir, dev: &device(&d.id), bind: d.bind, max_clients: d.ssl_connections };
+        let conf = server_config(s, &setup);
+        let conf_digest = digest(&[&conf, &s.ca_cert, &s.server_cert, &server_key, d.netns.as_deref().unwrap_or("")]);
+        let running = read_pid(&dir.join("openvpn.pid")).is_some_and(alive);
+        let same = std::fs::read_to_string(dir.join("config.digest")).ok().as_deref() == Some(conf_digest.as_str());
+        if !(running && same) {
+            if running {
+                tracing::info!(ssl_vpn_server = %d.id, "The SSL-VPN server's configuration changed: restarting OpenVPN.");
+            }
+            stop(&dir).await;
+            write_file(&dir.join("ca.crt"), &s.ca_cert, 0o644)?;
+            write_file(&dir.join("server.crt"), &s.server_cert, 0o644)?;
+            write_file(&dir.join("server.key"), &server_key, 0o600)?;
+            write_file(&dir.join("openvpn.conf"), &conf, 0o644)?;
+            self.start(&dir, d.netns.as_deref()).await?;
+            write_file(&dir.join("config.digest"), &conf_digest, 0o644)?;
+        }
+        rotate_log(&dir.join("openvpn.log"));
+
+        // Observe, and turn away who may not stay.
+        let mut clients = status(&dir.join("mgmt.sock")).await?;
+        clients.sort_by(|a, b| (a.connected_ms, &a.common_name).cmp(&(b.connected_ms, &b.common_name)));
+        let mut keep = Vec::new();
+        let mut refuse = Vec::new();
+        for c in clients {
+            if !d.allowed.contains(&c.common_name) {
+                tracing::info!(ssl_vpn_server = %d.id, client = %c.common_name, "Disconnecting a client whose certificate was revoked or has expired.");
+                refuse.push(c.common_name);
+            } else if keep.len() as u32 >= d.max_clients {
+                tracing::info!(ssl_vpn_server = %d.id, client = %c.common_name, max = d.max_clients, "Refusing a client past the gateway's SslConnections.");
+                refuse.push(c.common_name);
+            } else {
+                keep.push(c);
+            }
+        }
+        for cn in refuse {
+            if let Err(e) = kill(&dir.join("mgmt.sock"), &cn).await {
+                tracing::warn!(ssl_vpn_server = %d.id, client = %cn, error = %e, "Could not disconnect a client.");
+            }
+        }
+        let mut map = self.observed.clients.write().unwrap_or_else(|e| e.into_inner());
+        if map.get(&d.id) .map(|v| v.iter().map(|c| &c.common_name).collect::<Vec<_>>()) != Some(keep.iter().map(|c| &c.common_name).collect()) {
+            tracing::info!(ssl_vpn_server = %d.id, connections = keep.len(), "Observed an SSL-VPN server.");
+        }
+        map.insert(d.id.clone(), keep);
+        Ok(())
+    }
+
+    async fn start(&self, dir: &Path, netns: Option<&str>) -> Result<()> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("openvpn.out"))?;
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.openvpn);
+                c
+            }
+            None => tokio::process::Command::new(&self.openvpn),
+        };
+        let _ = std::fs::remove_file(dir.join("mgmt.sock"));
+        let child = cmd
+            .arg("--config")
+            .arg(dir.join("openvpn.conf"))
+            .arg("--log-append")
+            .arg(dir.join("openvpn.log"))
+            // Log lines carry UTC times, which DescribeVpnSslServerLogs filters on.
+            .env("TZ", "UTC")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            // Its own process group: it outlives vpngw (clients stay connected over a restart).
+            .process_group(0)
+            .spawn()
+            .context("start openvpn")?;
+        let pid = child.id().context("openvpn has no pid")?;
+        std::fs::write(dir.join("openvpn.pid"), pid.to_string())?;
+        drop(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if !alive(pid) {
+                bail!("openvpn exited at start: {}", tail(&dir.join("openvpn.log"), 3));
+            }
+            // The management socket opens once OpenVPN is initialized (bound, device up).
+            if tokio::net::UnixStream::connect(dir.join("mgmt.sock")).await.is_ok() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("openvpn did not open its management socket: {}", tail(&dir.join("openvpn.log"), 3));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(dir = %dir.display(), pid, "Started OpenVPN.");
+        Ok(())
+    }
+}
+
+/// The last `n` lines of a file, joined.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn rotate_log(path: &Path) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        // Copy and truncate: OpenVPN keeps its descriptor (opened for appending).
+        if std::fs::copy(path, path.with_extension("log.1")).is_ok() {
+            let _ = std::fs::OpenOptions::new().write(true).truncate(true).open(path);
+        }
+    }
+}
+
+/// Stops the OpenVPN of a server directory, if one runs.
+pub async fn stop(dir: &Path) {
+    let pid_file = dir.join("openvpn.pid");
+    if let Some(pid) = read_pid(&pid_file).filter(|p| alive(*p)) {
+        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        for _ in 0..60 {
+            if !alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if alive(pid) {
+            let _ = tokio::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
+        }
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
+/// Stops every OpenVPN under `root` (lab teardown).
+pub async fn stop_all(root: &Path) {
+    if let Ok(d) = std::fs::read_dir(root) {
+        for e in d.flatten() {
+            stop(&e.path()).await;
+        }
+    }
+}
+
+/// One request to the management interface; returns the lines of its answer.
+async fn management(sock: &Path, command: &str, multi_line: bool) -> Result<Vec<String>> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::UnixStream::connect(sock)).await.context("management connect timed out")??;
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    w.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut out = Vec::new();
+    let read = async {
+        while let Some(l) = lines.next_line().await? {
+            let l = l.trim_end_matches('\r').to_string();
+            // Real-time notifications (the banner among them) start with '>'.
+            if l.starts_with('>') {
+                continue;
+            }
+            if l.starts_with("ERROR:") {
+                bail!("{command}: {l}");
+            }
+            let done = if multi_line { l == "END" } else { l.starts_with("SUCCESS:") };
+            out.push(l);
+            if done {
+                break;
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.context("management answer timed out")??;
+    let _ = w.write_all(b"quit\n").await;
+    Ok(out)
+}
+
+/// The connected clients, from `status 3` (tab-separated CLIENT_LIST lines).
+async fn status(sock: &Path) -> Result<Vec<SslClient>> {
+    Ok(parse_status(&management(sock, "status 3", true).await?))
+}
+
+pub fn parse_status(lines: &[String]) -> Vec<SslClient> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.first() != Some(&"CLIENT_LIST") || f.len() < 9 {
+                return None;
+            }
+            let (ip, port) = f[2].rsplit_once(':').unwrap_or((f[2], "0"));
+            Some(SslClient {
+                common_name: f[1].to_string(),
+                ip: ip.to_string(),
+                port: port.parse().unwrap_or(0),
+                private_ip: f[3].to_string(),
+                receive_bytes: f[5].parse().unwrap_or(0),
+                send_bytes: f[6].parse().unwrap_or(0),
+                connected_ms: f[8].parse::<i64>().unwrap_or(0) * 1000,
+            })
+        })
+        .collect()
+}
+
+async fn kill(sock: &Path, common_name: &str) -> Result<()> {
+    management(sock, &format!("kill {common_name}"), false).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_become_clients() {
+        let lines: Vec<String> = [
+            "TITLE\tOpenVPN 2.6.14",
+            "HEADER\tCLIENT_LIST\tCommon Name\tReal Address\tVirtual Address\tVirtual IPv6 Address\tBytes Received\tBytes Sent\tConnected Since\tConnected Since (time_t)\tUsername\tClient ID\tPeer ID\tData Channel Cipher",
+            "CLIENT_LIST\tvsc-test1\t10.99.0.2:34309\t192.168.77.2\t\t2140\t2188\t2026-11-22 14:28:09\t1795357689\tUNDEF\t0\t0\tnone",
+            "ROUTING_TABLE\t192.168.77.2\tvsc-test1\t10.99.0.2:34309\t2026-11-22 14:28:13\t1795357693",
+            "END",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = parse_status(&lines);
+        assert_eq!(
+            c,
+            vec![SslClient { common_name: "vsc-test1".into(), ip: "10.99.0.2".into(), port: 34309, private_ip: "192.168.77.2".into(), connected_ms: 1_795_357_689_000, receive_bytes: 2140, send_bytes: 2188 }]
+        );
+    }
+
+    #[test]
+    fn devices_are_short_and_distinct() {
+        let (a, b) = (device("vss-aaaaaaaaaaaaaaaaaaaaa"), device("vss-aaaaaaaaaaaaaaaaaaaab"));
+        assert!(a.len() <= 15 && a != b);
+    }
+}
