@@ -5,9 +5,9 @@
 //!     │ render: openvpn.conf, ca.crt, server.crt, server.key (unsealed, 0600), crl.pem
 //!     ▼
 //!  <run_dir>/ssl/<vss-id>/   openvpn (in the gateway's namespace in lab mode), own process group
-//!     │ management socket: `status 3` ▶ who is connected ▶ PlaneView::ssl_clients
-//!     │                    `kill CN`  ◀ a client whose certificate is gone (revoked) or expired,
-//!     │                                 or past the gateway's SslConnections
+//!     │ status.txt (rewritten every second) ▶ who is connected ▶ PlaneView::ssl_clients
+//!     │ management socket: `client-kill` ◀ a client whose certificate is gone (revoked) or expired,
+//!     │                                or past the gateway's SslConnections
 //!     └ openvpn.log ▶ PlaneView::ssl_log (DescribeVpnSslServerLogs)
 //! ```
 //!
@@ -65,13 +65,14 @@ impl SslObservations {
         self.clients.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned().unwrap_or_default()
     }
 
-    /// The server's log, oldest line first (the rotated part, then the current file).
+    /// The server's log, oldest line first (the rotated part, then the current file), without
+    /// the lines of vpngw's own management requests.
     pub fn log(&self, id: &str) -> Vec<String> {
         let Some(path) = self.logs.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned() else { return Vec::new() };
         let mut out = Vec::new();
         for p in [path.with_extension("log.1"), path] {
             if let Ok(text) = std::fs::read_to_string(&p) {
-                out.extend(text.lines().map(str::to_string));
+                out.extend(text.lines().filter(|l| !l.contains(" MANAGEMENT: ")).map(str::to_string));
             }
         }
         out
@@ -190,24 +191,28 @@ impl SslPlane {
         rotate_log(&dir.join("openvpn.log"));
 
         // Observe, and turn away who may not stay.
-        let mut clients = status(&dir.join("mgmt.sock")).await?;
+        // The status file, not the management interface: polling that would fill the log.
+        let mut clients = match std::fs::read_to_string(dir.join("status.txt")) {
+            Ok(text) => parse_status(&text.lines().map(str::to_string).collect::<Vec<_>>()),
+            Err(_) => Vec::new(),
+        };
         clients.sort_by(|a, b| (a.connected_ms, &a.common_name).cmp(&(b.connected_ms, &b.common_name)));
         let mut keep = Vec::new();
         let mut refuse = Vec::new();
         for c in clients {
             if !d.allowed.contains(&c.common_name) {
                 tracing::info!(ssl_vpn_server = %d.id, client = %c.common_name, "Disconnecting a client whose certificate was revoked or has expired.");
-                refuse.push(c.common_name);
+                refuse.push(c);
             } else if keep.len() as u32 >= d.max_clients {
                 tracing::info!(ssl_vpn_server = %d.id, client = %c.common_name, max = d.max_clients, "Refusing a client past the gateway's SslConnections.");
-                refuse.push(c.common_name);
+                refuse.push(c);
             } else {
                 keep.push(c);
             }
         }
-        for cn in refuse {
-            if let Err(e) = kill(&dir.join("mgmt.sock"), &cn).await {
-                tracing::warn!(ssl_vpn_server = %d.id, client = %cn, error = %e, "Could not disconnect a client.");
+        for c in refuse {
+            if let Err(e) = kill(&dir.join("mgmt.sock"), c.client_id).await {
+                tracing::warn!(ssl_vpn_server = %d.id, client = %c.common_name, error = %e, "Could not disconnect a client.");
             }
         }
         let mut map = self.observed.clients.write().unwrap_or_else(|e| e.into_inner());
@@ -308,8 +313,8 @@ pub async fn stop_all(root: &Path) {
     }
 }
 
-/// One request to the management interface; returns the lines of its answer.
-async fn management(sock: &Path, command: &str, multi_line: bool) -> Result<Vec<String>> {
+/// One single-line request to the management interface (answered SUCCESS or ERROR).
+async fn management(sock: &Path, command: &str) -> Result<Vec<String>> {
     let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::UnixStream::connect(sock)).await.context("management connect timed out")??;
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
@@ -325,7 +330,7 @@ async fn management(sock: &Path, command: &str, multi_line: bool) -> Result<Vec<
             if l.starts_with("ERROR:") {
                 bail!("{command}: {l}");
             }
-            let done = if multi_line { l == "END" } else { l.starts_with("SUCCESS:") };
+            let done = l.starts_with("SUCCESS:");
             out.push(l);
             if done {
                 break;
@@ -338,11 +343,7 @@ async fn management(sock: &Path, command: &str, multi_line: bool) -> Result<Vec<
     Ok(out)
 }
 
-/// The connected clients, from `status 3` (tab-separated CLIENT_LIST lines).
-async fn status(sock: &Path) -> Result<Vec<SslClient>> {
-    Ok(parse_status(&management(sock, "status 3", true).await?))
-}
-
+/// The connected clients, from status version 3 (tab-separated CLIENT_LIST lines).
 pub fn parse_status(lines: &[String]) -> Vec<SslClient> {
     lines
         .iter()
@@ -360,13 +361,16 @@ pub fn parse_status(lines: &[String]) -> Vec<SslClient> {
                 receive_bytes: f[5].parse().unwrap_or(0),
                 send_bytes: f[6].parse().unwrap_or(0),
                 connected_ms: f[8].parse::<i64>().unwrap_or(0) * 1000,
+                client_id: f.get(10).and_then(|v| v.parse().ok()).unwrap_or(0),
             })
         })
         .collect()
 }
 
-async fn kill(sock: &Path, common_name: &str) -> Result<()> {
-    management(sock, &format!("kill {common_name}"), false).await.map(|_| ())
+/// Disconnects a client and tells it to stop (HALT): its certificate is dead or there is no
+/// room for it, so trying again at once would not help.
+async fn kill(sock: &Path, client_id: u64) -> Result<()> {
+    management(sock, &format!("client-kill {client_id} HALT")).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -388,7 +392,7 @@ mod tests {
         let c = parse_status(&lines);
         assert_eq!(
             c,
-            vec![SslClient { common_name: "vsc-test1".into(), ip: "10.99.0.2".into(), port: 34309, private_ip: "192.168.77.2".into(), connected_ms: 1_795_357_689_000, receive_bytes: 2140, send_bytes: 2188 }]
+            vec![SslClient { common_name: "vsc-test1".into(), ip: "10.99.0.2".into(), port: 34309, private_ip: "192.168.77.2".into(), connected_ms: 1_795_357_689_000, receive_bytes: 2140, send_bytes: 2188, client_id: 0 }]
         );
     }
 

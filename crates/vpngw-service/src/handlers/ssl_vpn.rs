@@ -113,21 +113,58 @@ pub struct SslClient {
     pub connected_ms: i64,
     pub receive_bytes: u64,
     pub send_bytes: u64,
+    /// OpenVPN's id of the client instance (what disconnecting it takes).
+    pub client_id: u64,
 }
 
+/// Names of servers and certificates: 1-100 characters, not starting with `http://` or
+/// `https://` (the current SDK; the 2022 reference's 2-128 rule is older).
 fn name_param(p: &Params) -> Result<Option<String>, ApiError> {
     match p.get("Name") {
         None => Ok(None),
-        Some(n) if validate::vpn_name(n, 2, 128) => Ok(Some(n.to_string())),
+        Some(n) if validate::vpc_text(n, 100) => Ok(Some(n.to_string())),
         Some(_) => Err(ApiError::new(Code::InvalidName)),
     }
 }
 
+/// Address ranges neither a client pool nor a local subnet may touch (the current SDK).
+const RESERVED: &[&str] = &["127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.0.0.0/8"];
+
+fn reserved(n: &ipnet::Ipv4Net, extra: &[&str]) -> bool {
+    RESERVED.iter().chain(extra).any(|r| overlaps(r, &n.to_string()))
+}
+
+/// A client pool: mask 16-29, outside the reserved ranges and 100.64.0.0/10.
 fn pool(v: &str) -> Result<String, ApiError> {
     match cidr(v) {
-        Some(n) if (16..=29).contains(&n.prefix_len()) => Ok(n.to_string()),
+        Some(n) if (16..=29).contains(&n.prefix_len()) && !reserved(&n, &["100.64.0.0/10"]) => Ok(n.to_string()),
         _ => Err(ApiError::arg(Code::IllegalClientIpPool, v)),
     }
+}
+
+/// Local subnets: comma-separated CIDR blocks, mask 8-32, outside the reserved ranges.
+fn local_subnets(v: &str) -> Result<Vec<String>, ApiError> {
+    let list = subnets(v, Code::IllegalLocalSubnet)?;
+    for l in &list {
+        let n: ipnet::Ipv4Net = l.parse().map_err(|_| ApiError::arg(Code::IllegalLocalSubnet, l))?;
+        if n.prefix_len() < 8 || reserved(&n, &[]) {
+            return Err(ApiError::arg(Code::IllegalLocalSubnet, l));
+        }
+    }
+    Ok(list)
+}
+
+/// Each client takes four addresses of the pool (a /30 each): the pool must hold four per
+/// connection the gateway allows (the current SDK's table: /27 for 5, /26 for 10, ...).
+fn check_pool_size(pool: &str, ssl_connections: u32) -> Result<(), ApiError> {
+    let n: ipnet::Ipv4Net = pool.parse().map_err(|_| ApiError::arg(Code::IllegalClientIpPool, pool))?;
+    if (1u64 << (32 - n.prefix_len())) < 4 * ssl_connections as u64 {
+        return Err(ApiError::msg(
+            Code::IllegalClientIpPool,
+            format!("The specified \"ClientIpPool\" ({pool}) is too small: it must hold four addresses per SSL connection of the VPN gateway ({ssl_connections})."),
+        ));
+    }
+    Ok(())
 }
 
 /// The parameters Create and Modify share, applied to `s`.
@@ -139,11 +176,7 @@ fn apply(s: &mut SslVpnServer, p: &Params) -> Result<(), ApiError> {
         s.client_ip_pool = pool(v)?;
     }
     if let Some(v) = p.opt("LocalSubnet") {
-        s.local_subnet = subnets(v, Code::IllegalLocalSubnet)?;
-        if s.local_subnet.iter().any(|l| l == "0.0.0.0/0") {
-            // Pushing a default route would take the client's own uplink away.
-            return Err(ApiError::arg(Code::IllegalLocalSubnet, "0.0.0.0/0"));
-        }
+        s.local_subnet = local_subnets(v)?;
     }
     if let Some(v) = p.opt("Proto") {
         s.proto = match v.to_ascii_uppercase().as_str() {
@@ -194,6 +227,7 @@ fn apply(s: &mut SslVpnServer, p: &Params) -> Result<(), ApiError> {
 /// The client pool must overlap neither the VPC, the gateway's IPsec-server pool, nor a route
 /// of the VPC's gateways.
 async fn check_pool(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
+    check_pool_size(pool, doc::<VpnGateway>(gw)?.ssl_connections)?;
     if let Some(vpc) = gw.parent.as_deref() {
         if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
             if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
@@ -242,7 +276,8 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     let id = ids::new_id("vss");
     let mut s = SslVpnServer {
         name: id.clone(),
-        proto: "UDP".into(),
+        // The current SDK's default (the 2022 reference said UDP).
+        proto: "TCP".into(),
         port: 1194,
         cipher: "AES-128-CBC".into(),
         compress: false,
@@ -581,7 +616,16 @@ mod tests {
         assert_eq!(apply(&mut s.clone(), &params(&[("ClientIpPool", "192.0.0.0/8")])).unwrap_err().code, Code::IllegalClientIpPool);
         assert_eq!(apply(&mut s.clone(), &params(&[("EnableMultiFactorAuth", "true")])).unwrap_err().code, Code::MultiFactorAuthUnsupported);
         assert_eq!(apply(&mut s.clone(), &params(&[("Cipher", "AES-128-GCM")])).unwrap_err().code, Code::InvalidParameter);
-        assert_eq!(apply(&mut s.clone(), &params(&[("Name", "1bad")])).unwrap_err().code, Code::InvalidName);
+        assert_eq!(apply(&mut s.clone(), &params(&[("Name", "http://x")])).unwrap_err().code, Code::InvalidName);
+        assert_eq!(apply(&mut s.clone(), &params(&[("Name", &"n".repeat(101))])).unwrap_err().code, Code::InvalidName);
+        for bad in ["100.64.0.0/24", "127.0.0.0/24", "169.254.1.0/24", "224.0.0.0/24"] {
+            assert_eq!(apply(&mut s.clone(), &params(&[("ClientIpPool", bad)])).unwrap_err().code, Code::IllegalClientIpPool, "{bad}");
+        }
+        for bad in ["10.0.0.0/7", "127.0.0.0/8", "10.0.0.1/8", "0.0.0.0/0"] {
+            assert_eq!(apply(&mut s.clone(), &params(&[("LocalSubnet", bad)])).unwrap_err().code, Code::IllegalLocalSubnet, "{bad}");
+        }
+        assert!(check_pool_size("192.168.0.0/27", 5).is_ok() && check_pool_size("192.168.0.0/28", 5).is_err());
+        assert!(check_pool_size("192.168.0.0/20", 1000).is_ok() && check_pool_size("192.168.0.0/21", 1000).is_err());
         apply(&mut s, &params(&[("Proto", "tcp"), ("Cipher", "aes-256-cbc"), ("Port", "1195"), ("Compress", "true"), ("DnsServers", "10.0.0.53,10.0.0.54")])).unwrap();
         assert_eq!((s.proto.as_str(), s.cipher.as_str(), s.port, s.compress, s.dns_servers.len()), ("TCP", "AES-256-CBC", 1195, true, 2));
     }
