@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
-pub use crate::handlers::{key_context, log_line_time, SslClient, SslVpnClientCert, SslVpnServer};
+pub use crate::handlers::{SslClient, SslVpnClientCert, SslVpnServer};
 pub use crate::handlers::{CustomerGateway, HealthCheck, IpsecServer, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
+pub use crate::secrets::key_context;
 use crate::Service;
 
 /// Statuses of the API's negotiation field (`Status` of a connection and of each tunnel).

@@ -16,6 +16,11 @@ use rand::RngCore;
 /// The prefix of a sealed value (the format's version).
 const PREFIX: &str = "sealed:v1:";
 
+/// The sealing context of a private key: the record it belongs to and its field.
+pub fn key_context(id: &str, field: &str) -> String {
+    format!("{id}/{field}")
+}
+
 pub struct Sealer {
     key: Key,
 }

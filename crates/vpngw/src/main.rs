@@ -247,7 +247,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key_pem = std::fs::read_to_string(&key).with_context(|| format!("read {}", key.display()))?;
             let c = vpngw::cert::check(&cert_pem, &key_pem, &kind)?;
             println!("{} certificate {:?} ({}), valid until {}", c.certificate_type, c.subject, c.key_algorithm, chrono::DateTime::from_timestamp_millis(c.not_after_ms).map(|t| t.to_rfc3339()).unwrap_or_default());
-            let id = vpngw_service::handlers::import_certificate(store.as_ref(), acc.id, c).await?;
+            let sealer = cfg.service_config()?.sealer;
+            let id = vpngw_service::handlers::import_certificate(store.as_ref(), &sealer, acc.id, c).await?;
             println!("{id}");
         }
         Command::Bench(args) => vpngw::bench::run(args).await?,

@@ -27,8 +27,10 @@ pub struct Certificate {
 }
 
 /// Stores an imported certificate for an account; returns its CertificateId.
-pub async fn import_certificate(store: &dyn Store, account: i64, cert: Certificate) -> Result<String, StoreError> {
+/// Stores an imported certificate; its private key is sealed first ([`crate::secrets`]).
+pub async fn import_certificate(store: &dyn Store, sealer: &crate::secrets::Sealer, account: i64, mut cert: Certificate) -> Result<String, StoreError> {
     let id = ids::new_id("cert");
+    cert.key_pem = sealer.seal(&crate::secrets::key_context(&id, "key_pem"), &cert.key_pem);
     let rec = Record { kind: Kind::Certificate, id: id.clone(), account, region: String::new(), parent: None, status: "active".into(), created_ms: crate::now_ms(), doc: to_doc(&cert) };
     store.commit(vec![Mutation::Put(rec)]).await?;
     Ok(id)

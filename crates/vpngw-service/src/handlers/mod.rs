@@ -97,22 +97,6 @@ pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn steps_fall_due_in_order_even_with_no_delay() {
-        let zero = std::time::Duration::ZERO;
-        let due: Vec<i64> = super::schedule(vpngw_store::Kind::VpnGateway, "vpn-1", &[("status:provisioning", zero), ("status:active", zero), ("delete", zero)])
-            .into_iter()
-            .map(|m| match m {
-                vpngw_store::Mutation::PutTask(t) => t.due_ms,
-                _ => unreachable!("schedule only makes tasks"),
-            })
-            .collect();
-        assert!(due.windows(2).all(|w| w[0] < w[1]), "{due:?}");
-    }
-}
-
 /// A typed view of a record's document.
 pub(crate) fn doc<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
     T::deserialize(&r.doc).map_err(|e| {
@@ -129,5 +113,21 @@ pub(crate) fn obj(v: Value) -> crate::Body {
     match v {
         Value::Object(m) => m,
         _ => crate::Body::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn steps_fall_due_in_order_even_with_no_delay() {
+        let zero = std::time::Duration::ZERO;
+        let due: Vec<i64> = super::schedule(vpngw_store::Kind::VpnGateway, "vpn-1", &[("status:provisioning", zero), ("status:active", zero), ("delete", zero)])
+            .into_iter()
+            .map(|m| match m {
+                vpngw_store::Mutation::PutTask(t) => t.due_ms,
+                _ => unreachable!("schedule only makes tasks"),
+            })
+            .collect();
+        assert!(due.windows(2).all(|w| w[0] < w[1]), "{due:?}");
     }
 }

@@ -20,6 +20,7 @@ use super::vpn_connection::{overlaps, subnets};
 use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
+use crate::secrets::key_context;
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
@@ -69,11 +70,6 @@ impl SslVpnServer {
         let v = json!([self.client_ip_pool, self.local_subnet, self.proto, self.port, self.cipher, self.compress, self.dns_servers, self.internet_ip, self.ca_cert, self.server_cert, self.revoked]);
         hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
     }
-}
-
-/// The sealing context of a private key field.
-pub fn key_context(id: &str, field: &str) -> String {
-    format!("{id}/{field}")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1264,14 +1264,14 @@ mod tests {
         let mut b = a.clone();
         b.local_subnet = vec!["10.0.0.128/25".into()];
         b.remote_subnet = vec!["192.168.0.0/16".into()];
-        assert_eq!(check_against_siblings(&b, &[a.clone()]).unwrap_err().code, Code::SameVpnAndCgwTrafficSelectorOverlap);
+        assert_eq!(check_against_siblings(&b, std::slice::from_ref(&a)).unwrap_err().code, Code::SameVpnAndCgwTrafficSelectorOverlap);
         b.local_subnet = vec!["10.9.0.0/24".into()];
-        check_against_siblings(&b, &[a.clone()]).unwrap();
+        check_against_siblings(&b, std::slice::from_ref(&a)).unwrap();
         b.ike.psk = "different".into();
-        assert_eq!(check_against_siblings(&b, &[a.clone()]).unwrap_err().code, Code::SameVpnAndCgwDifferentIkeConfigs);
+        assert_eq!(check_against_siblings(&b, std::slice::from_ref(&a)).unwrap_err().code, Code::SameVpnAndCgwDifferentIkeConfigs);
         let mut other_cgw = b.clone();
         other_cgw.customer_gateway_id = "cgw-2".into();
-        check_against_siblings(&other_cgw, &[a.clone()]).unwrap();
+        check_against_siblings(&other_cgw, std::slice::from_ref(&a)).unwrap();
         let mut bgp_a = a.clone();
         bgp_a.bgp = BgpCfg { enable: true, local_asn: 1, tunnel_cidr: "169.254.1.0/30".into(), local_bgp_ip: "169.254.1.1".into() };
         assert_eq!(check_against_siblings(&other_cgw, &[bgp_a.clone()]).unwrap_err().code, Code::IllegalEnableBgp);
