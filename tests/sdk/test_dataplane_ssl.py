@@ -15,10 +15,10 @@ from lab import Lab, ping_until
 class Client:
     """`openvpn --config <ClientConfig>` in a site namespace."""
 
-    def __init__(self, lab, site, config):
+    def __init__(self, lab, site, config, n=0):
         self.ns = lab.site_ns(site)
-        self.path = os.path.join(lab.server.dir, f"{site}.ovpn")
-        self.log = os.path.join(lab.server.dir, f"{site}.openvpn.log")
+        self.path = os.path.join(lab.server.dir, f"{site}-{n}.ovpn")
+        self.log = os.path.join(lab.server.dir, f"{site}-{n}.openvpn.log")
         with open(self.path, "w") as f:
             f.write(config)
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "openvpn", "--config", self.path, "--log", self.log],
@@ -129,6 +129,113 @@ def test_an_openvpn_client_connects_from_its_profile_reaches_local_subnet_and_is
         assert refused, "the server refused the revoked certificate: " + "\n".join(all_logs(c, vss)[-15:])
         assert again.address("192.168.100.", timeout=3) is None and server_of(c, vss).connections == 0
         assert not any(" MANAGEMENT: " in line for line in all_logs(c, vss)), "vpngw's own requests are not the customer's log"
+    finally:
+        for cl in clients:
+            cl.stop()
+        lab.stop()
+
+
+def test_openvpn_survives_a_restart_of_vpngw_and_a_change_restarts_it():
+    lab = Lab(persist=True).start()
+    clients = []
+    try:
+        c = lab.c
+        gw = ssl_gateway(c)
+        vss = c.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.100.0/24", local_subnet="10.1.0.0/16")).body.ssl_vpn_server_id
+        wait_status(c, gw, "active", timeout=30)
+        cert = c.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
+        lab.site("desk", "203.0.113.161", "10.161.0.0/24")
+        cl = Client(lab, "desk", profile(c, cert))
+        clients.append(cl)
+        vip = cl.address("192.168.100.")
+        assert vip and ping_until(cl.ns, vip, "10.1.0.1")
+        pid_file = f"{lab.run_dir}/ssl/{vss}/openvpn.pid"
+        pid = int(open(pid_file).read())
+        since = wait_for(lambda: c.describe_ssl_vpn_clients(m.DescribeSslVpnClientsRequest(region_id=REGION, vpn_gateway_id=gw)).body.client_info_list)[0].connected_time
+        # vpngw goes away and comes back: the same OpenVPN keeps the same session.
+        lab.server.stop(signal.SIGKILL)
+        lab.start()
+        c = lab.c
+        time.sleep(2)
+        assert int(open(pid_file).read()) == pid, "the running OpenVPN was adopted"
+        after = wait_for(lambda: c.describe_ssl_vpn_clients(m.DescribeSslVpnClientsRequest(region_id=REGION, vpn_gateway_id=gw)).body.client_info_list)
+        assert [x.connected_time for x in after] == [since], "the client stayed connected"
+        assert ping_until(cl.ns, vip, "10.1.0.1", timeout=5)
+        # A changed setting restarts OpenVPN with it; the client reconnects by itself.
+        c.modify_ssl_vpn_server(m.ModifySslVpnServerRequest(region_id=REGION, ssl_vpn_server_id=vss, local_subnet="10.1.0.0/16,10.2.0.0/16"))
+        wait_status(c, gw, "active", timeout=30)
+        assert int(open(pid_file).read()) != pid
+        assert "push \"route 10.2.0.0 255.255.0.0\"" in open(f"{lab.run_dir}/ssl/{vss}/openvpn.conf").read()
+        # OpenVPN dies: the next pass starts it again.
+        pid = int(open(pid_file).read())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: int(open(pid_file).read()) != pid, timeout=10), "a dead OpenVPN is started again"
+    finally:
+        for cl in clients:
+            cl.stop()
+        lab.stop()
+        lab.down()
+
+
+ROAD_WARRIOR = """connections {{
+  rw {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {gw}
+    vips = 0.0.0.0
+    proposals = aes128-sha1-modp1024
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {gw}
+    }}
+    children {{
+      rw {{
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes128-sha1-modp1024
+        start_action = start
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-rw {{
+    id-gw = {gw}
+    secret = 0x{psk}
+  }}
+}}
+"""
+
+
+def test_ssl_and_ipsec_server_clients_share_the_gateways_ssl_connections():
+    lab = Lab().start()
+    clients = []
+    try:
+        c = lab.c
+        gw = ssl_gateway(c)  # SslConnections 5
+        c.create_ipsec_server(m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16", client_ip_pool="172.31.99.0/24", psk="shared-cap-1"))
+        wait_status(c, gw, "active", timeout=30)
+        vss = c.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.100.0/24", local_subnet="10.1.0.0/16")).body.ssl_vpn_server_id
+        wait_status(c, gw, "active", timeout=30)
+        gw_ip = c.describe_vpn_gateway(m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw)).body.internet_ip
+        # One IPsec road warrior first ...
+        lab.site("rw", "203.0.113.170", "10.170.0.0/24", config=ROAD_WARRIOR.format(me="203.0.113.170", gw=gw_ip, psk="shared-cap-1".encode().hex()))
+        ipsec_online = lambda: c.list_ipsec_servers(m.ListIpsecServersRequest(region_id=REGION, vpn_gateway_id=gw)).body.ipsec_servers[0].online_client_count
+        assert wait_for(lambda: ipsec_online() == 1, timeout=30)
+        # ... then five SSL-VPN clients: only four fit beside it.
+        lab.site("many", "203.0.113.171", "10.171.0.0/24")
+        for i in range(5):
+            cert = c.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
+            clients.append(Client(lab, "many", profile(c, cert), n=i))
+            if i < 4:
+                assert wait_for(lambda: server_of(c, vss).connections == i + 1, timeout=30), f"client {i + 1} connects: " + clients[-1].log_text()[-1500:] + "\n".join(all_logs(c, vss)[-10:])
+        time.sleep(3)
+        assert server_of(c, vss).connections == 4 and ipsec_online() == 1, "five in all, the gateway's SslConnections"
+        assert wait_for(lambda: clients[-1].proc.poll() is not None, timeout=10), "the newest client was turned away"
+        assert all(cl.proc.poll() is None for cl in clients[:4])
     finally:
         for cl in clients:
             cl.stop()

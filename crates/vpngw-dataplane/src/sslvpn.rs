@@ -196,7 +196,8 @@ impl SslPlane {
             Ok(text) => parse_status(&text.lines().map(str::to_string).collect::<Vec<_>>()),
             Err(_) => Vec::new(),
         };
-        clients.sort_by(|a, b| (a.connected_ms, &a.common_name).cmp(&(b.connected_ms, &b.common_name)));
+        // Oldest first (OpenVPN's client ids grow with each connection): the newest go first.
+        clients.sort_by_key(|c| (c.connected_ms, c.client_id));
         let mut keep = Vec::new();
         let mut refuse = Vec::new();
         for c in clients {
