@@ -86,6 +86,41 @@ class Lab:
             return int(f.read().strip())
 
 
+# An IPsec road warrior (IKEv2, PSK, a virtual IP from the server's pool) for an IPsec server
+# whose LocalSubnet is 10.1.0.0/16: format with me, gw and psk (hex).
+ROAD_WARRIOR = """connections {{
+  rw {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {gw}
+    vips = 0.0.0.0
+    proposals = aes128-sha1-modp1024
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {gw}
+    }}
+    children {{
+      rw {{
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes128-sha1-modp1024
+        start_action = start
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-rw {{
+    id-gw = {gw}
+    secret = 0x{psk}
+  }}
+}}
+"""
+
+
 def device_config(server, vco):
     """The customer side's strongSwan configuration, from DownloadVpnConnectionConfig (legacy SDK)."""
     req = LegacyDownload()

@@ -9,7 +9,7 @@ import time
 from alibabacloud_vpc20160428 import models as m
 
 from helpers import REGION, make_vpc, make_vsw, wait_status
-from lab import Lab, ping_until
+from lab import ROAD_WARRIOR, Lab, ping_until
 
 
 class Client:
@@ -175,39 +175,6 @@ def test_openvpn_survives_a_restart_of_vpngw_and_a_change_restarts_it():
             cl.stop()
         lab.stop()
         lab.down()
-
-
-ROAD_WARRIOR = """connections {{
-  rw {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {gw}
-    vips = 0.0.0.0
-    proposals = aes128-sha1-modp1024
-    local {{
-      auth = psk
-      id = {me}
-    }}
-    remote {{
-      auth = psk
-      id = {gw}
-    }}
-    children {{
-      rw {{
-        remote_ts = 10.1.0.0/16
-        esp_proposals = aes128-sha1-modp1024
-        start_action = start
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-rw {{
-    id-gw = {gw}
-    secret = 0x{psk}
-  }}
-}}
-"""
 
 
 def test_ssl_and_ipsec_server_clients_share_the_gateways_ssl_connections():

@@ -10,7 +10,7 @@ import pytest
 from alibabacloud_vpc20160428 import models as m
 
 from helpers import REGION, error, make_cgw, make_gateway, make_vpc, make_vsw, wait_status
-from lab import Lab, ping_until
+from lab import ROAD_WARRIOR, Lab, ping_until
 
 
 def server(c, gw, wait=True, **kw):
@@ -87,39 +87,6 @@ def test_ipsec_server_input_codes_and_paging(alice):
     assert {s.ipsec_server_id for s in page1.ipsec_servers + page2.ipsec_servers} == set(made)
     assert servers(alice, ipsec_server_name="paged-1").ipsec_servers[0].ipsec_server_id == made[1]
     assert error(alice.list_ipsec_servers, m.ListIpsecServersRequest(region_id=REGION, max_results=21)) == ("InvalidParameter", 400)
-
-
-ROAD_WARRIOR = """connections {{
-  rw {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {gw}
-    vips = 0.0.0.0
-    proposals = aes128-sha1-modp1024
-    local {{
-      auth = psk
-      id = {me}
-    }}
-    remote {{
-      auth = psk
-      id = {gw}
-    }}
-    children {{
-      rw {{
-        remote_ts = 10.1.0.0/16
-        esp_proposals = aes128-sha1-modp1024
-        start_action = start
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-rw {{
-    id-gw = {gw}
-    secret = 0x{psk}
-  }}
-}}
-"""
 
 
 def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet():

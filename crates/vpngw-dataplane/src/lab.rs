@@ -401,22 +401,9 @@ impl Lab {
         let conf = c.dir.join("strongswan.conf");
         std::fs::write(&conf, self.charon_conf(&c.dir))?;
         let _ = std::fs::remove_file(c.socket());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(c.dir.join("charon.out"))?;
-        let child = tokio::process::Command::new("ip")
-            .args(["netns", "exec", &c.ns])
-            .arg(&self.charon)
-            .env("STRONGSWAN_CONF", &conf)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a signal to vpngw's group does not reach it.
-            .process_group(0)
-            .spawn()
-            .context("start charon")?;
-        let pid = child.id().context("charon has no pid")?;
-        std::fs::write(c.pid_file(), pid.to_string())?;
-        // The child is reaped by tokio's orphan reaper once dropped; liveness is read from /proc.
-        drop(child);
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &c.ns]).arg(&self.charon).env("STRONGSWAN_CONF", &conf);
+        let pid = spawn_detached(cmd, &c.dir.join("charon.out"), &c.pid_file()).context("start charon")?;
         if !wait_socket(&c.socket(), Duration::from_secs(10)).await {
             bail!("charon in {} did not open its VICI socket; see {}", c.ns, c.dir.join("charon.out").display());
         }
@@ -518,7 +505,19 @@ impl Lab {
     }
 }
 
-async fn kill_pid_file(path: &Path) {
+/// Starts a daemon that outlives vpngw: in its own process group (a signal to vpngw's group
+/// does not reach it), output appended to `out`, its pid written to `pid_file`. The child is
+/// reaped by tokio's orphan reaper once dropped; liveness is read from /proc ([`alive`]).
+pub fn spawn_detached(mut cmd: tokio::process::Command, out: &Path, pid_file: &Path) -> Result<u32> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(out).with_context(|| format!("open {}", out.display()))?;
+    let child = cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0).spawn()?;
+    let pid = child.id().context("the process has no pid")?;
+    std::fs::write(pid_file, pid.to_string())?;
+    Ok(pid)
+}
+
+/// Stops the process a pid file names (TERM, then KILL after 2 s) and removes the file.
+pub async fn kill_pid_file(path: &Path) {
     if let Some(pid) = read_pid(path).filter(|p| alive(*p)) {
         let _ = run("kill", &["-TERM", &pid.to_string()]).await;
         for _ in 0..40 {

@@ -29,7 +29,7 @@ use vpngw_service::openvpn::{server_config, ServerSetup};
 use vpngw_service::pki;
 use vpngw_service::Service;
 
-use crate::lab::alive;
+use crate::lab::{alive, kill_pid_file, spawn_detached};
 
 /// The log is copied aside (`openvpn.log.1`) and truncated past this size.
 const LOG_ROTATE_BYTES: u64 = 4 << 20;
@@ -225,7 +225,6 @@ impl SslPlane {
     }
 
     async fn start(&self, dir: &Path, netns: Option<&str>) -> Result<()> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("openvpn.out"))?;
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = tokio::process::Command::new("ip");
@@ -235,23 +234,11 @@ impl SslPlane {
             None => tokio::process::Command::new(&self.openvpn),
         };
         let _ = std::fs::remove_file(dir.join("mgmt.sock"));
-        let child = cmd
-            .arg("--config")
-            .arg(dir.join("openvpn.conf"))
-            .arg("--log-append")
-            .arg(dir.join("openvpn.log"))
-            // Log lines carry UTC times, which DescribeVpnSslServerLogs filters on.
-            .env("TZ", "UTC")
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            // Its own process group: it outlives vpngw (clients stay connected over a restart).
-            .process_group(0)
-            .spawn()
-            .context("start openvpn")?;
-        let pid = child.id().context("openvpn has no pid")?;
-        std::fs::write(dir.join("openvpn.pid"), pid.to_string())?;
-        drop(child);
+        cmd.arg("--config").arg(dir.join("openvpn.conf")).arg("--log-append").arg(dir.join("openvpn.log"));
+        // Log lines carry UTC times, which DescribeVpnSslServerLogs filters on.
+        cmd.env("TZ", "UTC");
+        // Detached: it outlives vpngw, so clients stay connected over a restart.
+        let pid = spawn_detached(cmd, &dir.join("openvpn.out"), &dir.join("openvpn.pid")).context("start openvpn")?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if !alive(pid) {
@@ -289,20 +276,7 @@ fn rotate_log(path: &Path) {
 
 /// Stops the OpenVPN of a server directory, if one runs.
 pub async fn stop(dir: &Path) {
-    let pid_file = dir.join("openvpn.pid");
-    if let Some(pid) = read_pid(&pid_file).filter(|p| alive(*p)) {
-        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        for _ in 0..60 {
-            if !alive(pid) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if alive(pid) {
-            let _ = tokio::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
-        }
-    }
-    let _ = std::fs::remove_file(pid_file);
+    kill_pid_file(&dir.join("openvpn.pid")).await;
 }
 
 /// Stops every OpenVPN under `root` (lab teardown).

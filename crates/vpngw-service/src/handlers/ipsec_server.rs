@@ -12,7 +12,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
-use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
+use super::vpn_gateway::{check_client_pool, ensure_writable, gateway_busy, ssl_connections, VpnGateway};
 use super::{default_resource_group, doc, iso_time, load, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -99,23 +99,6 @@ fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The client pool must overlap neither the VPC nor the gateway's SSL-VPN client pool.
-async fn check_pool_outside_vpc(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
-    if let Some(vpc) = gw.parent.as_deref() {
-        if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
-            if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
-                return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-            }
-        }
-    }
-    for s in super::ssl_vpn::servers_of(req, &gw.id).await? {
-        if s.doc.get("client_ip_pool").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
-            return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-        }
-    }
-    Ok(())
-}
-
 /// The client pool must not overlap the routes of the VPC's gateways.
 async fn check_pool_outside_routes(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
     for g in super::vpn_route::vpc_gateways(req, gw.parent.as_deref()).await? {
@@ -176,7 +159,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
         online_client_count: 0,
     };
     apply(&mut s, &p)?;
-    check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::SslVpnServer).await?;
     check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
     req.dry_run()?;
     let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
@@ -202,7 +185,7 @@ pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let (mut rec, before, gw_rec) = writable_server(req).await?;
     let mut s = before.clone();
     apply(&mut s, &p)?;
-    check_pool_outside_vpc(req, &gw_rec, &s.client_ip_pool).await?;
+    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::SslVpnServer).await?;
     check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
     req.dry_run()?;
     if s == before {
@@ -256,9 +239,7 @@ pub async fn list_ipsec_servers(req: &mut Req<'_>) -> HandlerResult {
     let mut items = Vec::new();
     for rec in &page.items {
         let s: IpsecServer = doc(rec)?;
-        let gw = req.store().get(Kind::VpnGateway, &req.scope, rec.parent.as_deref().unwrap_or_default()).await.map_err(store_error)?;
-        let max_conn = gw.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0);
-        items.push(server_json(req, rec, &s, max_conn));
+        items.push(server_json(req, rec, &s, ssl_connections(req, rec.parent.as_deref()).await?));
     }
     let next_token = validate::next_token(offset, page.items.len(), page.total);
     Ok(obj(json!({"IpsecServers": items, "TotalCount": page.total, "MaxResults": max, "NextToken": next_token})))

@@ -17,7 +17,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{overlaps, subnets};
-use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
+use super::vpn_gateway::{check_client_pool, ensure_writable, gateway_busy, ssl_connections, VpnGateway};
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
@@ -220,23 +220,11 @@ fn apply(s: &mut SslVpnServer, p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The client pool must overlap neither the VPC, the gateway's IPsec-server pool, nor a route
-/// of the VPC's gateways.
+/// The client pool must be large enough, and overlap neither the VPC, the gateway's
+/// IPsec-server pool, nor a route of the VPC's gateways.
 async fn check_pool(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
     check_pool_size(pool, doc::<VpnGateway>(gw)?.ssl_connections)?;
-    if let Some(vpc) = gw.parent.as_deref() {
-        if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
-            if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
-                return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-            }
-        }
-    }
-    let q = ListQuery { parent: Some(gw.id.clone()), limit: 10, ..Default::default() };
-    for s in req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?.items {
-        if s.doc.get("client_ip_pool").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
-            return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-        }
-    }
+    check_client_pool(req, gw, pool, Kind::IpsecServer).await?;
     for g in super::vpn_route::vpc_gateways(req, gw.parent.as_deref()).await? {
         for (_, r) in super::vpn_route::gateway_routes(req, &g.id).await? {
             if overlaps(&r.route_dest, pool) {
@@ -370,8 +358,7 @@ pub async fn describe_ssl_vpn_servers(req: &mut Req<'_>) -> HandlerResult {
     let mut items = Vec::new();
     for rec in &page.items {
         let s: SslVpnServer = doc(rec)?;
-        let gw = req.store().get(Kind::VpnGateway, &req.scope, rec.parent.as_deref().unwrap_or_default()).await.map_err(store_error)?;
-        let max = gw.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0);
+        let max = ssl_connections(req, rec.parent.as_deref()).await?;
         let connections = req.svc.dataplane().map(|d| d.ssl_clients(&rec.id).len()).unwrap_or(0);
         items.push(server_json(req, rec, &s, max, connections));
     }

@@ -74,6 +74,30 @@ pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiEr
     Ok(())
 }
 
+/// The SslConnections of a gateway of the caller's (0 if it is gone): the MaxConnections of its
+/// IPsec and SSL-VPN servers.
+pub(crate) async fn ssl_connections(req: &crate::Req<'_>, gw: Option<&str>) -> Result<u32, ApiError> {
+    let rec = req.store().get(Kind::VpnGateway, &req.scope, gw.unwrap_or_default()).await.map_err(crate::store_error)?;
+    Ok(rec.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0))
+}
+
+/// A client pool (of an IPsec or SSL-VPN server of `gw`) must overlap neither the gateway's
+/// VPC nor the gateway's other client pool (the server of `other` kind).
+pub(crate) async fn check_client_pool(req: &crate::Req<'_>, gw: &Record, pool: &str, other: Kind) -> Result<(), ApiError> {
+    use super::vpn_connection::overlaps;
+    let pool_of = |r: &Record| r.doc.get(if r.kind == Kind::Vpc { "cidr_block" } else { "client_ip_pool" }).and_then(serde_json::Value::as_str).map(str::to_string);
+    let mut taken = Vec::new();
+    if let Some(vpc) = gw.parent.as_deref() {
+        taken.extend(req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(crate::store_error)?);
+    }
+    let q = vpngw_store::ListQuery { parent: Some(gw.id.clone()), limit: 10, ..Default::default() };
+    taken.extend(req.store().list(other, &req.scope, &q).await.map_err(crate::store_error)?.items);
+    if taken.iter().filter_map(pool_of).any(|c| overlaps(&c, pool)) {
+        return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
+    }
+    Ok(())
+}
+
 /// A change the data plane must apply: the gateway goes to `updating` until it has.
 pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutation> {
     rec.status = "updating".into();
