@@ -132,7 +132,9 @@ def device_config(server, vco):
 
 
 def ping(ns, src, dst, count=1, wait=2):
-    out = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(count), "-W", str(wait), "-I", src, dst], capture_output=True, text=True)
+    """Pings dst from ns (from address src, or from what the route picks when src is None)."""
+    source = ["-I", src] if src else []
+    out = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(count), "-W", str(wait), *source, dst], capture_output=True, text=True)
     return out.returncode == 0
 
 

@@ -122,3 +122,36 @@ def test_host_mode_drives_the_operators_charon(host):
     # vpngw stopped: the operator's charon and its tunnel are untouched.
     out = subprocess.run(["swanctl", "--list-sas", "--uri", f"unix://{host.gw_sock}"], capture_output=True, text=True).stdout
     assert "ESTABLISHED" in out
+
+
+def test_host_mode_runs_openvpn_where_charon_is(host):
+    run_dir = os.path.join(host.dir, "run")
+    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\nrun_dir = "{run_dir}"\nreconcile_interval_ms = 500\n')
+    server.start()
+    client = None
+    try:
+        c = server.tea()
+        vpc = make_vpc(c)
+        vsw = make_vsw(c, vpc, "10.1.0.0/16")
+        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", enable_ssl=True)).body.vpn_gateway_id
+        wait_status(c, gw, "active")
+        vss = c.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.100.0/24", local_subnet="10.1.0.0/16", proto="TCP", port=1443)).body.ssl_vpn_server_id
+        wait_status(c, gw, "active", timeout=30)
+        cert = c.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
+        profile = c.describe_ssl_vpn_client_cert(m.DescribeSslVpnClientCertRequest(region_id=REGION, ssl_vpn_client_cert_id=cert)).body.client_config
+        path = os.path.join(host.dir, "client.ovpn")
+        with open(path, "w") as f:
+            f.write(profile)
+        client = subprocess.Popen(["ip", "netns", "exec", host.peer, "openvpn", "--config", path, "--log", os.path.join(host.dir, "client.log")])
+        assert ping_until(host.peer, None, "10.1.0.1", timeout=30), "the client reaches LocalSubnet over TCP"
+        deadline = time.time() + 10
+        while time.time() < deadline and c.describe_ssl_vpn_servers(m.DescribeSslVpnServersRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_servers.ssl_vpn_server[0].connections != 1:
+            time.sleep(0.1)
+        assert c.describe_ssl_vpn_servers(m.DescribeSslVpnServersRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_servers.ssl_vpn_server[0].connections == 1
+        assert os.path.exists(os.path.join(run_dir, "ssl", vss, "openvpn.pid"))
+    finally:
+        if client:
+            client.terminate()
+            client.wait(timeout=10)
+        server.stop()
+    assert not os.path.exists(os.path.join(run_dir, "ssl", vss, "openvpn.pid")), "without persist, vpngw stops its OpenVPN servers"

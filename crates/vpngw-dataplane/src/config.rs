@@ -26,8 +26,9 @@ pub struct DataPlaneConfig {
     pub netns: Option<String>,
     /// Lab mode: the prefix of every namespace the lab creates (several labs can coexist).
     pub lab_name: String,
-    /// Lab mode: where charon configs, sockets, pid files and logs live (short: Unix socket
-    /// paths are limited to 107 bytes). Default `/run/vpngw/<lab_name>`.
+    /// Where charon configs (lab mode), OpenVPN servers (`ssl/<id>/`, both modes), sockets,
+    /// pid files and logs live (short: Unix socket paths are limited to 107 bytes). Default
+    /// `/run/vpngw/<lab_name>`; one directory per vpngw instance.
     pub run_dir: Option<PathBuf>,
     /// Lab mode: the charon binary (it must read `STRONGSWAN_CONF`).
     pub charon: PathBuf,
@@ -36,7 +37,8 @@ pub struct DataPlaneConfig {
     /// Lab mode: `libipsec` (userspace ESP over TUN, for kernels without XFRM) or `netlink`
     /// (the kernel's IPsec). A configuration choice, not a code fork: only the plugin list differs.
     pub kernel_ipsec: String,
-    /// Lab mode: keep namespaces and charons when vpngw stops (so a restart keeps tunnels up).
+    /// Keep what vpngw started when it stops: in lab mode the namespaces and charons, in both
+    /// modes the OpenVPN servers (so a restart keeps tunnels and SSL-VPN clients up).
     pub persist: bool,
     /// How often the reconciler runs when nothing wakes it, in milliseconds.
     pub reconcile_interval_ms: u64,

@@ -180,7 +180,7 @@ impl Reconciler {
         for (_, l) in self.listeners.lock().await.drain() {
             l.abort();
         }
-        if self.lab.as_ref().is_none_or(|l| !l.persist) {
+        if !self.cfg.persist {
             sslvpn::stop_all(&self.cfg.run_dir().join("ssl")).await;
         }
         if let Some(lab) = &self.lab {
