@@ -8,6 +8,9 @@
 //!    reconciler reloads and initiates them all), beside `swanctl --load-all` of the same N on a
 //!    fresh charon.
 //! 4. VICI calls that one change costs among 10 and among N connections.
+//! 5. SSL-VPN: CreateSslVpnServer → the gateway is active again (its OpenVPN serving), beside
+//!    starting bare `openvpn` with the same configuration; client certificates issued through
+//!    the API per second; a client's profile → its tunnel address.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -106,8 +109,12 @@ impl Bench {
     }
 
     async fn wait_gateway_active(&self) -> Result<()> {
+        self.wait_active(&self.gw).await
+    }
+
+    async fn wait_active(&self, gw: &str) -> Result<()> {
         for _ in 0..6000 {
-            if self.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", &self.gw)]).await?["Status"] == "active" {
+            if self.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", gw)]).await?["Status"] == "active" {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -325,11 +332,85 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
     rows.push(("VICI calls for one change among 10 connections".into(), calls_10.to_string(), "-".into(), "constant".into()));
     rows.push((format!("VICI calls for one change among {n} connections"), calls_n.to_string(), "-".into(), "constant".into()));
 
-    println!("| scenario | vpngw | bare strongSwan | result |\n|---|---|---|---|");
+    rows.extend(ssl_rows(&b, args, &vpc, &vsw).await.context("the SSL-VPN part")?);
+
+    println!("| scenario | vpngw | bare strongSwan / OpenVPN | result |\n|---|---|---|---|");
     for (a, o, r, x) in rows {
         println!("| {a} | {o} | {r} | {x} |");
     }
     Ok(())
+}
+
+type Row = (String, String, String, String);
+
+/// 5. SSL-VPN on a second gateway of the same VPC.
+async fn ssl_rows(b: &Bench, args: &DataPlaneBenchArgs, vpc: &str, vsw: &str) -> Result<Vec<Row>> {
+    let gw = b.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", vpc), ("VSwitchId", vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY"), ("EnableSsl", "true"), ("SslConnections", "50")]).await?["VpnGatewayId"].as_str().unwrap_or_default().to_string();
+    b.wait_active(&gw).await?;
+    let create = [("RegionId", R), ("VpnGatewayId", gw.as_str()), ("ClientIpPool", "192.168.128.0/20"), ("LocalSubnet", "10.1.0.0/16"), ("Proto", "UDP")];
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    let mut vss = String::new();
+    for s in 0..args.samples.max(1) {
+        if !vss.is_empty() {
+            b.call("DeleteSslVpnServer", &[("RegionId", R), ("SslVpnServerId", &vss)]).await?;
+            b.wait_active(&gw).await?;
+        }
+        let t0 = Instant::now();
+        vss = b.call("CreateSslVpnServer", &create).await?["SslVpnServerId"].as_str().unwrap_or_default().to_string();
+        b.wait_active(&gw).await?;
+        ours.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Bare: the same configuration, another port and directory, started by hand.
+        let dir = b.lab.run_dir.join("ssl").join(&vss);
+        let scratch = b.dir.join(format!("bare-openvpn-{s}"));
+        std::fs::create_dir_all(&scratch)?;
+        for f in ["ca.crt", "server.crt", "server.key", "crl.pem"] {
+            std::fs::copy(dir.join(f), scratch.join(f))?;
+        }
+        let conf = std::fs::read_to_string(dir.join("openvpn.conf"))?.replace(&dir.display().to_string(), &scratch.display().to_string()).replace("port 1194", "port 11940").replace("dev vss", "dev bvs");
+        std::fs::write(scratch.join("openvpn.conf"), conf)?;
+        let ns = b.lab.gateway_ns(&gw);
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new("ip").args(["netns", "exec", &ns, "openvpn", "--config"]).arg(scratch.join("openvpn.conf")).arg("--log").arg(scratch.join("log")).spawn()?;
+        if !vpngw_dataplane::lab::wait_socket(&scratch.join("mgmt.sock"), Duration::from_secs(10)).await {
+            bail!("bare openvpn did not start: see {}", scratch.join("log").display());
+        }
+        bare.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill().await;
+    }
+    let (o, r) = (median(ours), median(bare));
+    let mut rows = vec![("CreateSslVpnServer → gateway active, OpenVPN serving (median ms)".to_string(), format!("{o:.1}"), format!("{r:.1}"), format!("{:+.1} ms (CA, server certificate, render, start)", o - r))];
+
+    let n = 50;
+    let t0 = Instant::now();
+    let mut certs = Vec::new();
+    for _ in 0..n {
+        certs.push(b.call("CreateSslVpnClientCert", &[("RegionId", R), ("SslVpnServerId", &vss)]).await?["SslVpnClientCertId"].as_str().unwrap_or_default().to_string());
+    }
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    rows.push((format!("CreateSslVpnClientCert, {n} in a row (per second)"), format!("{rate:.0}"), "-".into(), "key pair, signature, sealed key, durable commit".into()));
+
+    let site = "sslclient";
+    b.lab.create_site(site, &[Ipv4Addr::new(198, 18, 0, 10)], &[]).await?;
+    let profile = b.call("DescribeSslVpnClientCert", &[("RegionId", R), ("SslVpnClientCertId", &certs[0])]).await?["ClientConfig"].as_str().unwrap_or_default().to_string();
+    let path = b.dir.join("client.ovpn");
+    std::fs::write(&path, profile)?;
+    let ns = b.lab.site_ns(site);
+    let t0 = Instant::now();
+    let mut client = tokio::process::Command::new("ip").args(["netns", "exec", &ns, "openvpn", "--config"]).arg(&path).arg("--log").arg(b.dir.join("client.log")).spawn()?;
+    let mut connected = None;
+    while t0.elapsed() < Duration::from_secs(30) {
+        let out = tokio::process::Command::new("ip").args(["-n", &ns, "-4", "-o", "addr"]).output().await?;
+        if String::from_utf8_lossy(&out.stdout).contains("inet 192.168.1") {
+            connected = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = client.kill().await;
+    let connected = connected.context("the client never got a tunnel address")?;
+    rows.push(("a client's ClientConfig → tunnel address (ms)".into(), format!("{:.0}", connected.as_secs_f64() * 1000.0), "-".into(), "OpenVPN's own TLS handshake and push".into()));
+    b.lab.delete_site(site).await?;
+    Ok(rows)
 }
 
 /// VICI calls from a negotiable change (the IKE lifetime) of one connection until its gateway
