@@ -7,7 +7,10 @@
 //! report back through [`dataplane`].
 //!
 //! Writes are serialized by one lock (`Service::write_lock`), so a handler's checks and its
-//! commit see the same state; reads run beside them.
+//! commit see the same state; reads run beside them. A write's changes are staged into the
+//! store's open batch under the lock (the next writer's checks see them); the lock is released
+//! before the fsync, and the write answers once its batch is durable. Writers that queue
+//! during one fsync share the next (group commit); the last writer of a burst commits it.
 
 use std::sync::Arc;
 
@@ -50,6 +53,24 @@ pub struct Service {
     converged: std::sync::OnceLock<Arc<dyn dataplane::PlaneView>>,
     /// When each lifecycle step first waited for the data plane (by task id; the engine's).
     pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Writers waiting for the write lock: the last of a burst commits the batch.
+    queued: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a writer as queued until it holds the lock (or gives up).
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Queued(n)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What a handler gets: the service, the caller's scope, the parameters (common ones removed),
@@ -61,6 +82,9 @@ pub struct Req<'a> {
     pub params: Params,
     pub request_id: String,
     idem: Option<IdemEntry>,
+    /// What this request staged (it answers once that is durable), and whether it scheduled
+    /// lifecycle tasks.
+    staged: std::sync::Mutex<Option<(vpngw_store::Durable, bool)>>,
 }
 
 pub type Body = Map<String, Value>;
@@ -72,7 +96,8 @@ impl Req<'_> {
     }
 
     /// Commits the mutations together with the ClientToken's record of this response, so a
-    /// crash can never leave one without the other.
+    /// crash can never leave one without the other. They are staged now (the next writer sees
+    /// them); the request answers once they are durable ([`Service::dispatch`] waits).
     pub async fn commit(&self, mut mutations: Vec<Mutation>, body: Body) -> HandlerResult {
         if let Some(idem) = &self.idem {
             let mut e = idem.clone();
@@ -83,11 +108,8 @@ impl Req<'_> {
             return Ok(body);
         }
         let scheduled = mutations.iter().any(|m| matches!(m, Mutation::PutTask(_)));
-        self.store().commit(mutations).await.map_err(store_error)?;
-        if scheduled {
-            self.svc.tasks_changed.notify_one();
-        }
-        self.svc.intent_changed.notify_one();
+        let durable = self.store().stage(mutations).await.map_err(store_error)?;
+        *self.staged.lock().unwrap_or_else(|e| e.into_inner()) = Some((durable, scheduled));
         Ok(body)
     }
 
@@ -128,7 +150,16 @@ vpngw_api::for_each_action!(make_dispatch);
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Arc<Self> {
-        Arc::new(Service { store, config, write_lock: Mutex::new(()), tasks_changed: Notify::new(), intent_changed: Notify::new(), converged: Default::default(), waiting: Default::default() })
+        Arc::new(Service {
+            store,
+            config,
+            write_lock: Mutex::new(()),
+            tasks_changed: Notify::new(),
+            intent_changed: Notify::new(),
+            converged: Default::default(),
+            waiting: Default::default(),
+            queued: Default::default(),
+        })
     }
 
     /// Authorizes and runs one action for an authenticated principal. `params` holds the
@@ -150,12 +181,44 @@ impl Service {
             None => self.config.regions.first().map(|r| r.id.clone()).unwrap_or_default(),
         };
         let scope = Scope { account: principal.account, region };
-        let mut req = Req { svc: self, action, scope, params, request_id: request_id.to_string(), idem: None };
+        let mut req = Req { svc: self, action, scope, params, request_id: request_id.to_string(), idem: None, staged: Default::default() };
         if action.access == Access::Read {
             return call_handler(&mut req).await;
         }
 
-        let _guard = self.write_lock.lock().await;
+        let queued = Queued::new(&self.queued);
+        let guard = self.write_lock.lock().await;
+        drop(queued);
+        let (result, wait) = vpngw_store::write_scope(async {
+            let result = self.write(&mut req, principal).await;
+            let staged = req.staged.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let wait = match staged {
+                Some((d, scheduled)) => Ok((d, Some(scheduled))),
+                // Nothing staged: the answer may still rest on what others staged and it read.
+                None => self.store.staged().await.map(|d| (d, None)),
+            };
+            (result, wait)
+        })
+        .await;
+        drop(guard);
+        let (durable, committed) = wait.map_err(store_error)?;
+        // The last writer of a burst commits the batch; the others ride along.
+        if self.queued.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            self.store.flush().await.map_err(store_error)?;
+        }
+        self.store.durable(durable).await.map_err(store_error)?;
+        if let Some(scheduled) = committed {
+            if scheduled {
+                self.tasks_changed.notify_one();
+            }
+            self.intent_changed.notify_one();
+        }
+        result
+    }
+
+    /// A write action under the write lock: ClientToken, then the handler.
+    async fn write(&self, req: &mut Req<'_>, principal: &Principal) -> HandlerResult {
+        let action = req.action;
         if let Some(token) = req.params.opt("ClientToken").map(str::to_string) {
             if token.len() > 64 || !token.is_ascii() {
                 return Err(ApiError::invalid("ClientToken"));
@@ -169,7 +232,7 @@ impl Service {
             }
             req.idem = Some(IdemEntry { account: principal.account, action: action.name.to_string(), token, digest, response: String::new(), created_ms: now_ms() });
         }
-        call_handler(&mut req).await
+        call_handler(req).await
     }
 
     /// Connects the data plane: from now on `updating` ends only when it has applied a change.
@@ -181,10 +244,12 @@ impl Service {
         self.converged.get()
     }
 
-    /// Runs `f` under the write lock: for the task engine and operator commands.
+    /// Runs `f` under the write lock, as a write scope (its reads see staged writes; its
+    /// [`Store::commit`]s wait until durable): for the task engine, observations and operator
+    /// commands.
     pub async fn with_write_lock<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         let _guard = self.write_lock.lock().await;
-        f.await
+        vpngw_store::write_scope(f).await
     }
 }
 

@@ -169,6 +169,95 @@ pub enum Mutation {
     ClaimAddress { ip: String, owner: String },
 }
 
+/// How a batch of staged writes ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Durable,
+    Failed(String),
+}
+
+/// A staged write's promise: [`Durable::wait`] returns once its batch is on disk.
+pub struct Durable(pub(crate) Option<tokio::sync::watch::Receiver<Outcome>>);
+
+impl Durable {
+    /// Nothing to wait for.
+    pub fn ready() -> Durable {
+        Durable(None)
+    }
+
+    pub async fn wait(&mut self) -> Result<()> {
+        let Some(rx) = self.0.as_mut() else { return Ok(()) };
+        loop {
+            match &*rx.borrow_and_update() {
+                Outcome::Durable => return Ok(()),
+                Outcome::Failed(e) => return Err(StoreError::Other(format!("the commit failed: {e}"))),
+                Outcome::Pending => {}
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    Outcome::Durable => Ok(()),
+                    other => Err(StoreError::Other(format!("the batch ended without committing: {other:?}"))),
+                };
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Set while a request holds the service's write lock: its reads see staged writes. Holds
+    /// the batch it first read from (0 until it reads).
+    static WRITE_SCOPE: std::cell::Cell<u64>;
+}
+
+/// Runs `f` as a write scope (under the service's write lock): its reads see what earlier
+/// writers staged but have not yet made durable.
+pub async fn write_scope<F: std::future::Future>(f: F) -> F::Output {
+    WRITE_SCOPE.scope(std::cell::Cell::new(0), f).await
+}
+
+pub(crate) fn in_write_scope() -> bool {
+    WRITE_SCOPE.try_with(|_| ()).is_ok()
+}
+
+/// The batch the current write scope first read from, recording `current` if it had none
+/// (0 outside a scope).
+pub(crate) fn scope_batch(current: u64) -> u64 {
+    WRITE_SCOPE
+        .try_with(|c| {
+            if c.get() == 0 {
+                c.set(current);
+            }
+            c.get()
+        })
+        .unwrap_or(0)
+}
+
+pub(crate) fn current_scope() -> Option<u64> {
+    WRITE_SCOPE.try_with(|c| c.get()).ok()
+}
+
+/// Runs `f` (on another thread) in a copy of the scope, and brings what it recorded back.
+pub(crate) fn with_scope<T>(scope: Option<u64>, f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    match scope {
+        Some(v) => WRITE_SCOPE.sync_scope(std::cell::Cell::new(v), || {
+            let out = f();
+            (out, current_scope())
+        }),
+        None => (f(), None),
+    }
+}
+
+pub(crate) fn restore_scope(v: Option<u64>) {
+    if let Some(v) = v {
+        let _ = WRITE_SCOPE.try_with(|c| {
+            if c.get() == 0 {
+                c.set(v)
+            }
+        });
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("conflict: {0}")]
@@ -215,8 +304,29 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<i64>>;
     async fn tasks_of(&self, resource_id: &str) -> Result<Vec<Task>>;
     async fn claimed_addresses(&self) -> Result<Vec<String>>;
-    /// Applies all mutations in one durable transaction.
-    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()>;
+    /// Applies all mutations, all or nothing, and returns once they are durable.
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()> {
+        let d = self.stage(mutations).await?;
+        self.flush().await?;
+        self.durable(d).await
+    }
+    /// Stages the mutations, all or nothing, into the open batch: reads in a write scope see
+    /// them at once, other reads once the batch is durable. The answer says when it is.
+    async fn stage(&self, mutations: Vec<Mutation>) -> Result<Durable>;
+    /// Commits the open batch, if any, in one durable transaction (group commit).
+    async fn flush(&self) -> Result<()>;
+    /// What a write scope must wait for before it answers: the open batch it may have read.
+    async fn staged(&self) -> Result<Durable>;
+    /// Waits until `d` is durable; commits the open batch itself if nobody has within a
+    /// moment (so no writer waits on another that went away).
+    async fn durable(&self, mut d: Durable) -> Result<()> {
+        loop {
+            tokio::select! {
+                r = d.wait() => return r,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => self.flush().await?,
+            }
+        }
+    }
 
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;

@@ -2,7 +2,15 @@
 //! commit is on disk before it is acknowledged), migrations numbered by `PRAGMA user_version`.
 //!
 //! One writer connection and a few reader connections (WAL lets readers run beside the
-//! writer). Writes (which wait for fsync) run on tokio's blocking pool; reads run inline.
+//! writer). Reads run inline.
+//!
+//! **Group commit.** Writes are staged into a batch (one open transaction on the writer, a
+//! savepoint per staged write, so a failing one leaves the others) and the batch is committed
+//! with one fsync by [`Store::flush`]; every writer waits for its batch to be durable before it
+//! answers (same durability as a commit per write). Reads made in a write scope
+//! ([`crate::write_scope`]) go to the writer and so see what is staged; all other reads see
+//! only what is durable. A write scope that read a batch which then failed to commit cannot
+//! stage: it would build on rows that never happened.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -107,9 +115,78 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+}
+
+/// The writer connection and its open batch.
+struct Writer {
+    conn: Connection,
+    /// A transaction is open (something is staged).
+    open: bool,
+    /// The batch being staged: its number and its outcome's channel.
+    batch: u64,
+    outcome: tokio::sync::watch::Sender<Outcome>,
+    /// The number of the last batch whose commit failed (0: none).
+    last_failed: u64,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Writer {
+        Writer { conn, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0 }
+    }
+
+    /// A write scope remembers the first batch it read from; it may stage only if no batch
+    /// since has failed.
+    fn check_scope(&self) -> Result<()> {
+        let first = crate::scope_batch(self.batch);
+        if first != 0 && self.last_failed >= first {
+            return Err(StoreError::Conflict("a write this request read from failed to commit; retry".into()));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside the open batch under a savepoint: all of it or none of it is staged.
+    fn stage<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(T, Durable)> {
+        self.check_scope()?;
+        if !self.open {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(other)?;
+            self.open = true;
+        }
+        self.conn.execute_batch("SAVEPOINT staged").map_err(other)?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE staged").map_err(other)?;
+                Ok((v, Durable(Some(self.outcome.subscribe()))))
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO staged; RELEASE staged");
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the open batch (one fsync) and tells its writers how it went.
+    fn flush(&mut self) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        let r = self.conn.execute_batch("COMMIT");
+        let outcome = match &r {
+            Ok(()) => Outcome::Durable,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.last_failed = self.batch;
+                Outcome::Failed(e.to_string())
+            }
+        };
+        self.open = false;
+        self.batch += 1;
+        let done = std::mem::replace(&mut self.outcome, tokio::sync::watch::channel(Outcome::Pending).0);
+        done.send_replace(outcome);
+        r.map_err(other)
+    }
 }
 
 fn other<E: std::fmt::Display>(e: E) -> StoreError {
@@ -128,27 +205,31 @@ impl SqliteStore {
             configure(&r)?;
             readers.push(Mutex::new(r));
         }
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(writer)), readers, next: AtomicUsize::new(0) }) })
     }
 
     /// A private in-memory database (one connection), for tests.
     pub fn memory() -> Result<Self> {
         let c = Connection::open_in_memory().map_err(other)?;
         migrate(&c)?;
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(c), readers: Vec::new(), next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(c)), readers: Vec::new(), next: AtomicUsize::new(0) }) })
     }
 
     /// Reads run inline on the calling task: a point read or a page of an index takes
-    /// microseconds, far less than a hop to the blocking pool (measured: BENCHMARKS.md).
+    /// microseconds, far less than a hop to the blocking pool (measured: BENCHMARKS.md). In a
+    /// write scope they go to the writer (and see what is staged).
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let inner = &self.inner;
-        if inner.readers.is_empty() {
-            let guard = inner.writer.lock().map_err(other)?;
-            return f(&guard);
+        if inner.readers.is_empty() || crate::in_write_scope() {
+            return self.with_writer(move |w| {
+                crate::scope_batch(w.batch);
+                f(&w.conn)
+            })
+            .await;
         }
         // Take a free reader if one is, else wait for the next in turn.
         let n = inner.readers.len();
@@ -160,23 +241,48 @@ impl SqliteStore {
         f(&guard)
     }
 
+    /// Runs `f` with the writer: inline when it is free, else (a commit's fsync holds it) on
+    /// the blocking pool, so that no async worker waits on the disk.
+    async fn with_writer<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    {
+        if let Ok(mut w) = self.inner.writer.try_lock() {
+            return f(&mut w);
+        }
+        let inner = self.inner.clone();
+        let scope = crate::current_scope();
+        let (r, seen) = tokio::task::spawn_blocking(move || {
+            crate::with_scope(scope, || match inner.writer.lock() {
+                Ok(mut w) => f(&mut w),
+                Err(e) => Err(other(e)),
+            })
+        })
+        .await
+        .map_err(other)?;
+        crate::restore_scope(seen);
+        r
+    }
+
+    /// Stages a write and waits until it is durable (for the operator's single writes).
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = inner.writer.lock().map_err(other)?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(other)?
+        let (v, durable) = self.with_writer(move |w| w.stage(f)).await?;
+        self.flush().await?;
+        self.durable(durable).await?;
+        Ok(v)
     }
 }
 
 fn configure(c: &Connection) -> Result<()> {
     c.busy_timeout(std::time::Duration::from_secs(10)).map_err(other)?;
+    if let Ok(ps) = std::env::var("VPNGW_PAGE_SIZE") {
+        c.pragma_update(None, "page_size", ps.parse::<i64>().unwrap_or(4096)).map_err(other)?;
+    }
     c.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
     c.pragma_update(None, "synchronous", "FULL").map_err(other)?;
     c.pragma_update(None, "foreign_keys", "ON").map_err(other)?;
@@ -461,13 +567,31 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()> {
-        self.write(move |c| {
-            let tx = c.transaction().map_err(other)?;
-            for m in mutations {
-                apply(&tx, m)?;
-            }
-            tx.commit().map_err(other)
+    async fn stage(&self, mutations: Vec<Mutation>) -> Result<Durable> {
+        let ((), durable) = self
+            .with_writer(move |w| {
+                w.stage(|c| {
+                    for m in mutations {
+                        apply(c, m)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(durable)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        // The fsync: off the async workers.
+        tokio::task::spawn_blocking(move || inner.writer.lock().map_err(other)?.flush()).await.map_err(other)?
+    }
+
+    async fn staged(&self) -> Result<Durable> {
+        self.with_writer(|w| {
+            // Whatever this scope read came from a batch that is durable, open, or failed.
+            w.check_scope()?;
+            Ok(Durable(w.open.then(|| w.outcome.subscribe())))
         })
         .await
     }
@@ -536,21 +660,21 @@ fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     Ok(Task { id: r.get(0)?, kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), resource_id: r.get(2)?, op: r.get(3)?, due_ms: r.get(4)? })
 }
 
-fn bump_count(tx: &rusqlite::Transaction<'_>, kind: &str, account: i64, region: &str, by: i64) -> Result<()> {
+fn bump_count(tx: &Connection, kind: &str, account: i64, region: &str, by: i64) -> Result<()> {
     tx.prepare_cached("INSERT INTO counts (kind, account_id, region, n) VALUES (?, ?, ?, ?) ON CONFLICT(kind, account_id, region) DO UPDATE SET n = n + excluded.n")
         .and_then(|mut s| s.execute(params![kind, account, region, by]))
         .map_err(other)?;
     Ok(())
 }
 
-fn bump_parent_count(tx: &rusqlite::Transaction<'_>, kind: &str, parent: &str, by: i64) -> Result<()> {
+fn bump_parent_count(tx: &Connection, kind: &str, parent: &str, by: i64) -> Result<()> {
     tx.prepare_cached("INSERT INTO parent_counts (kind, parent_id, n) VALUES (?, ?, ?) ON CONFLICT(kind, parent_id) DO UPDATE SET n = n + excluded.n")
         .and_then(|mut s| s.execute(params![kind, parent, by]))
         .map_err(other)?;
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
+fn apply(tx: &Connection, m: Mutation) -> Result<()> {
     let conflict = |what: String| {
         move |e: rusqlite::Error| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(what.clone()),
@@ -647,4 +771,84 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: Mutation) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn open(name: &str) -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("vpngw-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (SqliteStore::open(&dir.join("t.db")).unwrap(), dir)
+    }
+
+    fn vpc(id: &str) -> Mutation {
+        Mutation::Put(Record { kind: Kind::Vpc, id: id.into(), account: 1, region: "r".into(), parent: None, status: "Available".into(), created_ms: 0, doc: json!({}) })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_writes_are_seen_in_a_write_scope_and_elsewhere_once_durable() {
+        let (s, dir) = open("staged");
+        let mut d = crate::write_scope(async {
+            let d = s.stage(vec![vpc("vpc-1")]).await.unwrap();
+            assert!(s.get_any(Kind::Vpc, "vpc-1").await.unwrap().is_some(), "the scope sees what it staged");
+            d
+        })
+        .await;
+        assert!(s.get_any(Kind::Vpc, "vpc-1").await.unwrap().is_none(), "others see only what is durable");
+        // A second writer stages into the same batch; a failing write leaves the others alone.
+        let d2 = crate::write_scope(async {
+            assert!(s.stage(vec![vpc("vpc-2"), vpc("vpc-1")]).await.is_ok(), "a Put of an existing id updates it");
+            let idem = IdemEntry { account: 1, action: "A".into(), token: "t".into(), digest: "d".into(), response: "{}".into(), created_ms: 0 };
+            s.stage(vec![Mutation::PutIdem(idem.clone())]).await.unwrap();
+            assert!(s.stage(vec![vpc("vpc-3"), Mutation::PutIdem(idem)]).await.is_err(), "the token exists");
+            s.staged().await.unwrap()
+        })
+        .await;
+        s.flush().await.unwrap();
+        d.wait().await.unwrap();
+        s.durable(d2).await.unwrap();
+        for (id, there) in [("vpc-1", true), ("vpc-2", true), ("vpc-3", false)] {
+            assert_eq!(s.get_any(Kind::Vpc, id).await.unwrap().is_some(), there, "{id}");
+        }
+        assert_eq!(s.count(Kind::Vpc, &Scope { account: 1, region: "r".into() }, None).await.unwrap(), 2);
+        // Nobody flushes: a waiter commits by itself.
+        let d = s.stage(vec![vpc("vpc-4")]).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.durable(d)).await.unwrap().unwrap();
+        assert!(s.get_any(Kind::Vpc, "vpc-4").await.unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_its_writers_and_whoever_read_from_it() {
+        let (s, dir) = open("failed");
+        // A foreign key checked at COMMIT: the batch's commit fails.
+        let bad = s
+            .with_writer(|w| {
+                w.stage(|c| {
+                    c.execute_batch("PRAGMA defer_foreign_keys = ON; INSERT INTO access_keys (access_key_id, secret, account_id, readonly, created_ms) VALUES ('AK', 's', 999, 0, 0)").map_err(other)
+                })
+            })
+            .await
+            .unwrap()
+            .1;
+        let (reader_done, d) = crate::write_scope(async {
+            let d = s.stage(vec![vpc("vpc-1")]).await.unwrap();
+            assert!(s.get_any(Kind::Vpc, "vpc-1").await.unwrap().is_some());
+            assert!(s.flush().await.is_err(), "the batch does not commit");
+            // This scope read rows that never became durable: it may not build on them.
+            (s.stage(vec![vpc("vpc-2")]).await.is_err() && s.staged().await.is_err(), d)
+        })
+        .await;
+        assert!(reader_done);
+        assert!(s.durable(d).await.is_err() && s.durable(bad).await.is_err());
+        assert!(s.get_any(Kind::Vpc, "vpc-1").await.unwrap().is_none());
+        // A fresh scope carries on.
+        s.commit(vec![vpc("vpc-3")]).await.unwrap();
+        assert!(s.get_any(Kind::Vpc, "vpc-3").await.unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

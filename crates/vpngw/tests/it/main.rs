@@ -138,3 +138,47 @@ async fn restart_keeps_everything() {
     let _ = running.done.await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Group commit: concurrent writers share fsyncs, yet each one's checks see the writes staged
+/// before it, and each answer comes only once its write is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_see_each_other_and_answer_only_when_durable() {
+    let h = Harness::start("group").await;
+    let call = |ip: String, token: Option<String>| {
+        let c = h.client(Scheme::Acs3);
+        async move {
+            let mut p = vec![("RegionId", "cn-hangzhou".to_string()), ("IpAddress", ip)];
+            if let Some(t) = token {
+                p.push(("ClientToken", t));
+            }
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.call("CreateCustomerGateway", &p).await.unwrap()
+        }
+    };
+    // Sixteen at once for one address: exactly one wins, the others see its staged row.
+    let same: Vec<_> = (0..16).map(|_| tokio::spawn(call("203.0.113.7".into(), None))).collect();
+    let mut codes = Vec::new();
+    for t in same {
+        let a = t.await.unwrap();
+        codes.push(if a.status == 200 { "ok".to_string() } else { a.json()["Code"].as_str().unwrap_or_default().to_string() });
+    }
+    assert_eq!(codes.iter().filter(|c| *c == "ok").count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| c == "ok" || c == "InvalidIpAddress.AlreadyExist"), "{codes:?}");
+    // Sixteen different ones, and the same ClientToken sent twice at once: every answer is
+    // readable as soon as it arrives (durable, not merely staged), and the token gives one id.
+    let reader = h.client(Scheme::Acs3);
+    let many: Vec<_> = (0..16).map(|i| tokio::spawn(call(format!("203.0.114.{i}"), None))).chain((0..2).map(|_| tokio::spawn(call("203.0.115.1".into(), Some("tok-1".into()))))).collect();
+    let mut ids = Vec::new();
+    for t in many {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        let id = a.json()["CustomerGatewayId"].as_str().unwrap().to_string();
+        let seen = reader.call("DescribeCustomerGateway", &[("RegionId", "cn-hangzhou"), ("CustomerGatewayId", &id)]).await.unwrap();
+        assert_eq!(seen.status, 200, "{id} answered but not yet visible: {}", seen.body);
+        ids.push(id);
+    }
+    assert_eq!(ids[16], ids[17], "one ClientToken, one customer gateway");
+    let total = reader.call("DescribeCustomerGateways", &[("RegionId", "cn-hangzhou")]).await.unwrap().json()["TotalCount"].as_u64();
+    assert_eq!(total, Some(18));
+    h.stop().await;
+}
