@@ -106,6 +106,29 @@ CREATE TABLE parent_counts (
     PRIMARY KEY (kind, parent_id)
 );
 INSERT INTO parent_counts (kind, parent_id, n) SELECT kind, parent_id, COUNT(*) FROM resources WHERE parent_id IS NOT NULL GROUP BY kind, parent_id;
+"#, r#"
+-- Fewer pages per commit (every page a commit touches is written to the WAL before its fsync):
+-- no AUTOINCREMENT (its sqlite_sequence row was one more page per insert; `seq` stays
+-- increasing: a new row gets one more than the largest), and the parent index holds only
+-- resources that have a parent.
+CREATE TABLE resources_v5 (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    parent_id TEXT,
+    status TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+INSERT INTO resources_v5 (seq, id, kind, account_id, region, parent_id, status, created_ms, doc)
+    SELECT seq, id, kind, account_id, region, parent_id, status, created_ms, doc FROM resources;
+DROP TABLE resources;
+ALTER TABLE resources_v5 RENAME TO resources;
+CREATE INDEX resources_scope ON resources(kind, account_id, region, seq);
+CREATE INDEX resources_parent ON resources(kind, account_id, region, parent_id, seq) WHERE parent_id IS NOT NULL;
+CREATE INDEX resources_ip ON resources(kind, account_id, region, json_extract(doc, '$.ip_address'));
 "#];
 
 const READERS: usize = 4;
@@ -583,8 +606,14 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> Result<()> {
         let inner = self.inner.clone();
-        // The fsync: off the async workers.
-        tokio::task::spawn_blocking(move || inner.writer.lock().map_err(other)?.flush()).await.map_err(other)?
+        let flush = move || inner.writer.lock().map_err(other)?.flush();
+        // The fsync blocks: on a multi-threaded runtime this worker hands its other tasks over
+        // and waits itself (cheaper than two thread hops); elsewhere the blocking pool waits.
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(flush)
+        } else {
+            tokio::task::spawn_blocking(flush).await.map_err(other)?
+        }
     }
 
     async fn staged(&self) -> Result<Durable> {
@@ -849,6 +878,45 @@ mod tests {
         // A fresh scope carries on.
         s.commit(vec![vpc("vpc-3")]).await.unwrap();
         assert!(s.get_any(Kind::Vpc, "vpc-3").await.unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn version_5_keeps_every_row_its_order_and_its_counts() {
+        let dir = std::env::temp_dir().join(format!("vpngw-store-v5-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        {
+            // A database as version 4 left it, with rows whose seq has gaps.
+            let c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(4).enumerate() {
+                c.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1)).unwrap();
+            }
+            for (seq, id, parent) in [(3, "vpc-a", None), (7, "vpn-a", Some("vpc-a")), (9, "vpc-b", None)] {
+                let kind = if id.starts_with("vpc") { "vpc" } else { "vpn_gateway" };
+                c.execute("INSERT INTO resources (seq, id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, 1, 'r', ?, 'active', 0, '{}')", params![seq, id, kind, parent]).unwrap();
+            }
+            c.execute_batch("INSERT INTO counts SELECT kind, account_id, region, COUNT(*) FROM resources GROUP BY 1, 2, 3; INSERT INTO parent_counts VALUES ('vpn_gateway', 'vpc-a', 1);").unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let scope = Scope { account: 1, region: "r".into() };
+        let ids = |p: Page| p.items.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        // Lists are newest first.
+        assert_eq!(ids(s.list(Kind::Vpc, &scope, &ListQuery { limit: 10, ..Default::default() }).await.unwrap()), ["vpc-b", "vpc-a"]);
+        let q = ListQuery { parent: Some("vpc-a".into()), limit: 10, ..Default::default() };
+        assert_eq!(ids(s.list(Kind::VpnGateway, &scope, &q).await.unwrap()), ["vpn-a"]);
+        assert_eq!(s.count(Kind::VpnGateway, &scope, Some("vpc-a")).await.unwrap(), 1);
+        let rec = Record { kind: Kind::Vpc, id: "vpc-c".into(), account: 1, region: "r".into(), parent: None, status: "active".into(), created_ms: 0, doc: serde_json::json!({}) };
+        s.commit(vec![Mutation::Put(rec)]).await.unwrap();
+        assert_eq!(ids(s.list(Kind::Vpc, &scope, &ListQuery { limit: 10, ..Default::default() }).await.unwrap()), ["vpc-c", "vpc-b", "vpc-a"], "new rows come after the old");
+        let version: i64 = s.inner.writer.lock().unwrap().conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
