@@ -5,9 +5,11 @@
 //!     │ render: openvpn.conf, ca.crt, server.crt, server.key (unsealed, 0600), crl.pem
 //!     ▼
 //!  <run_dir>/ssl/<vss-id>/   openvpn (in the gateway's namespace in lab mode), own process group
-//!     │ status.txt (rewritten every second) ▶ who is connected ▶ PlaneView::ssl_clients
-//!     │ management socket: `client-kill` ◀ a client whose certificate is gone (revoked) or expired,
-//!     │                                or past the gateway's SslConnections
+//!     │ management socket (one session kept open per server):
+//!     │   `load-stats` every pass ▶ how many are connected; `status 3` when that changed or
+//!     │   the list is 10 s old ▶ who they are ▶ PlaneView::ssl_clients
+//!     │   `client-kill … HALT` ◀ a client whose certificate is gone (revoked) or expired, or
+//!     │                           past the gateway's SslConnections
 //!     └ openvpn.log ▶ PlaneView::ssl_log (DescribeVpnSslServerLogs)
 //! ```
 //!
@@ -83,6 +85,72 @@ pub struct SslPlane {
     root: PathBuf,
     openvpn: PathBuf,
     pub observed: std::sync::Arc<SslObservations>,
+    /// An open management session per server, with the client list last read through it.
+    sessions: tokio::sync::Mutex<HashMap<String, Session>>,
+}
+
+/// How long a client list read with `status` is trusted while the number of clients stays the
+/// same (its byte counters age).
+const STATUS_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// A management session and what it last read.
+struct Session {
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    w: tokio::net::unix::OwnedWriteHalf,
+    clients: Vec<SslClient>,
+    read_at: Option<std::time::Instant>,
+}
+
+impl Session {
+    async fn open(sock: &Path) -> Result<Session> {
+        let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::UnixStream::connect(sock)).await.context("management connect timed out")??;
+        let (r, w) = stream.into_split();
+        Ok(Session { lines: BufReader::new(r).lines(), w, clients: Vec::new(), read_at: None })
+    }
+
+    /// One request; its answer's lines. Single-line commands end at SUCCESS, `status` at END;
+    /// real-time notifications (lines starting with '>', the banner among them) are skipped.
+    async fn request(&mut self, command: &str) -> Result<Vec<String>> {
+        self.w.write_all(format!("{command}\n").as_bytes()).await?;
+        let multi_line = command.starts_with("status");
+        let mut out = Vec::new();
+        let read = async {
+            while let Some(l) = self.lines.next_line().await? {
+                let l = l.trim_end_matches('\r').to_string();
+                if l.starts_with('>') {
+                    continue;
+                }
+                if l.starts_with("ERROR:") {
+                    bail!("{command}: {l}");
+                }
+                let done = if multi_line { l == "END" } else { l.starts_with("SUCCESS:") };
+                out.push(l);
+                if done {
+                    return Ok(());
+                }
+            }
+            bail!("the management session closed")
+        };
+        tokio::time::timeout(Duration::from_secs(5), read).await.context("management answer timed out")??;
+        Ok(out)
+    }
+
+    /// Who is connected. `load-stats` (which OpenVPN does not log) every time; `status 3`
+    /// (which it logs, as "MANAGEMENT: CMD") only when the count moved or the list is old.
+    async fn clients(&mut self) -> Result<Vec<SslClient>> {
+        let stats = self.request("load-stats").await?;
+        let n = stats.iter().find_map(|l| parse_nclients(l));
+        if n != Some(self.clients.len()) || self.read_at.is_none_or(|t| t.elapsed() > STATUS_MAX_AGE) {
+            self.clients = parse_status(&self.request("status 3").await?);
+            self.read_at = Some(std::time::Instant::now());
+        }
+        Ok(self.clients.clone())
+    }
+}
+
+/// `nclients` of a `load-stats` answer (`SUCCESS: nclients=1,bytesin=…,bytesout=…`).
+fn parse_nclients(line: &str) -> Option<usize> {
+    line.strip_prefix("SUCCESS: ")?.split(',').find_map(|kv| kv.strip_prefix("nclients="))?.parse().ok()
 }
 
 fn digest(parts: &[&str]) -> String {
@@ -117,7 +185,7 @@ fn device(id: &str) -> String {
 
 impl SslPlane {
     pub fn new(root: PathBuf, openvpn: PathBuf) -> SslPlane {
-        SslPlane { root, openvpn, observed: Default::default() }
+        SslPlane { root, openvpn, observed: Default::default(), sessions: Default::default() }
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -130,6 +198,7 @@ impl SslPlane {
         let want: HashSet<&str> = desired.iter().map(|d| d.id.as_str()).collect();
         for gone in self.running_ids().into_iter().filter(|id| !want.contains(id.as_str())) {
             tracing::info!(ssl_vpn_server = %gone, "Stopping a deleted SSL-VPN server.");
+            self.sessions.lock().await.remove(&gone);
             stop(&self.dir(&gone)).await;
             let _ = std::fs::remove_dir_all(self.dir(&gone));
             self.observed.clients.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
@@ -180,6 +249,7 @@ impl SslPlane {
             if running {
                 tracing::info!(ssl_vpn_server = %d.id, "The SSL-VPN server's configuration changed: restarting OpenVPN.");
             }
+            self.sessions.lock().await.remove(&d.id);
             stop(&dir).await;
             write_file(&dir.join("ca.crt"), &s.ca_cert, 0o644)?;
             write_file(&dir.join("server.crt"), &s.server_cert, 0o644)?;
@@ -190,11 +260,19 @@ impl SslPlane {
         }
         rotate_log(&dir.join("openvpn.log"));
 
-        // Observe, and turn away who may not stay.
-        // The status file, not the management interface: polling that would fill the log.
-        let mut clients = match std::fs::read_to_string(dir.join("status.txt")) {
-            Ok(text) => parse_status(&text.lines().map(str::to_string).collect::<Vec<_>>()),
-            Err(_) => Vec::new(),
+        // Observe through the management interface, and turn away who may not stay.
+        let mut sessions = self.sessions.lock().await;
+        if !sessions.contains_key(&d.id) {
+            sessions.insert(d.id.clone(), Session::open(&dir.join("mgmt.sock")).await?);
+        }
+        let session = sessions.get_mut(&d.id).context("session")?;
+        let mut clients = match session.clients().await {
+            Ok(c) => c,
+            Err(e) => {
+                // A dead session (OpenVPN restarted): open a new one next pass.
+                sessions.remove(&d.id);
+                return Err(e.context("read the connected clients"));
+            }
         };
         // Oldest first (OpenVPN's client ids grow with each connection): the newest go first.
         clients.sort_by_key(|c| (c.connected_ms, c.client_id));
@@ -212,10 +290,14 @@ impl SslPlane {
             }
         }
         for c in refuse {
-            if let Err(e) = kill(&dir.join("mgmt.sock"), c.client_id).await {
+            // HALT: its certificate is dead or there is no room for it, so trying again at
+            // once would not help.
+            if let Err(e) = session.request(&format!("client-kill {} HALT", c.client_id)).await {
                 tracing::warn!(ssl_vpn_server = %d.id, client = %c.common_name, error = %e, "Could not disconnect a client.");
             }
+            session.read_at = None;
         }
+        drop(sessions);
         let mut map = self.observed.clients.write().unwrap_or_else(|e| e.into_inner());
         if map.get(&d.id) .map(|v| v.iter().map(|c| &c.common_name).collect::<Vec<_>>()) != Some(keep.iter().map(|c| &c.common_name).collect()) {
             tracing::info!(ssl_vpn_server = %d.id, connections = keep.len(), "Observed an SSL-VPN server.");
@@ -288,36 +370,6 @@ pub async fn stop_all(root: &Path) {
     }
 }
 
-/// One single-line request to the management interface (answered SUCCESS or ERROR).
-async fn management(sock: &Path, command: &str) -> Result<Vec<String>> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::UnixStream::connect(sock)).await.context("management connect timed out")??;
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    w.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut out = Vec::new();
-    let read = async {
-        while let Some(l) = lines.next_line().await? {
-            let l = l.trim_end_matches('\r').to_string();
-            // Real-time notifications (the banner among them) start with '>'.
-            if l.starts_with('>') {
-                continue;
-            }
-            if l.starts_with("ERROR:") {
-                bail!("{command}: {l}");
-            }
-            let done = l.starts_with("SUCCESS:");
-            out.push(l);
-            if done {
-                break;
-            }
-        }
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(5), read).await.context("management answer timed out")??;
-    let _ = w.write_all(b"quit\n").await;
-    Ok(out)
-}
-
 /// The connected clients, from status version 3 (tab-separated CLIENT_LIST lines).
 pub fn parse_status(lines: &[String]) -> Vec<SslClient> {
     lines
@@ -342,12 +394,6 @@ pub fn parse_status(lines: &[String]) -> Vec<SslClient> {
         .collect()
 }
 
-/// Disconnects a client and tells it to stop (HALT): its certificate is dead or there is no
-/// room for it, so trying again at once would not help.
-async fn kill(sock: &Path, client_id: u64) -> Result<()> {
-    management(sock, &format!("client-kill {client_id} HALT")).await.map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +415,12 @@ mod tests {
             c,
             vec![SslClient { common_name: "vsc-test1".into(), ip: "10.99.0.2".into(), port: 34309, private_ip: "192.168.77.2".into(), connected_ms: 1_795_357_689_000, receive_bytes: 2140, send_bytes: 2188, client_id: 0 }]
         );
+    }
+
+    #[test]
+    fn load_stats_gives_the_number_of_clients() {
+        assert_eq!(parse_nclients("SUCCESS: nclients=3,bytesin=1061,bytesout=1170"), Some(3));
+        assert_eq!(parse_nclients("ERROR: unknown command"), None);
     }
 
     #[test]

@@ -47,9 +47,9 @@ pub struct ServerSetup<'a> {
 }
 
 /// The OpenVPN server configuration of an SSL-VPN server. Its certificates, key and CRL are
-/// files in `dir` (`ca.crt`, `server.crt`, `server.key`, `crl.pem`); it logs to `openvpn.log`,
-/// writes who is connected to `status.txt` every second (status version 3: tab-separated) and
-/// answers its management interface on `mgmt.sock`.
+/// files in `dir` (`ca.crt`, `server.crt`, `server.key`, `crl.pem`); it logs to `openvpn.log`
+/// and answers its management interface on `mgmt.sock` (where the data plane reads who is
+/// connected and disconnects clients).
 pub fn server_config(s: &SslVpnServer, paths: &ServerSetup<'_>) -> String {
     let dir = paths.dir.display();
     let (pool, mask) = net_mask(&s.client_ip_pool).unwrap_or_default();
@@ -75,7 +75,6 @@ pub fn server_config(s: &SslVpnServer, paths: &ServerSetup<'_>) -> String {
     out += compress_lines(s.compress);
     out += &format!("max-clients {}\n", paths.max_clients.max(1));
     out += "keepalive 10 60\npersist-key\nverb 3\n";
-    out += &format!("status {dir}/status.txt 1\nstatus-version 3\n");
     out += &format!("management {dir}/mgmt.sock unix\n");
     out
 }
