@@ -203,6 +203,11 @@ def test_ssl_and_ipsec_server_clients_share_the_gateways_ssl_connections():
         assert server_of(c, vss).connections == 4 and ipsec_online() == 1, "five in all, the gateway's SslConnections"
         assert wait_for(lambda: clients[-1].proc.poll() is not None, timeout=10), "the newest client was turned away"
         assert all(cl.proc.poll() is None for cl in clients[:4])
+        # The client list pages.
+        page = lambda n: c.describe_ssl_vpn_clients(m.DescribeSslVpnClientsRequest(region_id=REGION, vpn_gateway_id=gw, page_size=3, page_number=n)).body
+        p1, p2 = page(1), page(2)
+        assert (p1.total_count, len(p1.client_info_list), len(p2.client_info_list)) == (4, 3, 1)
+        assert len({x.common_name for x in p1.client_info_list + p2.client_info_list}) == 4
     finally:
         for cl in clients:
             cl.stop()

@@ -109,6 +109,14 @@ def test_server_input_codes(alice):
         assert error(create_server, alice, gw, **bad)[0] == code, bad
     assert error(alice.create_ssl_vpn_server, m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, local_subnet="10.1.0.0/16"))[0] == "MissingParameter"
     assert servers(alice, vpn_gateway_id=gw).total_count == 0, "nothing was created"
+    # Paging over several gateways' servers.
+    made = [create_server(alice, make_gateway(alice, enable_ssl=True)[0], name=f"paged-{i}").ssl_vpn_server_id for i in range(3)]
+    p1, p2 = servers(alice, page_size=2, name="paged-1"), None
+    assert p1.total_count == 1 and p1.ssl_vpn_servers.ssl_vpn_server[0].ssl_vpn_server_id == made[1]
+    p1, p2 = servers(alice, page_size=2, page_number=1), servers(alice, page_size=2, page_number=2)
+    assert len(p1.ssl_vpn_servers.ssl_vpn_server) == 2 and p1.total_count == p2.total_count >= 3
+    assert not {x.ssl_vpn_server_id for x in p1.ssl_vpn_servers.ssl_vpn_server} & {x.ssl_vpn_server_id for x in p2.ssl_vpn_servers.ssl_vpn_server}
+    assert error(alice.describe_ssl_vpn_servers, m.DescribeSslVpnServersRequest(region_id=REGION, page_number=0)) == ("InvalidParameter", 400)
     # The IDaaS settings are stored and returned (MFA itself needs an identity provider).
     vss = create_server(alice, gw, enable_multi_factor_auth=False, idaa_sinstance_id="idaas-cn-hangzhou-x", idaa_sregion_id="cn-hangzhou", idaa_sapplication_id="app-1", cipher="none").ssl_vpn_server_id
     s = servers(alice, ssl_vpn_server_id=vss).ssl_vpn_servers.ssl_vpn_server[0]
