@@ -212,3 +212,27 @@ def test_ssl_and_ipsec_server_clients_share_the_gateways_ssl_connections():
         for cl in clients:
             cl.stop()
         lab.stop()
+
+
+def test_a_compressed_tcp_server_with_a_cbc_fallback_cipher_carries_traffic():
+    lab = Lab().start()
+    clients = []
+    try:
+        c = lab.c
+        gw = ssl_gateway(c)
+        vss = c.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.100.0/24", local_subnet="10.1.0.0/16",
+                                                                 proto="TCP", port=8443, cipher="AES-192-CBC", compress=True, dns_servers="10.1.0.53")).body.ssl_vpn_server_id
+        wait_status(c, gw, "active", timeout=30)
+        cert = c.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
+        lab.site("tcp", "203.0.113.162", "10.162.0.0/24")
+        cl = Client(lab, "tcp", profile(c, cert))
+        clients.append(cl)
+        vip = cl.address("192.168.100.")
+        assert vip, cl.log_text()[-1500:]
+        assert ping_until(cl.ns, vip, "10.1.0.1"), "traffic flows, compressed, over TCP"
+        log = cl.log_text()
+        assert "dhcp-option DNS 10.1.0.53" in log and "compress" in log.lower(), "the server pushed its DNS server; compression is on"
+    finally:
+        for cl in clients:
+            cl.stop()
+        lab.stop()
