@@ -14,7 +14,8 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 
 /// The prefix of a sealed value (the format's version).
-const PREFIX: &str = "sealed:v1:";
+pub const SEALED_PREFIX: &str = "sealed:v1:";
+const PREFIX: &str = SEALED_PREFIX;
 
 /// The sealing context of a private key: the record it belongs to and its field.
 pub fn key_context(id: &str, field: &str) -> String {

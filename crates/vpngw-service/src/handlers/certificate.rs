@@ -13,7 +13,7 @@ use super::vpn_gateway::{ensure_writable, gateway_busy, CertAssociation, VpnGate
 use super::{doc, iso_time, load, obj, to_doc};
 use crate::{ids, store_error, HandlerResult, Req};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     pub name: String,
     /// `Signature` or `Encryption`.
@@ -26,14 +26,37 @@ pub struct Certificate {
     pub key_pem: String,
 }
 
-/// Stores an imported certificate for an account; returns its CertificateId.
-/// Stores an imported certificate; its private key is sealed first ([`crate::secrets`]).
+/// Stores an imported certificate for an account and returns its CertificateId; its private
+/// key is sealed first ([`crate::secrets`]).
 pub async fn import_certificate(store: &dyn Store, sealer: &crate::secrets::Sealer, account: i64, mut cert: Certificate) -> Result<String, StoreError> {
     let id = ids::new_id("cert");
     cert.key_pem = sealer.seal(&crate::secrets::key_context(&id, "key_pem"), &cert.key_pem);
     let rec = Record { kind: Kind::Certificate, id: id.clone(), account, region: String::new(), parent: None, status: "active".into(), created_ms: crate::now_ms(), doc: to_doc(&cert) };
     store.commit(vec![Mutation::Put(rec)]).await?;
     Ok(id)
+}
+
+/// Seals the private keys of certificates imported before keys were sealed (an upgrade);
+/// returns how many it sealed.
+pub async fn seal_legacy_keys(svc: &crate::Service) -> Result<usize, StoreError> {
+    svc.with_write_lock(async {
+        let mut muts = Vec::new();
+        for mut rec in svc.store.all(Kind::Certificate).await? {
+            let Ok(mut c) = serde_json::from_value::<Certificate>(rec.doc.clone()) else { continue };
+            if c.key_pem.is_empty() || c.key_pem.starts_with(crate::secrets::SEALED_PREFIX) {
+                continue;
+            }
+            c.key_pem = svc.config.sealer.seal(&crate::secrets::key_context(&rec.id, "key_pem"), &c.key_pem);
+            rec.doc = to_doc(&c);
+            muts.push(Mutation::Put(rec));
+        }
+        let n = muts.len();
+        if n > 0 {
+            svc.store.commit(muts).await?;
+        }
+        Ok(n)
+    })
+    .await
 }
 
 fn cert_type(p: &Params) -> Result<String, ApiError> {
@@ -126,4 +149,26 @@ pub async fn list_vpn_certificate_associations(req: &mut Req<'_>) -> HandlerResu
     let items: Vec<Value> = rows.into_iter().skip(offset as usize).take(max as usize).collect();
     let next_token = crate::validate::next_token(offset, items.len(), total);
     Ok(obj(json!({"VpnCertificateRelations": items, "TotalCount": total, "MaxResults": max, "NextToken": next_token})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_imported_before_sealing_are_sealed_at_start_and_only_once() {
+        let store = std::sync::Arc::new(vpngw_store::sqlite::SqliteStore::memory().unwrap());
+        let svc = crate::Service::new(store.clone(), crate::ServiceConfig::default());
+        let cert = Certificate { key_pem: "-----BEGIN PRIVATE KEY-----".into(), ..Default::default() };
+        // As an earlier version stored it: in the clear.
+        let rec = Record { kind: Kind::Certificate, id: "cert-old".into(), account: 1, region: String::new(), parent: None, status: "active".into(), created_ms: 0, doc: to_doc(&cert) };
+        store.commit(vec![Mutation::Put(rec)]).await.unwrap();
+        let new_id = import_certificate(store.as_ref(), &svc.config.sealer, 1, cert.clone()).await.unwrap();
+        assert_eq!(seal_legacy_keys(&svc).await.unwrap(), 1, "only the old one");
+        assert_eq!(seal_legacy_keys(&svc).await.unwrap(), 0);
+        for id in ["cert-old", new_id.as_str()] {
+            let c: Certificate = serde_json::from_value(store.get_any(Kind::Certificate, id).await.unwrap().unwrap().doc).unwrap();
+            assert_eq!(svc.config.sealer.open(&crate::secrets::key_context(id, "key_pem"), &c.key_pem).unwrap(), "-----BEGIN PRIVATE KEY-----", "{id}");
+        }
+    }
 }
