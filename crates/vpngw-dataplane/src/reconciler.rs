@@ -81,6 +81,16 @@ struct GatewayIntent {
     unsupported: Vec<Unsupported>,
 }
 
+impl GatewayIntent {
+    /// The digest of everything this gateway's data plane must apply.
+    fn digest(&self) -> String {
+        let conns: Vec<(String, String)> = self.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
+        let servers: Vec<IpsecServer> = self.servers.iter().map(|(_, s)| s.clone()).collect();
+        let ssl: Vec<SslVpnServer> = self.ssl.iter().map(|(_, s, _)| s.clone()).collect();
+        gateway_digest(&self.gw, &conns, &self.routes, &servers, &ssl)
+    }
+}
+
 /// A charon and the gateways whose tunnels it holds.
 struct Target {
     socket: PathBuf,
@@ -309,9 +319,15 @@ impl Reconciler {
             Mode::Host => vec![Target { socket: self.cfg.vici_socket.clone(), netns: self.cfg.netns.clone(), gateways: (0..intent.len()).collect() }],
             Mode::Lab => self.lab_targets(&intent).await?,
         };
+        // SSL-VPN servers that are gone stop first; the others converge with their gateway.
+        let live: HashSet<&str> = intent.iter().flat_map(|g| g.ssl.iter().map(|(id, _, _)| id.as_str())).collect();
+        self.ssl.remove_gone(&live).await;
+        // Gateways with a change to apply go first: a change waits for its gateway's turn, not
+        // for every other gateway's tunnels.
+        let mut targets = targets;
+        targets.sort_by_key(|t| !t.gateways.iter().any(|i| self.converged.converged(&intent[*i].id).as_deref() != Some(intent[*i].digest().as_str())));
         let mut probes = HashMap::new();
         let mut first_error = None;
-        let mut ipsec_ok = HashSet::new();
         for t in &targets {
             let gws: Vec<&GatewayIntent> = t.gateways.iter().map(|i| &intent[*i]).collect();
             for g in &gws {
@@ -327,60 +343,46 @@ impl Reconciler {
                 self.clients.lock().await.remove(&t.socket);
                 outcome = self.converge(t, &gws).await;
             }
-            match outcome {
-                Ok(()) => {
-                    for g in &gws {
-                        for (id, c) in &g.conns {
-                            self.converged.set(id, c.intent_digest());
-                        }
-                        ipsec_ok.insert(g.id.clone());
+            if let Err(e) = outcome {
+                tracing::warn!(socket = %t.socket.display(), error = format!("{e:#}"), "Could not converge a charon; its tunnels are unknown until the next pass.");
+                self.clients.lock().await.remove(&t.socket);
+                for g in &gws {
+                    for (id, _) in &g.conns {
+                        self.record(id, Observation { plane: Some(format!("unknown: {e:#}")), ..Default::default() }).await;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(socket = %t.socket.display(), error = format!("{e:#}"), "Could not converge a charon; its tunnels are unknown until the next pass.");
-                    self.clients.lock().await.remove(&t.socket);
-                    for g in &gws {
-                        for (id, _) in &g.conns {
-                            self.record(id, Observation { plane: Some(format!("unknown: {e:#}")), ..Default::default() }).await;
-                        }
+                first_error.get_or_insert(e);
+                continue;
+            }
+            for g in &gws {
+                for (id, c) in &g.conns {
+                    self.converged.set(id, c.intent_digest());
+                }
+                // Its SSL-VPN server: one OpenVPN, where the gateway's tunnels are.
+                let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
+                let desired: Vec<sslvpn::Desired> = g
+                    .ssl
+                    .iter()
+                    .map(|(id, s, allowed)| sslvpn::Desired {
+                        id: id.clone(),
+                        server: s.clone(),
+                        netns: t.netns.clone(),
+                        bind: self.cfg.mode == Mode::Lab,
+                        max_clients: g.gw.ssl_connections.saturating_sub(ipsec_online),
+                        ssl_connections: g.gw.ssl_connections,
+                        allowed: allowed.clone(),
+                    })
+                    .collect();
+                match self.ssl.converge(&self.svc, &desired).await {
+                    // A gateway has converged when its tunnels and its SSL-VPN server have.
+                    Ok(()) => self.converged.set(&g.id, g.digest()),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
                     }
-                    first_error.get_or_insert(e);
                 }
             }
+            self.svc.tasks_changed.notify_one();
         }
-
-        // SSL-VPN servers: one OpenVPN each, where the gateway's tunnels are.
-        let intent_ref = &intent;
-        let netns_of: HashMap<&str, Option<String>> = targets.iter().flat_map(|t| t.gateways.iter().map(move |i| (intent_ref[*i].id.as_str(), t.netns.clone()))).collect();
-        let mut desired = Vec::new();
-        for g in &intent {
-            let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
-            for (id, s, allowed) in &g.ssl {
-                desired.push(sslvpn::Desired {
-                    id: id.clone(),
-                    server: s.clone(),
-                    netns: netns_of.get(g.id.as_str()).cloned().flatten(),
-                    bind: self.cfg.mode == Mode::Lab,
-                    max_clients: g.gw.ssl_connections.saturating_sub(ipsec_online),
-                    ssl_connections: g.gw.ssl_connections,
-                    allowed: allowed.clone(),
-                });
-            }
-        }
-        let (_, ssl_failed) = self.ssl.converge(&self.svc, &desired).await;
-        let ssl_failed: HashSet<String> = ssl_failed.into_iter().map(|(id, e)| {
-            first_error.get_or_insert(e);
-            id
-        }).collect();
-
-        // A gateway has converged when its tunnels and its SSL-VPN server have.
-        for g in intent.iter().filter(|g| ipsec_ok.contains(&g.id) && g.ssl.iter().all(|(id, _, _)| !ssl_failed.contains(id))) {
-            let digests: Vec<(String, String)> = g.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
-            let servers: Vec<IpsecServer> = g.servers.iter().map(|(_, s)| s.clone()).collect();
-            let ssl: Vec<SslVpnServer> = g.ssl.iter().map(|(_, s, _)| s.clone()).collect();
-            self.converged.set(&g.id, gateway_digest(&g.gw, &digests, &g.routes, &servers, &ssl));
-        }
-        self.svc.tasks_changed.notify_one();
         self.health.lock().await.sync(&self.svc, probes, &self.events);
         match first_error {
             Some(e) => Err(e),

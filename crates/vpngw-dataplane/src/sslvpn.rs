@@ -192,11 +192,9 @@ impl SslPlane {
         self.root.join(id)
     }
 
-    /// Makes the running OpenVPN servers exactly `desired`, then observes them. Returns the
-    /// ids that converged.
-    pub async fn converge(&self, svc: &Service, desired: &[Desired]) -> (Vec<String>, Vec<(String, anyhow::Error)>) {
-        let want: HashSet<&str> = desired.iter().map(|d| d.id.as_str()).collect();
-        for gone in self.running_ids().into_iter().filter(|id| !want.contains(id.as_str())) {
+    /// Stops and removes the OpenVPN servers whose SSL-VPN server is gone.
+    pub async fn remove_gone(&self, live: &HashSet<&str>) {
+        for gone in self.running_ids().into_iter().filter(|id| !live.contains(id.as_str())) {
             tracing::info!(ssl_vpn_server = %gone, "Stopping a deleted SSL-VPN server.");
             self.sessions.lock().await.remove(&gone);
             stop(&self.dir(&gone)).await;
@@ -204,18 +202,19 @@ impl SslPlane {
             self.observed.clients.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
             self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
         }
-        let mut ok = Vec::new();
-        let mut failed = Vec::new();
+    }
+
+    /// Makes these OpenVPN servers run as desired, then observes them. Returns the first
+    /// failure (each is logged).
+    pub async fn converge(&self, svc: &Service, desired: &[Desired]) -> Result<()> {
+        let mut first = None;
         for d in desired {
-            match self.converge_one(svc, d).await {
-                Ok(()) => ok.push(d.id.clone()),
-                Err(e) => {
-                    tracing::warn!(ssl_vpn_server = %d.id, error = format!("{e:#}"), "Could not converge an SSL-VPN server.");
-                    failed.push((d.id.clone(), e));
-                }
+            if let Err(e) = self.converge_one(svc, d).await {
+                tracing::warn!(ssl_vpn_server = %d.id, error = format!("{e:#}"), "Could not converge an SSL-VPN server.");
+                first.get_or_insert(e.context(format!("SSL-VPN server {}", d.id)));
             }
         }
-        (ok, failed)
+        first.map_or(Ok(()), Err)
     }
 
     fn running_ids(&self) -> Vec<String> {
