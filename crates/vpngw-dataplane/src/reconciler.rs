@@ -79,15 +79,19 @@ struct GatewayIntent {
     ssl: Vec<(String, SslVpnServer, HashSet<String>)>,
     defs: Vec<ConnDef>,
     unsupported: Vec<Unsupported>,
+    /// (connection id, intent digest) of each connection, and the gateway's digest.
+    conn_digests: Vec<(String, String)>,
+    digest: String,
 }
 
 impl GatewayIntent {
-    /// The digest of everything this gateway's data plane must apply.
-    fn digest(&self) -> String {
-        let conns: Vec<(String, String)> = self.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
+    /// Each connection's intent digest, and the digest of everything this gateway's data plane
+    /// must apply (computed once per pass).
+    fn digests(&mut self) {
+        self.conn_digests = self.conns.iter().map(|(id, c)| (id.clone(), c.intent_digest())).collect();
         let servers: Vec<IpsecServer> = self.servers.iter().map(|(_, s)| s.clone()).collect();
         let ssl: Vec<SslVpnServer> = self.ssl.iter().map(|(_, s, _)| s.clone()).collect();
-        gateway_digest(&self.gw, &conns, &self.routes, &servers, &ssl)
+        self.digest = gateway_digest(&self.gw, &self.conn_digests, &self.routes, &servers, &ssl);
     }
 }
 
@@ -273,7 +277,9 @@ impl Reconciler {
             let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
             let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
             let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
-            out.push(GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported });
+            let mut g = GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported, conn_digests: Vec::new(), digest: String::new() };
+            g.digests();
+            out.push(g);
         }
         Ok(out)
     }
@@ -325,7 +331,7 @@ impl Reconciler {
         // Gateways with a change to apply go first: a change waits for its gateway's turn, not
         // for every other gateway's tunnels.
         let mut targets = targets;
-        targets.sort_by_key(|t| !t.gateways.iter().any(|i| self.converged.converged(&intent[*i].id).as_deref() != Some(intent[*i].digest().as_str())));
+        targets.sort_by_key(|t| !t.gateways.iter().any(|i| self.converged.converged(&intent[*i].id).as_deref() != Some(intent[*i].digest.as_str())));
         let mut probes = HashMap::new();
         let mut first_error = None;
         for t in &targets {
@@ -355,8 +361,8 @@ impl Reconciler {
                 continue;
             }
             for g in &gws {
-                for (id, c) in &g.conns {
-                    self.converged.set(id, c.intent_digest());
+                for (id, d) in &g.conn_digests {
+                    self.converged.set(id, d.clone());
                 }
                 // Its SSL-VPN server: one OpenVPN, where the gateway's tunnels are.
                 let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
@@ -375,7 +381,7 @@ impl Reconciler {
                     .collect();
                 match self.ssl.converge(&self.svc, &desired).await {
                     // A gateway has converged when its tunnels and its SSL-VPN server have.
-                    Ok(()) => self.converged.set(&g.id, g.digest()),
+                    Ok(()) => self.converged.set(&g.id, g.digest.clone()),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
