@@ -298,7 +298,7 @@ impl SslPlane {
         }
         drop(sessions);
         let mut map = self.observed.clients.write().unwrap_or_else(|e| e.into_inner());
-        if map.get(&d.id) .map(|v| v.iter().map(|c| &c.common_name).collect::<Vec<_>>()) != Some(keep.iter().map(|c| &c.common_name).collect()) {
+        if map.get(&d.id).map(|v| v.iter().map(|c| &c.common_name).collect::<Vec<_>>()) != Some(keep.iter().map(|c| &c.common_name).collect()) {
             tracing::info!(ssl_vpn_server = %d.id, connections = keep.len(), "Observed an SSL-VPN server.");
         }
         map.insert(d.id.clone(), keep);
