@@ -174,13 +174,14 @@ impl Writer {
     fn stage<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(T, Durable)> {
         self.check_scope()?;
         if !self.open {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(other)?;
+            self.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut st| st.execute([])).map_err(other)?;
             self.open = true;
         }
-        self.conn.execute_batch("SAVEPOINT staged").map_err(other)?;
+        // Statements, not batches: prepared once and kept (a write runs three of these).
+        self.conn.prepare_cached("SAVEPOINT staged").and_then(|mut st| st.execute([])).map_err(other)?;
         match f(&self.conn) {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE staged").map_err(other)?;
+                self.conn.prepare_cached("RELEASE staged").and_then(|mut st| st.execute([])).map_err(other)?;
                 Ok((v, Durable(Some(self.outcome.subscribe()))))
             }
             Err(e) => {
