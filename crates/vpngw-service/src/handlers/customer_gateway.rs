@@ -125,9 +125,7 @@ pub async fn describe_customer_gateways(req: &mut Req<'_>) -> HandlerResult {
     if let Some(id) = p.opt("CustomerGatewayId") {
         q.ids = vec![id.to_string()];
     }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.into()));
-    }
+    super::field_filters(&mut q, p, &[("ResourceGroupId", "resource_group_id")]);
     let (page, tags) = list_with_tags(req, Kind::CustomerGateway, &q).await?;
     let items = page.items.iter().map(|r| Ok(cgw_json(r, &doc(r)?, tags.get(&r.id)))).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "CustomerGateways": {"CustomerGateway": items}})))

@@ -12,7 +12,8 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
-use super::vpn_gateway::{check_client_pool, ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, iso_time, load, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -99,26 +100,9 @@ fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The client pool must not overlap the routes of the VPC's gateways.
-async fn check_pool_outside_routes(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
-    for g in super::vpn_route::vpc_gateways(req, gw.parent.as_deref()).await? {
-        for (_, r) in super::vpn_route::gateway_routes(req, &g.id).await? {
-            if overlaps(&r.route_dest, pool) {
-                return Err(ApiError::new(Code::RouteConflictWithIpsecServer));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn servers_of(req: &Req<'_>, gw: &str) -> Result<Vec<Record>, ApiError> {
-    let q = ListQuery { parent: Some(gw.to_string()), limit: 10, ..Default::default() };
-    Ok(req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?.items)
-}
-
 /// Whether a gateway has an IPsec server (for CreateVpnConnection's conflict rule).
 pub(crate) async fn gateway_has_server(req: &Req<'_>, gw: &str) -> Result<bool, ApiError> {
-    Ok(!servers_of(req, gw).await?.is_empty())
+    Ok(!super::children(req, Kind::IpsecServer, gw).await?.is_empty())
 }
 
 pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
@@ -159,8 +143,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
         online_client_count: 0,
     };
     apply(&mut s, &p)?;
-    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::SslVpnServer).await?;
-    check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
+    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::IpsecServer).await?;
     req.dry_run()?;
     let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
     let body = obj(json!({
@@ -185,8 +168,7 @@ pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let (mut rec, before, gw_rec) = writable_server(req).await?;
     let mut s = before.clone();
     apply(&mut s, &p)?;
-    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::SslVpnServer).await?;
-    check_pool_outside_routes(req, &gw_rec, &s.client_ip_pool).await?;
+    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::IpsecServer).await?;
     req.dry_run()?;
     if s == before {
         return req.commit(Vec::new(), Default::default()).await;
@@ -229,12 +211,7 @@ pub async fn list_ipsec_servers(req: &mut Req<'_>) -> HandlerResult {
     let (offset, max) = validate::token_paging(&p)?;
     let mut q = ListQuery { parent: p.opt("VpnGatewayId").map(str::to_string), offset, limit: max, ..Default::default() };
     q.ids = p.list("IpsecServerId")?;
-    if let Some(n) = p.opt("IpsecServerName") {
-        q.fields.push(("name".into(), n.to_string()));
-    }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.to_string()));
-    }
+    super::field_filters(&mut q, &p, &[("IpsecServerName", "name"), ("ResourceGroupId", "resource_group_id")]);
     let page = req.store().list(Kind::IpsecServer, &req.scope, &q).await.map_err(store_error)?;
     let mut items = Vec::new();
     for rec in &page.items {

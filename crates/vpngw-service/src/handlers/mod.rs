@@ -67,6 +67,27 @@ pub(crate) async fn list_with_tags(req: &Req<'_>, kind: Kind, q: &ListQuery) -> 
     Ok((page, tags))
 }
 
+/// The children of one kind of a parent in the caller's scope (a gateway's IPsec or SSL-VPN
+/// server, a VPC's gateways), newest first.
+pub(crate) async fn children(req: &Req<'_>, kind: Kind, parent: &str) -> Result<Vec<Record>, ApiError> {
+    let q = ListQuery { parent: Some(parent.to_string()), limit: u32::MAX as u64, ..Default::default() };
+    Ok(req.store().list(kind, &req.scope, &q).await.map_err(store_error)?.items)
+}
+
+/// The ClientIpPool an IPsec or SSL-VPN server's record holds.
+pub(crate) fn client_pool(server: &Record) -> &str {
+    server.doc.get("client_ip_pool").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Equality filters on document fields from optional parameters: `(parameter, field)` pairs.
+pub(crate) fn field_filters(q: &mut ListQuery, p: &vpngw_api::Params, pairs: &[(&str, &str)]) {
+    for (param, field) in pairs {
+        if let Some(v) = p.opt(param) {
+            q.fields.push(((*field).to_string(), v.to_string()));
+        }
+    }
+}
+
 /// A new resource of the caller's scope, created now.
 pub(crate) fn new_record(req: &Req<'_>, kind: Kind, id: &str, parent: Option<String>, status: &str, doc: Value) -> Record {
     Record { kind, id: id.to_string(), account: req.scope.account, region: req.scope.region.clone(), parent, status: status.into(), created_ms: crate::now_ms(), doc }

@@ -17,7 +17,8 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{overlaps, subnets};
-use super::vpn_gateway::{check_client_pool, ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
@@ -221,24 +222,10 @@ fn apply(s: &mut SslVpnServer, p: &Params) -> Result<(), ApiError> {
 }
 
 /// The client pool must be large enough, and overlap neither the VPC, the gateway's
-/// IPsec-server pool, nor a route of the VPC's gateways.
+/// IPsec-server pool, nor a route of the VPC's gateways ([`check_client_pool`]).
 async fn check_pool(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
     check_pool_size(pool, doc::<VpnGateway>(gw)?.ssl_connections)?;
-    check_client_pool(req, gw, pool, Kind::IpsecServer).await?;
-    for g in super::vpn_route::vpc_gateways(req, gw.parent.as_deref()).await? {
-        for (_, r) in super::vpn_route::gateway_routes(req, &g.id).await? {
-            if overlaps(&r.route_dest, pool) {
-                return Err(ApiError::new(Code::RouteConflictSsl));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The SSL-VPN servers of a gateway (at most one).
-pub(crate) async fn servers_of(req: &Req<'_>, gw: &str) -> Result<Vec<Record>, ApiError> {
-    let q = ListQuery { parent: Some(gw.to_string()), limit: 10, ..Default::default() };
-    Ok(req.store().list(Kind::SslVpnServer, &req.scope, &q).await.map_err(store_error)?.items)
+    check_client_pool(req, gw, pool, Kind::SslVpnServer).await
 }
 
 fn pki_error(e: pki::PkiError) -> ApiError {
@@ -254,7 +241,7 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     if !gw.enable_ssl {
         return Err(ApiError::new(Code::SslVpnDisabled));
     }
-    if !servers_of(req, &gw_rec.id).await?.is_empty() {
+    if !super::children(req, Kind::SslVpnServer, &gw_rec.id).await?.is_empty() {
         return Err(ApiError::msg(Code::ResourceQuotaFull, "The quota of resource is full: a VPN gateway has one SSL-VPN server."));
     }
     let id = ids::new_id("vss");
@@ -348,12 +335,7 @@ pub async fn describe_ssl_vpn_servers(req: &mut Req<'_>) -> HandlerResult {
     if let Some(id) = p.opt("SslVpnServerId") {
         q.ids = vec![id.to_string()];
     }
-    if let Some(n) = p.opt("Name") {
-        q.fields.push(("name".into(), n.to_string()));
-    }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.to_string()));
-    }
+    super::field_filters(&mut q, &p, &[("Name", "name"), ("ResourceGroupId", "resource_group_id")]);
     let page = req.store().list(Kind::SslVpnServer, &req.scope, &q).await.map_err(store_error)?;
     let mut items = Vec::new();
     for rec in &page.items {
@@ -443,12 +425,7 @@ pub async fn describe_ssl_vpn_client_certs(req: &mut Req<'_>) -> HandlerResult {
     if let Some(id) = p.opt("SslVpnClientCertId") {
         q.ids = vec![id.to_string()];
     }
-    if let Some(n) = p.opt("Name") {
-        q.fields.push(("name".into(), n.to_string()));
-    }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.to_string()));
-    }
+    super::field_filters(&mut q, &p, &[("Name", "name"), ("ResourceGroupId", "resource_group_id")]);
     let page = req.store().list(Kind::SslVpnClientCert, &req.scope, &q).await.map_err(store_error)?;
     let now = crate::now_ms();
     let items = page.items.iter().map(|r| Ok(cert_json(req, r, &doc(r)?, now))).collect::<Result<Vec<_>, ApiError>>()?;
@@ -538,7 +515,7 @@ pub async fn describe_ssl_vpn_clients(req: &mut Req<'_>) -> HandlerResult {
     let (offset, limit, number, size) = validate::paging(&p)?;
     let mut clients = Vec::new();
     if let Some(dp) = req.svc.dataplane() {
-        for s in servers_of(req, &gw.id).await? {
+        for s in super::children(req, Kind::SslVpnServer, &gw.id).await? {
             clients.extend(dp.ssl_clients(&s.id));
         }
     }

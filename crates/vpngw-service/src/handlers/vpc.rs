@@ -68,12 +68,7 @@ pub async fn describe_vpcs(req: &mut Req<'_>) -> HandlerResult {
     if let Some(ids) = p.opt("VpcId") {
         q.ids = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     }
-    if let Some(n) = p.opt("VpcName") {
-        q.fields.push(("name".into(), n.into()));
-    }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.into()));
-    }
+    super::field_filters(&mut q, p, &[("VpcName", "name"), ("ResourceGroupId", "resource_group_id")]);
     if p.opt_bool("IsDefault")? == Some(true) {
         // vpngw never creates default VPCs.
         q.ids = vec![String::new()];
@@ -154,12 +149,7 @@ pub async fn describe_vswitches(req: &mut Req<'_>) -> HandlerResult {
     if let Some(ids) = p.opt("VSwitchId") {
         q.ids = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     }
-    if let Some(z) = p.opt("ZoneId") {
-        q.fields.push(("zone_id".into(), z.into()));
-    }
-    if let Some(n) = p.opt("VSwitchName") {
-        q.fields.push(("name".into(), n.into()));
-    }
+    super::field_filters(&mut q, p, &[("ZoneId", "zone_id"), ("VSwitchName", "name")]);
     let (page, tags) = list_with_tags(req, Kind::VSwitch, &q).await?;
     let mut route_tables: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut items = Vec::with_capacity(page.items.len());

@@ -81,23 +81,6 @@ pub(crate) async fn ssl_connections(req: &crate::Req<'_>, gw: Option<&str>) -> R
     Ok(rec.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0))
 }
 
-/// A client pool (of an IPsec or SSL-VPN server of `gw`) must overlap neither the gateway's
-/// VPC nor the gateway's other client pool (the server of `other` kind).
-pub(crate) async fn check_client_pool(req: &crate::Req<'_>, gw: &Record, pool: &str, other: Kind) -> Result<(), ApiError> {
-    use super::vpn_connection::overlaps;
-    let pool_of = |r: &Record| r.doc.get(if r.kind == Kind::Vpc { "cidr_block" } else { "client_ip_pool" }).and_then(serde_json::Value::as_str).map(str::to_string);
-    let mut taken = Vec::new();
-    if let Some(vpc) = gw.parent.as_deref() {
-        taken.extend(req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(crate::store_error)?);
-    }
-    let q = vpngw_store::ListQuery { parent: Some(gw.id.clone()), limit: 10, ..Default::default() };
-    taken.extend(req.store().list(other, &req.scope, &q).await.map_err(crate::store_error)?.items);
-    if taken.iter().filter_map(pool_of).any(|c| overlaps(&c, pool)) {
-        return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-    }
-    Ok(())
-}
-
 /// A change the data plane must apply: the gateway goes to `updating` until it has.
 pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutation> {
     rec.status = "updating".into();
@@ -327,9 +310,7 @@ pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
         };
         q.fields.push(("business_status".into(), b.into()));
     }
-    if let Some(rg) = p.opt("ResourceGroupId") {
-        q.fields.push(("resource_group_id".into(), rg.into()));
-    }
+    super::field_filters(&mut q, p, &[("ResourceGroupId", "resource_group_id")]);
     let (page, tags) = list_with_tags(req, Kind::VpnGateway, &q).await?;
     let items = page.items.iter().map(|r| Ok(gateway_json(r, &doc(r)?, tags.get(&r.id)))).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "VpnGateways": {"VpnGateway": items}})))
@@ -382,10 +363,10 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     if req.store().count(Kind::VpnConnection, &req.scope, Some(&id)).await.map_err(store_error)? > 0 {
         return Err(ApiError::new(Code::DependencyViolationVpnConnection));
     }
-    if super::ipsec_server::gateway_has_server(req, &id).await? {
+    if !super::children(req, Kind::IpsecServer, &id).await?.is_empty() {
         return Err(ApiError::new(Code::DependencyViolationIpsecServer));
     }
-    if !super::ssl_vpn::servers_of(req, &id).await?.is_empty() {
+    if !super::children(req, Kind::SslVpnServer, &id).await?.is_empty() {
         return Err(ApiError::new(Code::DependencyViolationSslVpnServer));
     }
     rec.status = "deleting".into();

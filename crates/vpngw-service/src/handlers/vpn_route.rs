@@ -158,9 +158,10 @@ pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: b
 
 /// The gateways of a VPC (the route table they all publish into).
 pub(crate) async fn vpc_gateways(req: &Req<'_>, vpc: Option<&str>) -> Result<Vec<Record>, ApiError> {
-    let Some(vpc) = vpc else { return Ok(Vec::new()) };
-    let q = ListQuery { parent: Some(vpc.to_string()), limit: u32::MAX as u64, ..Default::default() };
-    Ok(req.store().list(Kind::VpnGateway, &req.scope, &q).await.map_err(store_error)?.items)
+    match vpc {
+        Some(vpc) => super::children(req, Kind::VpnGateway, vpc).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 /// A route must not lead into a client pool of the VPC's gateways (whose routes the VPC's
@@ -168,13 +169,47 @@ pub(crate) async fn vpc_gateways(req: &Req<'_>, vpc: Option<&str>) -> Result<Vec
 /// server's (VpnRouteEntry.ConflictSSL).
 pub(crate) async fn check_client_pools(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute) -> Result<(), ApiError> {
     for g in vpc_gateways(req, gw_rec.parent.as_deref()).await? {
-        let q = ListQuery { parent: Some(g.id.clone()), limit: 10, ..Default::default() };
-        for (kind, code) in [(Kind::IpsecServer, Code::RouteConflictWithIpsecServer), (Kind::SslVpnServer, Code::RouteConflictSsl)] {
-            for s in req.store().list(kind, &req.scope, &q).await.map_err(store_error)?.items {
-                let pool = s.doc.get("client_ip_pool").and_then(Value::as_str).unwrap_or_default();
-                if super::vpn_connection::overlaps(pool, &route.route_dest) {
-                    return Err(ApiError::new(code));
+        for kind in [Kind::IpsecServer, Kind::SslVpnServer] {
+            for s in super::children(req, kind, &g.id).await? {
+                if super::vpn_connection::overlaps(super::client_pool(&s), &route.route_dest) {
+                    return Err(ApiError::new(route_conflict(kind)));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a route that leads into a client pool of this kind of server is answered with.
+fn route_conflict(server: Kind) -> Code {
+    if server == Kind::SslVpnServer {
+        Code::RouteConflictSsl
+    } else {
+        Code::RouteConflictWithIpsecServer
+    }
+}
+
+/// The other side of [`check_client_pools`]: the ClientIpPool of a server of kind `own` on
+/// `gw` must overlap neither the gateway's VPC (IllegalParam.ClientIpPool), nor the gateway's
+/// other client pool (the other kind of server; the same code), nor a route of the VPC's
+/// gateways (the kind's route-conflict code).
+pub(crate) async fn check_client_pool(req: &Req<'_>, gw: &Record, pool: &str, own: Kind) -> Result<(), ApiError> {
+    use super::vpn_connection::overlaps;
+    if let Some(vpc) = gw.parent.as_deref() {
+        if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
+            if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
+                return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
+            }
+        }
+    }
+    let other = if own == Kind::SslVpnServer { Kind::IpsecServer } else { Kind::SslVpnServer };
+    if super::children(req, other, &gw.id).await?.iter().any(|s| overlaps(super::client_pool(s), pool)) {
+        return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
+    }
+    for g in vpc_gateways(req, gw.parent.as_deref()).await? {
+        for (_, r) in gateway_routes(req, &g.id).await? {
+            if overlaps(&r.route_dest, pool) {
+                return Err(ApiError::new(route_conflict(own)));
             }
         }
     }
