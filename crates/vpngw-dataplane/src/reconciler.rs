@@ -296,9 +296,9 @@ impl Reconciler {
         h
     }
 
-    /// One reconcile pass over everything.
-    /// One pass, repeated (a few times at most) while what it observed changes what it must
-    /// apply: a tunnel that went down moves its routes to their standbys at once.
+    /// One reconcile pass over everything, repeated (a few times at most) while what it
+    /// observed changes what it must apply: a tunnel that went down moves its routes to their
+    /// standbys at once.
     pub async fn pass(&self) -> Result<()> {
         for _ in 0..4 {
             let started = Instant::now();

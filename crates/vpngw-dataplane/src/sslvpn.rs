@@ -87,6 +87,8 @@ pub struct SslPlane {
     pub observed: std::sync::Arc<SslObservations>,
     /// An open management session per server, with the client list last read through it.
     sessions: tokio::sync::Mutex<HashMap<String, Session>>,
+    /// Digests last applied, by `<id>/<file>` (see [`SslPlane::applied`]).
+    applied: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// How long a client list read with `status` is trusted while the number of clients stays the
@@ -185,7 +187,7 @@ fn device(id: &str) -> String {
 
 impl SslPlane {
     pub fn new(root: PathBuf, openvpn: PathBuf) -> SslPlane {
-        SslPlane { root, openvpn, observed: Default::default(), sessions: Default::default() }
+        SslPlane { root, openvpn, observed: Default::default(), sessions: Default::default(), applied: Default::default() }
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -197,6 +199,7 @@ impl SslPlane {
         for gone in self.running_ids().into_iter().filter(|id| !live.contains(id.as_str())) {
             tracing::info!(ssl_vpn_server = %gone, "Stopping a deleted SSL-VPN server.");
             self.sessions.lock().await.remove(&gone);
+            self.applied.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&format!("{gone}/")));
             stop(&self.dir(&gone)).await;
             let _ = std::fs::remove_dir_all(self.dir(&gone));
             self.observed.clients.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
@@ -221,33 +224,57 @@ impl SslPlane {
         std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
     }
 
+    /// Whether `digest` is what was last applied as `file` (`crl.digest`, `config.digest`):
+    /// remembered in memory, read from the server's directory once (adopting a server a
+    /// previous vpngw started).
+    fn applied(&self, id: &str, dir: &Path, file: &str, digest: &str) -> bool {
+        let key = format!("{id}/{file}");
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if !applied.contains_key(&key) {
+            if let Ok(on_disk) = std::fs::read_to_string(dir.join(file)) {
+                applied.insert(key.clone(), on_disk);
+            }
+        }
+        applied.get(&key).is_some_and(|a| a == digest)
+    }
+
+    /// Records `digest` as applied (in memory and beside the server).
+    fn record_applied(&self, id: &str, dir: &Path, file: &str, digest: &str) -> Result<()> {
+        write_file(&dir.join(file), digest, 0o644)?;
+        self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(format!("{id}/{file}"), digest.to_string());
+        Ok(())
+    }
+
     async fn converge_one(&self, svc: &Service, d: &Desired) -> Result<()> {
         let dir = self.dir(&d.id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), dir.join("openvpn.log"));
         let s = &d.server;
         let sealer = &svc.config.sealer;
-        let ca_key = sealer.open(&key_context(&d.id, "ca_key"), &s.ca_key).context("open the CA key")?;
-        let server_key = sealer.open(&key_context(&d.id, "server_key"), &s.server_key).context("open the server key")?;
+        if !self.observed.logs.read().unwrap_or_else(|e| e.into_inner()).contains_key(&d.id) {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), dir.join("openvpn.log"));
+        }
 
         // The CRL: re-signed only when the revoked set changes.
         let crl_digest = digest(&[&serde_json::to_string(&s.revoked)?]);
-        if std::fs::read_to_string(dir.join("crl.digest")).ok().as_deref() != Some(crl_digest.as_str()) || !dir.join("crl.pem").exists() {
+        if !(self.applied(&d.id, &dir, "crl.digest", &crl_digest) && dir.join("crl.pem").exists()) {
+            let ca_key = sealer.open(&key_context(&d.id, "ca_key"), &s.ca_key).context("open the CA key")?;
             let crl = pki::crl(&s.ca_cert, &ca_key, &s.revoked, s.revoked.len() as u64 + 1, CRL_VALIDITY)?;
             write_file(&dir.join("crl.pem"), &crl, 0o644)?;
-            write_file(&dir.join("crl.digest"), &crl_digest, 0o644)?;
+            self.record_applied(&d.id, &dir, "crl.digest", &crl_digest)?;
             tracing::info!(ssl_vpn_server = %d.id, revoked = s.revoked.len(), "Wrote the CRL.");
         }
 
+        // The configuration: its digest covers the sealed server key (stable while the key is),
+        // so an unchanged server costs no decryption.
         let setup = ServerSetup { dir: &dir, dev: &device(&d.id), bind: d.bind, max_clients: d.ssl_connections };
         let conf = server_config(s, &setup);
-        let conf_digest = digest(&[&conf, &s.ca_cert, &s.server_cert, &server_key, d.netns.as_deref().unwrap_or("")]);
+        let conf_digest = digest(&[&conf, &s.ca_cert, &s.server_cert, &s.server_key, d.netns.as_deref().unwrap_or("")]);
         let running = read_pid(&dir.join("openvpn.pid")).is_some_and(alive);
-        let same = std::fs::read_to_string(dir.join("config.digest")).ok().as_deref() == Some(conf_digest.as_str());
-        if !(running && same) {
+        if !(running && self.applied(&d.id, &dir, "config.digest", &conf_digest)) {
             if running {
                 tracing::info!(ssl_vpn_server = %d.id, "The SSL-VPN server's configuration changed: restarting OpenVPN.");
             }
+            let server_key = sealer.open(&key_context(&d.id, "server_key"), &s.server_key).context("open the server key")?;
             self.sessions.lock().await.remove(&d.id);
             stop(&dir).await;
             write_file(&dir.join("ca.crt"), &s.ca_cert, 0o644)?;
@@ -255,7 +282,7 @@ impl SslPlane {
             write_file(&dir.join("server.key"), &server_key, 0o600)?;
             write_file(&dir.join("openvpn.conf"), &conf, 0o644)?;
             self.start(&dir, d.netns.as_deref()).await?;
-            write_file(&dir.join("config.digest"), &conf_digest, 0o644)?;
+            self.record_applied(&d.id, &dir, "config.digest", &conf_digest)?;
         }
         rotate_log(&dir.join("openvpn.log"));
 
