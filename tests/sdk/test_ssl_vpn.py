@@ -243,7 +243,7 @@ def test_legacy_sdk_speaks_ssl_vpn(server):
 
 def test_certificate_status_follows_the_real_expiry_and_keys_survive_a_restart():
     # Certificates valid for 6 days are `expiring-soon` from the start; ones valid for 2 s expire.
-    s = Server(top="ssl_client_cert_days = 6.0\n")
+    s = Server(top="ssl_client_cert_days = 6.0\n", extra="ssl_client_certs_per_server = 3\n")
     s.start()
     try:
         c = s.tea()
@@ -266,6 +266,9 @@ def test_certificate_status_follows_the_real_expiry_and_keys_survive_a_restart()
         time.sleep(2.5)
         assert cert_detail(c, short).status == "expired"
         assert certs(c, ssl_vpn_client_cert_id=short).ssl_vpn_client_cert_keys.ssl_vpn_client_cert_key[0].status == "expired"
+        # The per-server certificate quota (3 here) counts every certificate, expired or not.
+        new_cert(c, vss)
+        assert error(new_cert, c, vss) == ("Resource.QuotaFull", 400)
         # No private key is stored in the clear.
         import glob
         import sqlite3
