@@ -12,7 +12,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
-use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, iso_time, load, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
@@ -156,11 +156,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
 }
 
 async fn writable_server(req: &Req<'_>) -> Result<(Record, IpsecServer, Record), ApiError> {
-    let rec = load(req, Kind::IpsecServer, req.params.req("IpsecServerId")?, Code::InvalidIpsecServerId).await?;
-    let s: IpsecServer = doc(&rec)?;
-    let gw_rec = load(req, Kind::VpnGateway, rec.parent.as_deref().unwrap_or_default(), Code::InvalidVpnGatewayId).await?;
-    ensure_writable(&gw_rec, &doc(&gw_rec)?)?;
-    Ok((rec, s, gw_rec))
+    writable_child(req, Kind::IpsecServer, req.params.req("IpsecServerId")?, Code::InvalidIpsecServerId).await
 }
 
 pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {

@@ -17,7 +17,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{overlaps, subnets};
-use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, VpnGateway};
+use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
@@ -275,11 +275,7 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
 
 /// An SSL-VPN server of the caller's and its gateway, which must accept writes.
 async fn writable_server(req: &Req<'_>, id: &str) -> Result<(Record, SslVpnServer, Record), ApiError> {
-    let rec = load(req, Kind::SslVpnServer, id, Code::InvalidSslVpnServerId).await?;
-    let s: SslVpnServer = doc(&rec)?;
-    let gw_rec = load(req, Kind::VpnGateway, rec.parent.as_deref().unwrap_or_default(), Code::InvalidVpnGatewayId).await?;
-    ensure_writable(&gw_rec, &doc(&gw_rec)?)?;
-    Ok((rec, s, gw_rec))
+    writable_child(req, Kind::SslVpnServer, id, Code::InvalidSslVpnServerId).await
 }
 
 pub async fn modify_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {

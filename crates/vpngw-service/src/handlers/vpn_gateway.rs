@@ -81,6 +81,16 @@ pub(crate) async fn ssl_connections(req: &crate::Req<'_>, gw: Option<&str>) -> R
     Ok(rec.and_then(|g| serde_json::from_value::<VpnGateway>(g.doc).ok()).map(|g| g.ssl_connections).unwrap_or(0))
 }
 
+/// A resource of a gateway (an IPsec or SSL-VPN server) with its gateway, which must accept
+/// writes: the record, its document and the gateway's record.
+pub(crate) async fn writable_child<T: serde::de::DeserializeOwned>(req: &crate::Req<'_>, kind: Kind, id: &str, not_found: Code) -> Result<(Record, T, Record), ApiError> {
+    let rec = load(req, kind, id, not_found).await?;
+    let child: T = doc(&rec)?;
+    let gw_rec = load(req, Kind::VpnGateway, rec.parent.as_deref().unwrap_or_default(), Code::InvalidVpnGatewayId).await?;
+    ensure_writable(&gw_rec, &doc(&gw_rec)?)?;
+    Ok((rec, child, gw_rec))
+}
+
 /// A change the data plane must apply: the gateway goes to `updating` until it has.
 pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutation> {
     rec.status = "updating".into();
