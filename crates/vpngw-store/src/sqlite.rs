@@ -4,6 +4,12 @@
 //! One writer connection and a few reader connections (WAL lets readers run beside the
 //! writer). Reads run inline.
 //!
+//! **Record cache.** Each reader keeps the records (and tags) its point reads returned, tagged
+//! with its connection's `PRAGMA data_version`. SQLite changes that number whenever any other
+//! connection, of this process or another (`vpngw admin lock`), has committed since; a point
+//! read asks for it first (one step, no table read) and drops the cache when it moved. A hit is
+//! therefore exactly what the query would return, with no invalidation protocol of our own.
+//!
 //! **Group commit.** Writes are staged into a batch (one open transaction on the writer, a
 //! savepoint per staged write, so a failing one leaves the others) and the batch is committed
 //! with one fsync by [`Store::flush`]; every writer waits for its batch to be durable before it
@@ -139,8 +145,69 @@ pub struct SqliteStore {
 
 struct Inner {
     writer: Mutex<Writer>,
-    readers: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<Reader>>,
     next: AtomicUsize,
+}
+
+/// Most records a reader's cache holds; it starts over when full.
+const CACHE_ENTRIES: usize = 2048;
+
+/// A reader connection and the records its point reads returned (see the module docs).
+struct Reader {
+    conn: Connection,
+    /// `PRAGMA data_version` when `records` was last known to be current.
+    version: i64,
+    records: HashMap<String, (Record, Option<Vec<(String, String)>>)>,
+}
+
+impl Reader {
+    fn new(conn: Connection) -> Reader {
+        Reader { conn, version: -1, records: HashMap::new() }
+    }
+
+    /// A record of the scope, with its tags if `tagged`, through the cache.
+    fn get(&mut self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<(Record, Option<Vec<(String, String)>>)>> {
+        let version: i64 = self.conn.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get(0))).map_err(other)?;
+        if version != self.version {
+            self.records.clear();
+            self.version = version;
+        }
+        let hit = match self.records.get_mut(id) {
+            Some((rec, tags)) if !tagged || tags.is_some() => Some((rec.clone(), tags.clone())),
+            Some((rec, tags)) => {
+                *tags = Some(tags_of(&self.conn, id)?);
+                Some((rec.clone(), tags.clone()))
+            }
+            None => None,
+        };
+        let found = match hit {
+            Some(found) => Some(found),
+            None => {
+                let Some(rec) = get_record(&self.conn, id)? else { return Ok(None) };
+                let tags = if tagged { Some(tags_of(&self.conn, id)?) } else { None };
+                if self.records.len() >= CACHE_ENTRIES {
+                    self.records.clear();
+                }
+                self.records.insert(id.to_string(), (rec.clone(), tags.clone()));
+                Some((rec, tags))
+            }
+        };
+        // The cache is keyed by id alone; the scope is checked as the query's WHERE would.
+        Ok(found.filter(|(r, _)| r.kind == kind && r.account == scope.account && r.region == scope.region))
+    }
+}
+
+/// The record with this id, of any kind and scope.
+fn get_record(c: &Connection, id: &str) -> Result<Option<Record>> {
+    c.prepare_cached("SELECT kind, id, account_id, region, parent_id, status, created_ms, doc FROM resources WHERE id = ?")
+        .and_then(|mut s| s.query_row(params![id], record).optional())
+        .map_err(other)
+}
+
+fn tags_of(c: &Connection, id: &str) -> Result<Vec<(String, String)>> {
+    let mut s = c.prepare_cached("SELECT key, value FROM tags WHERE resource_id = ? ORDER BY key").map_err(other)?;
+    let rows = s.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(other)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
 }
 
 /// The writer connection and its open batch.
@@ -227,7 +294,7 @@ impl SqliteStore {
         for _ in 0..READERS {
             let r = Connection::open(path).map_err(other)?;
             configure(&r)?;
-            readers.push(Mutex::new(r));
+            readers.push(Mutex::new(Reader::new(r)));
         }
         Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(writer)), readers, next: AtomicUsize::new(0) }) })
     }
@@ -247,22 +314,40 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = &self.inner;
-        if inner.readers.is_empty() || crate::in_write_scope() {
+        if self.inner.readers.is_empty() || crate::in_write_scope() {
             return self.with_writer(move |w| {
                 crate::scope_batch(w.batch);
                 f(&w.conn)
             })
             .await;
         }
-        // Take a free reader if one is, else wait for the next in turn.
+        f(&self.reader()?.conn)
+    }
+
+    /// A free reader if one is, else the next in turn once it is free.
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Reader>> {
+        let inner = &self.inner;
         let n = inner.readers.len();
         let start = inner.next.fetch_add(1, Ordering::Relaxed);
         if let Some(guard) = (0..n).map(|i| &inner.readers[(start + i) % n]).find_map(|m| m.try_lock().ok()) {
-            return f(&guard);
+            return Ok(guard);
         }
-        let guard = inner.readers[start % n].lock().map_err(other)?;
-        f(&guard)
+        inner.readers[start % n].lock().map_err(other)
+    }
+
+    /// A point read of a record (and its tags if `tagged`): through a reader's cache, or from
+    /// the writer in a write scope (which must see what is staged).
+    async fn point_read(&self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<(Record, Option<Vec<(String, String)>>)>> {
+        if !self.inner.readers.is_empty() && !crate::in_write_scope() {
+            return self.reader()?.get(kind, scope, id, tagged);
+        }
+        let (scope, id) = (scope.clone(), id.to_string());
+        self.read(move |c| {
+            let Some(rec) = get_record(c, &id)?.filter(|r| r.kind == kind && r.account == scope.account && r.region == scope.region) else { return Ok(None) };
+            let tags = if tagged { Some(tags_of(c, &id)?) } else { None };
+            Ok(Some((rec, tags)))
+        })
+        .await
     }
 
     /// Runs `f` with the writer: inline when it is free, else (a commit's fsync holds it) on
@@ -321,6 +406,7 @@ fn migrate(c: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The columns [`record`] reads, in its order.
 const RECORD_COLS: &str = "kind, id, account_id, region, parent_id, status, created_ms, doc";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
@@ -389,28 +475,11 @@ fn in_list(sql: &mut String, args: &mut Vec<rusqlite::types::Value>, column: &st
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<Record>> {
-        let (scope, id) = (scope.clone(), id.to_string());
-        self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ? AND account_id = ? AND region = ?"))
-                .and_then(|mut s| s.query_row(params![id, kind.as_str(), scope.account, scope.region], record).optional())
-                .map_err(other)
-        })
-        .await
+        Ok(self.point_read(kind, scope, id, false).await?.map(|(rec, _)| rec))
     }
 
     async fn get_tagged(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<(Record, Vec<(String, String)>)>> {
-        let (scope, id) = (scope.clone(), id.to_string());
-        self.read(move |c| {
-            let rec = c
-                .prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ? AND account_id = ? AND region = ?"))
-                .and_then(|mut s| s.query_row(params![id, kind.as_str(), scope.account, scope.region], record).optional())
-                .map_err(other)?;
-            let Some(rec) = rec else { return Ok(None) };
-            let mut s = c.prepare_cached("SELECT key, value FROM tags WHERE resource_id = ? ORDER BY key").map_err(other)?;
-            let tags = s.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(other)?.collect::<rusqlite::Result<Vec<_>>>().map_err(other)?;
-            Ok(Some((rec, tags)))
-        })
-        .await
+        Ok(self.point_read(kind, scope, id, true).await?.map(|(rec, tags)| (rec, tags.unwrap_or_default())))
     }
 
     async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>> {
@@ -849,6 +918,54 @@ mod tests {
         let d = s.stage(vec![vpc("vpc-4")]).await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(2), s.durable(d)).await.unwrap().unwrap();
         assert!(s.get_any(Kind::Vpc, "vpc-4").await.unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_point_reads_see_every_commit_of_this_and_of_another_process() {
+        let (s, dir) = open("cache");
+        let scope = Scope { account: 1, region: "r".into() };
+        let named = |name: &str| {
+            let Mutation::Put(mut r) = vpc("vpc-1") else { unreachable!() };
+            r.doc = json!({ "name": name });
+            Mutation::Put(r)
+        };
+        s.commit(vec![named("a")]).await.unwrap();
+        // Every reader caches it (reads go round the readers).
+        for _ in 0..2 * READERS {
+            assert_eq!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["name"], "a");
+        }
+        s.commit(vec![named("b"), Mutation::SetTags { kind: Kind::Vpc, id: "vpc-1".into(), scope: scope.clone(), tags: vec![("k".into(), "v".into())] }]).await.unwrap();
+        for _ in 0..2 * READERS {
+            let (rec, tags) = s.get_tagged(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap();
+            assert_eq!((rec.doc["name"].as_str(), tags), (Some("b"), vec![("k".to_string(), "v".to_string())]));
+        }
+        // Another process (here: another store on the same file) commits: seen at once.
+        let other = SqliteStore::open(&dir.join("t.db")).unwrap();
+        other.commit(vec![named("c")]).await.unwrap();
+        for _ in 0..2 * READERS {
+            assert_eq!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["name"], "c");
+        }
+        // The cache keeps the scope: another account or region, or another kind, finds nothing.
+        assert!(s.get(Kind::Vpc, &Scope { account: 2, region: "r".into() }, "vpc-1").await.unwrap().is_none());
+        assert!(s.get(Kind::Vpc, &Scope { account: 1, region: "q".into() }, "vpc-1").await.unwrap().is_none());
+        assert!(s.get(Kind::VSwitch, &scope, "vpc-1").await.unwrap().is_none());
+        // Staged but not durable: a write scope sees it, a cached read does not.
+        let d = crate::write_scope(async {
+            let d = s.stage(vec![named("d")]).await.unwrap();
+            assert_eq!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["name"], "d");
+            d
+        })
+        .await;
+        assert_eq!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["name"], "c");
+        s.flush().await.unwrap();
+        s.durable(d).await.unwrap();
+        assert_eq!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["name"], "d");
+        s.commit(vec![Mutation::Delete { kind: Kind::Vpc, id: "vpc-1".into() }]).await.unwrap();
+        for _ in 0..2 * READERS {
+            assert!(s.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().is_none());
+        }
+        drop(other);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
