@@ -33,12 +33,27 @@ impl Format {
 
 /// The body of a successful call.
 pub fn render_ok(format: Format, action: &str, request_id: &str, body: Map<String, Value>) -> String {
-    let mut obj = Map::with_capacity(body.len() + 1);
-    obj.insert("RequestId".into(), Value::String(request_id.into()));
-    obj.extend(body);
     match format {
-        Format::Json => serde_json::to_string(&Value::Object(obj)).unwrap_or_default(),
+        // `{"RequestId":"…",` then the body's members: no second map of every member.
+        Format::Json => {
+            let mut out = Vec::with_capacity(256);
+            out.extend_from_slice(b"{\"RequestId\":");
+            let _ = serde_json::to_writer(&mut out, request_id);
+            let members = out.len();
+            let _ = serde_json::to_writer(&mut out, &body);
+            // The body serialized as `{…}`: its `{` becomes the separator, or goes if empty.
+            if body.is_empty() {
+                out.truncate(members);
+                out.push(b'}');
+            } else {
+                out[members] = b',';
+            }
+            String::from_utf8(out).unwrap_or_default()
+        }
         Format::Xml => {
+            let mut obj = Map::with_capacity(body.len() + 1);
+            obj.insert("RequestId".into(), Value::String(request_id.into()));
+            obj.extend(body);
             let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
             let root = format!("{action}Response");
             element(&mut s, &root, &Value::Object(obj));

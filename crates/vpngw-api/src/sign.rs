@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, Code};
 
 /// One request as the signature sees it. Names of `headers` are lower case; `query` and `form`
-/// are decoded (`+` is a space).
+/// are decoded (`+` is a space). Everything is borrowed from the request as it arrived.
 #[derive(Debug, Clone, Copy)]
 pub struct SignedRequest<'a> {
     pub method: &'a str,
@@ -23,14 +23,14 @@ pub struct SignedRequest<'a> {
     pub query: &'a [(String, String)],
     pub form: &'a [(String, String)],
     pub body: &'a [u8],
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
-impl SignedRequest<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+impl<'a> SignedRequest<'a> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
-    fn query_param(&self, name: &str) -> Option<&str> {
+    fn query_param(&self, name: &str) -> Option<&'a str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
@@ -41,18 +41,19 @@ pub enum Scheme {
     Acs3,
 }
 
-/// What a request says about its own signature, read before any secret is known.
+/// What a request says about its own signature, read before any secret is known (borrowed
+/// from the request).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
+pub struct Claims<'a> {
     pub scheme: Scheme,
-    pub access_key_id: String,
+    pub access_key_id: &'a str,
     /// `Timestamp` (v1) or `x-acs-date` (ACS3), as sent.
-    pub timestamp: String,
-    pub nonce: String,
+    pub timestamp: &'a str,
+    pub nonce: &'a str,
     /// The signature as sent (base64 for v1, hex for ACS3).
-    pub signature: String,
-    /// ACS3 only: the header names the client signed, lower case.
-    pub signed_headers: Vec<String>,
+    pub signature: &'a str,
+    /// ACS3 only: the header names the client signed, as sent (compared case-insensitively).
+    pub signed_headers: Vec<&'a str>,
 }
 
 /// Percent-encoding as both schemes canonicalize: RFC 3986 unreserved kept, everything else
@@ -73,7 +74,7 @@ pub fn pct(s: &str) -> String {
 
 /// Reads the claims of either scheme. A request with neither an `ACS3-HMAC-SHA256`
 /// `Authorization` header nor a `Signature` query parameter is `IncompleteSignature`.
-pub fn claims(req: &SignedRequest<'_>) -> Result<Claims, ApiError> {
+pub fn claims<'a>(req: &SignedRequest<'a>) -> Result<Claims<'a>, ApiError> {
     if let Some(auth) = req.header("authorization") {
         return acs3_claims(req, auth);
     }
@@ -93,10 +94,10 @@ pub fn claims(req: &SignedRequest<'_>) -> Result<Claims, ApiError> {
     }
     Ok(Claims {
         scheme: Scheme::RpcV1,
-        access_key_id: access_key_id.to_string(),
-        timestamp: get("Timestamp").ok_or_else(|| ApiError::missing("Timestamp"))?.to_string(),
-        nonce: get("SignatureNonce").ok_or_else(|| ApiError::missing("SignatureNonce"))?.to_string(),
-        signature: signature.to_string(),
+        access_key_id,
+        timestamp: get("Timestamp").ok_or_else(|| ApiError::missing("Timestamp"))?,
+        nonce: get("SignatureNonce").ok_or_else(|| ApiError::missing("SignatureNonce"))?,
+        signature,
         signed_headers: Vec::new(),
     })
 }
@@ -105,7 +106,7 @@ fn form_param<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
     req.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn acs3_claims(req: &SignedRequest<'_>, auth: &str) -> Result<Claims, ApiError> {
+fn acs3_claims<'a>(req: &SignedRequest<'a>, auth: &'a str) -> Result<Claims<'a>, ApiError> {
     let incomplete = |why: &str| ApiError::msg(Code::IncompleteSignature, format!("The request signature does not conform to Aliyun standards: {why}."));
     let (algo, rest) = auth.trim().split_once(' ').ok_or_else(|| incomplete("malformed Authorization header"))?;
     if algo != "ACS3-HMAC-SHA256" {
@@ -123,28 +124,16 @@ fn acs3_claims(req: &SignedRequest<'_>, auth: &str) -> Result<Claims, ApiError> 
     }
     let cred = cred.filter(|c| !c.is_empty()).ok_or_else(|| incomplete("no Credential"))?;
     let sig = sig.filter(|c| !c.is_empty()).ok_or_else(|| incomplete("no Signature"))?;
-    let signed_headers: Vec<String> = signed
-        .ok_or_else(|| incomplete("no SignedHeaders"))?
-        .split(';')
-        .filter(|h| !h.is_empty())
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let signed_headers: Vec<&str> = signed.ok_or_else(|| incomplete("no SignedHeaders"))?.split(';').filter(|h| !h.is_empty()).collect();
     // The date and nonce only protect against replay if they are signed.
     for required in ["x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"] {
-        if !signed_headers.iter().any(|h| h == required) {
+        if !signed_headers.iter().any(|h| h.eq_ignore_ascii_case(required)) {
             return Err(incomplete(&format!("{required} is not signed")));
         }
     }
     let timestamp = req.header("x-acs-date").ok_or_else(|| ApiError::missing("x-acs-date"))?;
     let nonce = req.header("x-acs-signature-nonce").ok_or_else(|| ApiError::missing("x-acs-signature-nonce"))?;
-    Ok(Claims {
-        scheme: Scheme::Acs3,
-        access_key_id: cred.to_string(),
-        timestamp: timestamp.to_string(),
-        nonce: nonce.to_string(),
-        signature: sig.to_string(),
-        signed_headers,
-    })
+    Ok(Claims { scheme: Scheme::Acs3, access_key_id: cred, timestamp, nonce, signature: sig, signed_headers })
 }
 
 /// Checks the claimed signature with the key's secret.
@@ -160,7 +149,7 @@ pub fn verify(req: &SignedRequest<'_>, claims: &Claims, secret: &str) -> Result<
             }
         }
         Scheme::Acs3 => {
-            let body_hash = if req.body.is_empty() { EMPTY_SHA256.to_string() } else { hex::encode(Sha256::digest(req.body)) };
+            let body_hash = if req.body.is_empty() { EMPTY_SHA256.to_string() } else { hex_lower(&Sha256::digest(req.body)) };
             let sent_hash = req.header("x-acs-content-sha256").unwrap_or_default();
             if !sent_hash.eq_ignore_ascii_case(&body_hash) {
                 return Err(ApiError::arg(Code::ContentSha256Mismatch, body_hash));
@@ -168,7 +157,7 @@ pub fn verify(req: &SignedRequest<'_>, claims: &Claims, secret: &str) -> Result<
             let canonical = acs3_canonical_request(req, &claims.signed_headers, &body_hash);
             let sts = acs3_string_to_sign(&canonical);
             let want = acs3_signature(secret, &sts);
-            if constant_time_eq(want.as_bytes(), claims.signature.to_ascii_lowercase().as_bytes()) {
+            if constant_time_eq_ignore_case(want.as_bytes(), claims.signature.as_bytes()) {
                 Ok(())
             } else {
                 Err(ApiError::arg(Code::SignatureDoesNotMatch, sts))
@@ -200,34 +189,72 @@ pub fn rpc_v1_signature(secret: &str, string_to_sign: &str) -> String {
 
 /// The ACS3 canonical request: method, path, sorted query, the signed headers with their
 /// received values, the signed-header list and the payload hash.
-pub fn acs3_canonical_request(req: &SignedRequest<'_>, signed_headers: &[String], payload_hash: &str) -> String {
+pub fn acs3_canonical_request<S: AsRef<str>>(req: &SignedRequest<'_>, signed_headers: &[S], payload_hash: &str) -> String {
     let mut q: Vec<(String, String)> = req.query.iter().map(|(k, v)| (pct(k), pct(v))).collect();
-    q.sort();
-    let query = q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
+    q.sort_unstable();
+    let mut names: Vec<String> = signed_headers.iter().map(|h| h.as_ref().to_ascii_lowercase()).collect();
     names.sort_unstable();
     names.dedup();
-    let mut headers = String::new();
-    for name in &names {
-        let values: Vec<&str> = req.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim()).collect();
-        headers.push_str(name);
-        headers.push(':');
-        headers.push_str(&values.join(","));
-        headers.push('\n');
+    let mut out = String::with_capacity(512);
+    out.push_str(req.method);
+    out.push('\n');
+    out.push_str(if req.path.is_empty() { "/" } else { req.path });
+    out.push('\n');
+    for (i, (k, v)) in q.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
     }
-    let path = if req.path.is_empty() { "/" } else { req.path };
-    format!("{}\n{}\n{}\n{}\n{}\n{}", req.method, path, query, headers, names.join(";"), payload_hash)
+    out.push('\n');
+    for name in &names {
+        out.push_str(name);
+        out.push(':');
+        for (i, (_, v)) in req.headers.iter().filter(|(k, _)| k == name).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(v.trim());
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    out
 }
 
 pub fn acs3_string_to_sign(canonical_request: &str) -> String {
-    format!("ACS3-HMAC-SHA256\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())))
+    let mut s = String::with_capacity(17 + 64);
+    s.push_str("ACS3-HMAC-SHA256\n");
+    s.push_str(&hex_lower(&Sha256::digest(canonical_request.as_bytes())));
+    s
 }
 
 /// hex(HMAC-SHA256(secret, string_to_sign)).
 pub fn acs3_signature(secret: &str, string_to_sign: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(string_to_sign.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hex_lower(&mac.finalize().into_bytes())
+}
+
+/// Lower-case hex, as ACS3 writes hashes and signatures.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// hex(SHA-256("")), the payload hash of every request without a body.
@@ -235,6 +262,11 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// As [`constant_time_eq`], with `b` lower-cased on the way (`a` is lower case already).
+fn constant_time_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase())) == 0
 }
 
 /// Parses `YYYY-MM-DDThh:mm:ssZ` (also with fractional seconds or an offset) to Unix seconds.
@@ -250,8 +282,8 @@ mod tests {
     use super::*;
     use crate::params::decode_form;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn headers<'a>(list: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        list.to_vec()
     }
 
     /// WIRE.md §a.1: the captured Python Tea `DownloadVpnConnectionConfig` request.
@@ -279,7 +311,7 @@ mod tests {
         assert_eq!(c.scheme, Scheme::Acs3);
         assert_eq!(c.access_key_id, "testid");
         assert_eq!(c.nonce, "3db14cd101c03abbd1527532605b3c15");
-        let canonical = acs3_canonical_request(&req, &c.signed_headers, &hex::encode(Sha256::digest(b"")));
+        let canonical = acs3_canonical_request(&req, &c.signed_headers, &hex_lower(&Sha256::digest(b"")));
         assert_eq!(
             acs3_string_to_sign(&canonical),
             "ACS3-HMAC-SHA256\nb1fd9829f904b8a6c2dccc8e9ab9539c12aa7956fd361bcdd02934fbc9543603"

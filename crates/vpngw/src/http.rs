@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -26,8 +25,9 @@ pub struct AppState {
     pub host_id: String,
     pub max_clock_skew_secs: i64,
     keys: RwLock<HashMap<String, AccessKey>>,
-    /// SignatureNonces seen, per shard: (AccessKeyId, nonce) → when seen (Unix seconds).
-    nonces: Vec<Mutex<HashMap<(String, String), i64>>>,
+    /// SignatureNonces seen, per shard: "AccessKeyId\nnonce" → when seen (Unix seconds).
+    nonces: Vec<Mutex<NonceMap>>,
+    nonce_hasher: foldhash::fast::RandomState,
 }
 
 impl AppState {
@@ -37,7 +37,8 @@ impl AppState {
             host_id,
             max_clock_skew_secs,
             keys: RwLock::new(HashMap::new()),
-            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(NonceMap::default())).collect(),
+            nonce_hasher: foldhash::fast::RandomState::default(),
         })
     }
 
@@ -55,10 +56,12 @@ impl AppState {
 
     /// Records a nonce; false if the key used it within the replay window already.
     fn fresh_nonce(&self, ak: &str, nonce: &str, now: i64) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (ak, nonce).hash(&mut h);
-        let shard = &self.nonces[h.finish() as usize % NONCE_SHARDS];
+        use std::hash::BuildHasher;
+        let mut key = String::with_capacity(ak.len() + 1 + nonce.len());
+        key.push_str(ak);
+        key.push('\n');
+        key.push_str(nonce);
+        let shard = &self.nonces[self.nonce_hasher.hash_one(&key) as usize % NONCE_SHARDS];
         let Ok(mut seen) = shard.lock() else { return false };
         // A nonce older than twice the window can be forgotten: its request's timestamp is
         // outside the window now, so a replay fails the clock check instead.
@@ -66,15 +69,21 @@ impl AppState {
         if seen.len() > 4096 && seen.len().is_power_of_two() {
             seen.retain(|_, t| *t >= horizon);
         }
-        match seen.get(&(ak.to_string(), nonce.to_string())) {
-            Some(t) if *t >= horizon => false,
-            _ => {
-                seen.insert((ak.to_string(), nonce.to_string()), now);
+        match seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) if *e.get() >= horizon => false,
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.insert(now);
+                true
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(now);
                 true
             }
         }
     }
 }
+
+type NonceMap = HashMap<String, i64, foldhash::fast::RandomState>;
 
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
@@ -90,32 +99,33 @@ async fn bare() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"RequestId":"bare"}"#).into_response()
 }
 
-async fn api(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     let request_id = ids::request_id();
-    let query = decode_form(uri.query().unwrap_or(""));
-    let is_form = headers
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+    };
+    let query = decode_form(parts.uri.query().unwrap_or(""));
+    let is_form = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|ct| ct.get(..33).is_some_and(|p| p.eq_ignore_ascii_case("application/x-www-form-urlencoded")));
     let form = if is_form { decode_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
     let lookup = |k: &str| query.iter().chain(form.iter()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let format = Format::from_param(lookup("Format"));
-    // Header names arrive lower-cased from `http`; values are almost always ASCII.
-    let hdrs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().map(str::to_string).unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned())))
-        .collect();
-    let header_val = |k: &str| hdrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let action_name = lookup("Action").or_else(|| header_val("x-acs-action")).unwrap_or("").to_string();
+    // Header names arrive lower-cased from `http`. A value that is not UTF-8 cannot be part of
+    // a signature an SDK computed; it reads as empty.
+    let hdrs: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), std::str::from_utf8(v.as_bytes()).unwrap_or(""))).collect();
+    let header_val = |k: &str| hdrs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let action_name = lookup("Action").or_else(|| header_val("x-acs-action")).unwrap_or("");
 
     let result = async {
-        let action = decode(&action_name, lookup("Version").or_else(|| header_val("x-acs-version")))?;
-        let signed = SignedRequest { method: method.as_str(), path: uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
+        let action = decode(action_name, lookup("Version").or_else(|| header_val("x-acs-version")))?;
+        let signed = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
         let principal = authenticate(&st, &signed).await?;
-        let mut params = Params::from_pairs(query.iter().chain(form.iter()).cloned());
-        for c in COMMON_PARAMS {
-            params.remove(c);
-        }
+        let params = Params::from_pairs(query.iter().chain(form.iter()).filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned());
         tracing::debug!(action = %action.name, account = principal.account, "Dispatching.");
         st.svc.dispatch(action, &principal, params, &request_id).await.map(|body| (action, body))
     }
@@ -153,14 +163,14 @@ fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::Act
 
 async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Principal, ApiError> {
     let claims = sign::claims(req)?;
-    let key = st.key(&claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
+    let key = st.key(claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
     sign::verify(req, &claims, &key.secret)?;
-    let ts = sign::parse_timestamp(&claims.timestamp)?;
+    let ts = sign::parse_timestamp(claims.timestamp)?;
     let now = chrono::Utc::now().timestamp();
     if (now - ts).abs() > st.max_clock_skew_secs {
         return Err(ApiError::new(Code::InvalidTimeStampExpired));
     }
-    if !st.fresh_nonce(&key.access_key_id, &claims.nonce, now) {
+    if !st.fresh_nonce(&key.access_key_id, claims.nonce, now) {
         return Err(ApiError::new(Code::SignatureNonceUsed));
     }
     Ok(Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly })

@@ -251,11 +251,14 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
 
 /// The DescribeVpnGateway(s) item.
 fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String)>>) -> Value {
-    let system_tag = json!({
-        "VpnEnableBgp": "true", "VisuallySsl": "true", "PbrPriority": "true", "VpnNewImage": "true",
-        "VpnVersion": concat!("vpngw-", env!("CARGO_PKG_VERSION")),
-    })
-    .to_string();
+    /// The system tags of every gateway, as the model's `Tag` string carries them.
+    static SYSTEM_TAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        json!({
+            "VpnEnableBgp": "true", "VisuallySsl": "true", "PbrPriority": "true", "VpnNewImage": "true",
+            "VpnVersion": concat!("vpngw-", env!("CARGO_PKG_VERSION")),
+        })
+        .to_string()
+    });
     let enable = |b: bool| if b { "enable" } else { "disable" };
     json!({
         "VpnGatewayId": rec.id,
@@ -276,7 +279,7 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
         "IpsecVpn": enable(gw.enable_ipsec),
         "SslVpn": enable(gw.enable_ssl),
         "SslMaxConnections": gw.ssl_connections,
-        "Tag": system_tag,
+        "Tag": SYSTEM_TAG.as_str(),
         "Tags": tags_json(tags),
         "EnableBgp": gw.enable_bgp,
         "AutoPropagate": gw.auto_propagate,

@@ -27,7 +27,8 @@ async fn chunked_form_body_is_read_and_signed() {
     ];
     let names: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
     let form = vpngw_api::params::decode_form(std::str::from_utf8(&body).unwrap());
-    let sr = SignedRequest { method: "POST", path: "/", query: &query, form: &form, body: &body, headers: &headers };
+    let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sr = SignedRequest { method: "POST", path: "/", query: &query, form: &form, body: &body, headers: &borrowed };
     let sig = sign::acs3_signature("sa", &sign::acs3_string_to_sign(&sign::acs3_canonical_request(&sr, &names, &hash)));
     let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = body.chunks(7).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
     let mut b = hyper::Request::post(format!("http://{endpoint}/?RegionId=cn-hangzhou&IpAddress=203.0.113.77"));
