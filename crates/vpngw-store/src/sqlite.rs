@@ -677,10 +677,15 @@ impl Store for SqliteStore {
     async fn flush(&self) -> Result<()> {
         let inner = self.inner.clone();
         let flush = move || inner.writer.lock().map_err(other)?.flush();
-        // The fsync blocks: on a multi-threaded runtime this worker hands its other tasks over
-        // and waits itself (cheaper than two thread hops); elsewhere the blocking pool waits.
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(flush)
+        // The fsync blocks. With two or more workers, this one waits in it itself: the others
+        // go on serving (and take over its queued tasks), only one flush runs at a time (the
+        // writer's lock), and the answer needs no thread hop. Handing the wait to another
+        // thread (block_in_place, spawn_blocking) cost 100-150 µs of wake-ups per commit on
+        // the project machine, a third of a one-connection write (BENCHMARKS.md). With one
+        // worker, the blocking pool waits, so that reads go on meanwhile.
+        let handle = tokio::runtime::Handle::current();
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread && handle.metrics().num_workers() >= 2 {
+            flush()
         } else {
             tokio::task::spawn_blocking(flush).await.map_err(other)?
         }
