@@ -61,9 +61,9 @@ async fn measure(name: &str, conns: usize, client: &Client, reqs: Vec<Request>) 
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(req) = reqs.get(i).and_then(|m| m.lock().ok().and_then(|mut g| g.take())) else { break };
                 let t = Instant::now();
-                match client.send(req).await {
-                    Ok(a) if a.status == 200 => lat.push(t.elapsed()),
-                    Ok(a) => failures.push(a.body),
+                match client.send_raw(req).await {
+                    Ok((200, _)) => lat.push(t.elapsed()),
+                    Ok((_, body)) => failures.push(String::from_utf8_lossy(&body).into_owned()),
                     Err(e) => failures.push(e.to_string()),
                 }
             }

@@ -108,7 +108,7 @@ impl Client {
                 hyper::Request::get(format!("http://{}/?{}", self.endpoint, encode(&query))).body(Full::new(Bytes::new()))?
             }
             Scheme::Acs3 => {
-                let body_hash = hex::encode(Sha256::digest(b""));
+                let body_hash = sign::hex_lower(&Sha256::digest(b""));
                 let mut headers: Vec<(String, String)> = vec![
                     ("host".into(), self.endpoint.clone()),
                     ("x-acs-action".into(), action.into()),
@@ -118,7 +118,8 @@ impl Client {
                     ("x-acs-content-sha256".into(), body_hash.clone()),
                 ];
                 let names: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-                let sr = SignedRequest { method: "POST", path: "/", query: &query, form: &[], body: b"", headers: &headers };
+                let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let sr = SignedRequest { method: "POST", path: "/", query: &query, form: &[], body: b"", headers: &borrowed };
                 let canonical = sign::acs3_canonical_request(&sr, &names, &body_hash);
                 let sig = sign::acs3_signature(&secret, &sign::acs3_string_to_sign(&canonical));
                 let mut sorted = names.clone();
@@ -135,10 +136,15 @@ impl Client {
     }
 
     pub async fn send(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<Answer> {
+        let (status, body) = self.send_raw(req).await?;
+        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
+    }
+
+    /// The status and the body's bytes, as a load generator reads them (no text conversion).
+    pub async fn send_raw(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)> {
         let resp = self.http.request(req).await?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
 
     /// A plain GET of a path, for the bare baseline and health checks.
