@@ -152,12 +152,15 @@ struct Inner {
 /// Most records a reader's cache holds; it starts over when full.
 const CACHE_ENTRIES: usize = 2048;
 
+/// A record and, once a point read asked for them, its tags.
+type Cached = (Record, Option<Vec<(String, String)>>);
+
 /// A reader connection and the records its point reads returned (see the module docs).
 struct Reader {
     conn: Connection,
     /// `PRAGMA data_version` when `records` was last known to be current.
     version: i64,
-    records: HashMap<String, (Record, Option<Vec<(String, String)>>)>,
+    records: HashMap<String, Cached>,
 }
 
 impl Reader {
@@ -166,7 +169,7 @@ impl Reader {
     }
 
     /// A record of the scope, with its tags if `tagged`, through the cache.
-    fn get(&mut self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<(Record, Option<Vec<(String, String)>>)>> {
+    fn get(&mut self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<Cached>> {
         let version: i64 = self.conn.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get(0))).map_err(other)?;
         if version != self.version {
             self.records.clear();
@@ -337,7 +340,7 @@ impl SqliteStore {
 
     /// A point read of a record (and its tags if `tagged`): through a reader's cache, or from
     /// the writer in a write scope (which must see what is staged).
-    async fn point_read(&self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<(Record, Option<Vec<(String, String)>>)>> {
+    async fn point_read(&self, kind: Kind, scope: &Scope, id: &str, tagged: bool) -> Result<Option<Cached>> {
         if !self.inner.readers.is_empty() && !crate::in_write_scope() {
             return self.reader()?.get(kind, scope, id, tagged);
         }

@@ -43,28 +43,52 @@ fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Sends every prepared request once, from `conns` concurrent loops, and times them. The
-/// requests are built (and signed) before the clock starts, as a load generator would, so the
-/// numbers are the server's, not the client's signing.
-async fn measure(name: &str, conns: usize, client: &Client, reqs: Vec<Request>) -> anyhow::Result<Row> {
+/// Sends every prepared request once, from `conns` concurrent keep-alive connections, and
+/// times them. The requests are built (and signed) before the clock starts and go on the wire
+/// as prepared bytes, as a load generator such as wrk sends them; answers are read as bytes
+/// ([`Wire`]). So the numbers are the server's, not the client's signing or HTTP library.
+async fn measure(name: &str, conns: usize, endpoint: &str, reqs: Vec<Request>) -> anyhow::Result<Row> {
     let total = reqs.len();
-    let reqs: Arc<Vec<std::sync::Mutex<Option<Request>>>> = Arc::new(reqs.into_iter().map(|r| std::sync::Mutex::new(Some(r))).collect());
+    let mut prepared = Vec::with_capacity(total);
+    for r in reqs {
+        prepared.push(std::sync::Mutex::new(Some(wire_bytes(endpoint, r).await?)));
+    }
+    let reqs = Arc::new(prepared);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (reqs, next, client) = (reqs.clone(), next.clone(), client.clone());
+        let (reqs, next, endpoint) = (reqs.clone(), next.clone(), endpoint.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failures = Vec::new();
+            let mut conn: Option<Wire> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(req) = reqs.get(i).and_then(|m| m.lock().ok().and_then(|mut g| g.take())) else { break };
                 let t = Instant::now();
-                match client.send_raw(req).await {
-                    Ok((200, _)) => lat.push(t.elapsed()),
-                    Ok((_, body)) => failures.push(String::from_utf8_lossy(&body).into_owned()),
-                    Err(e) => failures.push(e.to_string()),
+                let answer = match conn.as_mut() {
+                    Some(c) => c.exchange(&req).await,
+                    None => match Wire::connect(&endpoint).await {
+                        Ok(c) => conn.insert(c).exchange(&req).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                match answer {
+                    Ok((200, _, keep)) => {
+                        lat.push(t.elapsed());
+                        if !keep {
+                            conn = None;
+                        }
+                    }
+                    Ok((status, body, _)) => {
+                        failures.push(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+                        conn = None;
+                    }
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        conn = None;
+                    }
                 }
             }
             (lat, failures)
@@ -87,6 +111,83 @@ type Request = hyper::Request<http_body_util::Full<bytes::Bytes>>;
 
 fn get(endpoint: &str, path: &str) -> Request {
     hyper::Request::get(format!("http://{endpoint}{path}")).body(Default::default()).expect("valid request")
+}
+
+/// A prepared request as HTTP/1.1 bytes: request line, Host, its headers, Content-Length, body.
+async fn wire_bytes(endpoint: &str, req: Request) -> anyhow::Result<Vec<u8>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("{} {target} HTTP/1.1\r\nhost: {endpoint}\r\n", parts.method).as_bytes());
+    for (k, v) in parts.headers.iter().filter(|(k, _)| *k != hyper::header::HOST && *k != hyper::header::CONTENT_LENGTH) {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// One keep-alive HTTP/1.1 connection of the load generator: writes a prepared request, reads
+/// the answer's status, headers and body (by Content-Length, or to the end of a closing
+/// connection). Nothing else of HTTP is needed against these servers.
+struct Wire {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    async fn connect(endpoint: &str) -> std::io::Result<Wire> {
+        let stream = tokio::net::TcpStream::connect(endpoint).await?;
+        stream.set_nodelay(true)?;
+        Ok(Wire { stream, buf: Vec::with_capacity(16 * 1024) })
+    }
+
+    /// The status, the body, and whether the connection stays open.
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<(u16, Vec<u8>, bool)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+        self.stream.write_all(req).await?;
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(bad("connection closed before the answer's headers"));
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("headers are not UTF-8"))?;
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
+        let header = |name: &str| {
+            head.split("\r\n").find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_ascii_lowercase()))
+        };
+        let close = header("connection").is_some_and(|v| v == "close") || head.starts_with("HTTP/1.0") && header("connection").is_none_or(|v| v != "keep-alive");
+        if header("transfer-encoding").is_some() {
+            return Err(bad("chunked answers are not read"));
+        }
+        match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            Some(n) => {
+                while self.buf.len() < head_end + n {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(bad("connection closed inside the body"));
+                    }
+                }
+                let body = self.buf[head_end..head_end + n].to_vec();
+                self.buf.drain(..head_end + n);
+                Ok((status, body, !close))
+            }
+            None => {
+                while self.stream.read_buf(&mut self.buf).await? > 0 {}
+                let body = self.buf[head_end..].to_vec();
+                self.buf.clear();
+                Ok((status, body, false))
+            }
+        }
+    }
 }
 
 /// A bare SQLite insert per transaction with the store's durability (WAL, synchronous=FULL).
@@ -173,12 +274,12 @@ async fn moto_rows(program: &str, n: usize) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for conns in [1, 16] {
         let reqs = (0..n).map(|_| ec2("Action=DescribeVpnGateways&Version=2016-11-15".into())).collect();
-        rows.push(measure("moto DescribeVpnGateways", conns, &probe, reqs).await?);
+        rows.push(measure("moto DescribeVpnGateways", conns, &endpoint, reqs).await?);
     }
     for conns in [1, 16] {
         let base = conns as u64 * 1_000_000;
         let reqs = (0..n as u64).map(|i| ec2(format!("Action=CreateCustomerGateway&Type=ipsec.1&PublicIp={}&BgpAsn=65000&Version=2016-11-15", ip_for(base + i)))).collect();
-        rows.push(measure("moto CreateCustomerGateway", conns, &probe, reqs).await?);
+        rows.push(measure("moto CreateCustomerGateway", conns, &endpoint, reqs).await?);
     }
     let _ = child.kill().await;
     Ok(rows)
@@ -228,16 +329,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for conns in [1, 16] {
         let reqs = (0..args.reads).map(|_| get(&endpoint, "/bare")).collect();
-        rows.push(measure("bare GET /bare", conns, &client, reqs).await?);
+        rows.push(measure("bare GET /bare", conns, &endpoint, reqs).await?);
         let reqs = (0..args.reads).map(|_| client.signed("DescribeRegions", &[], &none)).collect::<anyhow::Result<_>>()?;
-        rows.push(measure("signed DescribeRegions (no store)", conns, &client, reqs).await?);
+        rows.push(measure("signed DescribeRegions (no store)", conns, &endpoint, reqs).await?);
         let reqs = (0..args.reads).map(|_| client.signed("DescribeVpnGateway", &[("RegionId", r), ("VpnGatewayId", &gw)], &none)).collect::<anyhow::Result<_>>()?;
-        rows.push(measure("signed DescribeVpnGateway", conns, &client, reqs).await?);
+        rows.push(measure("signed DescribeVpnGateway", conns, &endpoint, reqs).await?);
         let base = conns as u64 * 1_000_000;
         let reqs = (0..args.writes as u64)
             .map(|i| client.signed("CreateCustomerGateway", &[("RegionId", r), ("IpAddress", &ip_for(base + i))], &none))
             .collect::<anyhow::Result<_>>()?;
-        rows.push(measure("signed CreateCustomerGateway", conns, &client, reqs).await?);
+        rows.push(measure("signed CreateCustomerGateway", conns, &endpoint, reqs).await?);
     }
     if args.connections > 0 {
         let small = connections_gateway(&client, &vpc, &vsw, 10, 0).await?;
@@ -250,7 +351,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let reqs = (0..args.reads / 10)
                 .map(|_| client.signed("DescribeVpnConnections", &[("RegionId", r), ("VpnGatewayId", &gw), ("PageSize", "50")], &none))
                 .collect::<anyhow::Result<_>>()?;
-            rows.push(measure(&name, 1, &client, reqs).await?);
+            rows.push(measure(&name, 1, &endpoint, reqs).await?);
         }
     }
     rows.push(tokio::task::spawn_blocking({
