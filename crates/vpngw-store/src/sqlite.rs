@@ -28,6 +28,13 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::*;
 
+/// The columns [`record`] reads, in its order (a macro, so that constant queries can `concat!` it).
+macro_rules! record_cols {
+    () => {
+        "kind, id, account_id, region, parent_id, status, created_ms, doc"
+    };
+}
+
 /// Each entry moves the schema one version up; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE accounts (
@@ -196,13 +203,13 @@ impl Reader {
             }
         };
         // The cache is keyed by id alone; the scope is checked as the query's WHERE would.
-        Ok(found.filter(|(r, _)| r.kind == kind && r.account == scope.account && r.region == scope.region))
+        Ok(found.filter(|(r, _)| in_scope(r, kind, scope)))
     }
 }
 
 /// The record with this id, of any kind and scope.
 fn get_record(c: &Connection, id: &str) -> Result<Option<Record>> {
-    c.prepare_cached("SELECT kind, id, account_id, region, parent_id, status, created_ms, doc FROM resources WHERE id = ?")
+    c.prepare_cached(concat!("SELECT ", record_cols!(), " FROM resources WHERE id = ?"))
         .and_then(|mut s| s.query_row(params![id], record).optional())
         .map_err(other)
 }
@@ -346,7 +353,7 @@ impl SqliteStore {
         }
         let (scope, id) = (scope.clone(), id.to_string());
         self.read(move |c| {
-            let Some(rec) = get_record(c, &id)?.filter(|r| r.kind == kind && r.account == scope.account && r.region == scope.region) else { return Ok(None) };
+            let Some(rec) = get_record(c, &id)?.filter(|r| in_scope(r, kind, &scope)) else { return Ok(None) };
             let tags = if tagged { Some(tags_of(c, &id)?) } else { None };
             Ok(Some((rec, tags)))
         })
@@ -409,8 +416,12 @@ fn migrate(c: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The columns [`record`] reads, in its order.
-const RECORD_COLS: &str = "kind, id, account_id, region, parent_id, status, created_ms, doc";
+const RECORD_COLS: &str = record_cols!();
+
+/// Whether a record is of this kind and scope: the WHERE of a scoped point read.
+fn in_scope(r: &Record, kind: Kind, scope: &Scope) -> bool {
+    r.kind == kind && r.account == scope.account && r.region == scope.region
+}
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let kind: String = r.get(0)?;

@@ -136,15 +136,10 @@ impl Client {
     }
 
     pub async fn send(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<Answer> {
-        let (status, body) = self.send_raw(req).await?;
-        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
-    }
-
-    /// The status and the body's bytes, as a load generator reads them (no text conversion).
-    pub async fn send_raw(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)> {
         let resp = self.http.request(req).await?;
         let status = resp.status().as_u16();
-        Ok((status, resp.into_body().collect().await?.to_bytes()))
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
     }
 
     /// A plain GET of a path, for the bare baseline and health checks.

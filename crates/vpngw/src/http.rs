@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -16,7 +16,7 @@ use vpngw_api::{actions, ApiError, Code, Params, COMMON_PARAMS, VERSION};
 use vpngw_service::{ids, store_error, Principal, Service};
 use vpngw_store::AccessKey;
 
-/// Largest request body accepted.
+/// Largest request body accepted (read by `api`; a larger one is answered 413).
 pub const MAX_BODY: usize = 1 << 20;
 const NONCE_SHARDS: usize = 16;
 
@@ -90,7 +90,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/bare", get(bare))
         .route("/", any(api))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

@@ -12,9 +12,9 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
-use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, writable_child, VpnGateway};
+use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child};
 use super::vpn_route::check_client_pool;
-use super::{default_resource_group, doc, iso_time, load, new_record, obj, to_doc};
+use super::{default_resource_group, doc, iso_time, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
@@ -107,12 +107,7 @@ pub(crate) async fn gateway_has_server(req: &Req<'_>, gw: &str) -> Result<bool, 
 
 pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let gw_rec = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
-    let gw: VpnGateway = doc(&gw_rec)?;
-    ensure_writable(&gw_rec, &gw)?;
-    if !gw.enable_ssl {
-        return Err(ApiError::new(Code::SslVpnDisabled));
-    }
+    let (gw_rec, gw) = ssl_gateway_for_server(req, p.req("VpnGatewayId")?).await?;
     if gateway_has_server(req, &gw_rec.id).await? {
         return Err(ApiError::new(Code::IpsecServerExist));
     }

@@ -17,7 +17,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{overlaps, subnets};
-use super::vpn_gateway::{ensure_writable, gateway_busy, ssl_connections, writable_child, VpnGateway};
+use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
@@ -235,12 +235,7 @@ fn pki_error(e: pki::PkiError) -> ApiError {
 
 pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let gw_rec = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
-    let gw: VpnGateway = doc(&gw_rec)?;
-    ensure_writable(&gw_rec, &gw)?;
-    if !gw.enable_ssl {
-        return Err(ApiError::new(Code::SslVpnDisabled));
-    }
+    let (gw_rec, gw) = ssl_gateway_for_server(req, p.req("VpnGatewayId")?).await?;
     if !super::children(req, Kind::SslVpnServer, &gw_rec.id).await?.is_empty() {
         return Err(ApiError::msg(Code::ResourceQuotaFull, "The quota of resource is full: a VPN gateway has one SSL-VPN server."));
     }

@@ -74,6 +74,18 @@ pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiEr
     Ok(())
 }
 
+/// The gateway a new IPsec or SSL-VPN server is to be created on: the caller's, writable, with
+/// SSL-VPN enabled (both kinds of server count against its SslConnections).
+pub(crate) async fn ssl_gateway_for_server(req: &crate::Req<'_>, id: &str) -> Result<(Record, VpnGateway), ApiError> {
+    let rec = super::load(req, Kind::VpnGateway, id, Code::InvalidVpnGatewayId).await?;
+    let gw: VpnGateway = super::doc(&rec)?;
+    ensure_writable(&rec, &gw)?;
+    if !gw.enable_ssl {
+        return Err(ApiError::new(Code::SslVpnDisabled));
+    }
+    Ok((rec, gw))
+}
+
 /// The SslConnections of a gateway of the caller's (0 if it is gone): the MaxConnections of its
 /// IPsec and SSL-VPN servers.
 pub(crate) async fn ssl_connections(req: &crate::Req<'_>, gw: Option<&str>) -> Result<u32, ApiError> {
