@@ -135,6 +135,11 @@ mod tests {
     }
 
     #[test]
+    fn json_result_of_only_the_request_id() {
+        insta::assert_snapshot!(render_ok(Format::Json, "DeleteVpnGateway", "R\"1", Map::new()), @r#"{"RequestId":"R\"1"}"#);
+    }
+
+    #[test]
     fn xml_result_snapshot() {
         let body = obj(json!({"TotalCount": 2, "VpnGateways": {"VpnGateway": [{"Name": "a<b"}, {"Name": "c&d"}]}, "Skipped": null}));
         insta::assert_snapshot!(render_ok(Format::Xml, "DescribeVpnGateways", "RID", body), @r#"

@@ -182,16 +182,13 @@ impl Reader {
             self.records.clear();
             self.version = version;
         }
-        let hit = match self.records.get_mut(id) {
-            Some((rec, tags)) if !tagged || tags.is_some() => Some((rec.clone(), tags.clone())),
+        let found = match self.records.get_mut(id) {
             Some((rec, tags)) => {
-                *tags = Some(tags_of(&self.conn, id)?);
-                Some((rec.clone(), tags.clone()))
+                if tagged && tags.is_none() {
+                    *tags = Some(tags_of(&self.conn, id)?);
+                }
+                (rec.clone(), tags.clone())
             }
-            None => None,
-        };
-        let found = match hit {
-            Some(found) => Some(found),
             None => {
                 let Some(rec) = get_record(&self.conn, id)? else { return Ok(None) };
                 let tags = if tagged { Some(tags_of(&self.conn, id)?) } else { None };
@@ -199,11 +196,11 @@ impl Reader {
                     self.records.clear();
                 }
                 self.records.insert(id.to_string(), (rec.clone(), tags.clone()));
-                Some((rec, tags))
+                (rec, tags)
             }
         };
         // The cache is keyed by id alone; the scope is checked as the query's WHERE would.
-        Ok(found.filter(|(r, _)| in_scope(r, kind, scope)))
+        Ok(Some(found).filter(|(r, _)| in_scope(r, kind, scope)))
     }
 }
 

@@ -69,14 +69,10 @@ impl AppState {
         if seen.len() > 4096 && seen.len().is_power_of_two() {
             seen.retain(|_, t| *t >= horizon);
         }
-        match seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) if *e.get() >= horizon => false,
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                e.insert(now);
-                true
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(now);
+        match seen.get(key.as_str()) {
+            Some(t) if *t >= horizon => false,
+            _ => {
+                seen.insert(key, now);
                 true
             }
         }
