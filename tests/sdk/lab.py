@@ -30,6 +30,8 @@ class Lab:
         return self
 
     def stop(self):
+        # The charon and OpenVPN logs outlive the lab, beside serve.log, for a post-mortem.
+        subprocess.run(["cp", "-r", self.run_dir, os.path.join(self.server.dir, "run")], capture_output=True)
         self.server.stop()
 
     def down(self):

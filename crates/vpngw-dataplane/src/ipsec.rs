@@ -361,6 +361,8 @@ pub struct SaState {
     pub established: Vec<(u64, String)>,
     /// Names of the children with an INSTALLED CHILD_SA.
     pub installed: Vec<String>,
+    /// The unique id of every IKE_SA under this name, in any state.
+    pub ike_ids: Vec<String>,
 }
 
 /// The SAs of each loaded definition name, from `list-sas` events.
@@ -370,6 +372,7 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
         for (name, ike) in ev.sections() {
             let e = out.entry(name.to_string()).or_default();
             e.present = true;
+            e.ike_ids.push(ike.str("uniqueid").to_string());
             if ike.str("state") == "ESTABLISHED" {
                 e.ike_established = true;
                 e.established_count += 1;
@@ -386,6 +389,13 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
         }
     }
     out
+}
+
+/// Takes out of `states` the SAs of names this service owns that are not desired: IKE_SAs left
+/// on a definition that has been replaced or removed.
+pub fn take_orphans(states: &mut HashMap<String, SaState>, desired: impl Fn(&str) -> bool) -> Vec<(String, SaState)> {
+    let names: Vec<String> = states.keys().filter(|n| owned(n) && !desired(n)).cloned().collect();
+    names.into_iter().filter_map(|n| states.remove_entry(&n)).collect()
 }
 
 /// How long an IKE_SA may wait for its CHILD_SAs before phase 2 counts as failed.
@@ -503,7 +513,7 @@ mod tests {
         let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
-        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![] };
+        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![], ike_ids: vec![] };
         assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
         sa.ike_established = true;
         assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
@@ -519,10 +529,24 @@ mod tests {
     fn list_sas_events_become_states() {
         let ev = Message::new().section(
             "vco-1-abcd",
-            Message::new().kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
+            Message::new().kv("uniqueid", "7").kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
         );
         let s = sa_states(&[ev]);
-        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, established: vec![(12, String::new())], installed: vec!["vco-1-abcd-1".into()] });
+        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, established: vec![(12, "7".into())], installed: vec!["vco-1-abcd-1".into()], ike_ids: vec!["7".into()] });
+    }
+
+    #[test]
+    fn ike_sas_of_owned_names_no_longer_desired_are_orphans() {
+        let ike = |name: &str, id: &str| Message::new().section(name, Message::new().kv("uniqueid", id).kv("state", "ESTABLISHED"));
+        // vco-1's old definition still holds an IKE_SA (two, one connecting) after its replacement was loaded.
+        let events = [ike("vco-1-old", "3"), ike("vco-1-old", "4"), ike("vco-1-new", "5"), ike("vco-2-abcd", "6"), ike("operator-conn", "9")];
+        let mut states = sa_states(&events);
+        let desired = ["vco-1-new", "vco-2-abcd"];
+        let orphans = take_orphans(&mut states, |n| desired.contains(&n));
+        assert_eq!(orphans.iter().map(|(n, s)| (n.as_str(), s.ike_ids.clone())).collect::<Vec<_>>(), [("vco-1-old", vec!["3".to_string(), "4".to_string()])]);
+        let mut left: Vec<&str> = states.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["operator-conn", "vco-1-new", "vco-2-abcd"], "the operator's own connections are not ours to close");
     }
 
     #[test]

@@ -452,11 +452,13 @@ impl Reconciler {
         let (conns, _) = client.stream("list-conns", Some("list-conn"), Message::new()).await?;
         let loaded: HashSet<String> = conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect();
 
-        // Deletes before adds: a changed tunnel's old definition goes first.
+        // Deletes before adds: a changed tunnel's old definition goes first. It is unloaded
+        // before its SAs are closed, so that the peer, re-initiating at once, cannot land a new
+        // IKE_SA on it in between.
         for stale in loaded.iter().filter(|n| !desired.contains_key(n.as_str())) {
             tracing::info!(definition = %stale, "Unloading a stale definition.");
-            let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
             client.call("unload-conn", Message::new().kv("name", stale)).await?;
+            let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
             let _ = client.call("unload-shared", Message::new().kv("id", stale)).await;
             if stale.starts_with("iss-") {
                 let _ = client.call("unload-pool", Message::new().kv("name", format!("{stale}-pool"))).await;
@@ -487,7 +489,18 @@ impl Reconciler {
         }
 
         let (sas, _) = client.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
-        let states = ipsec::sa_states(&sas);
+        let mut states = ipsec::sa_states(&sas);
+        // An IKE_SA still named after a definition that is gone (one that landed on it while it
+        // was being replaced) is closed: charon would otherwise put the new definition's
+        // CHILD_SAs under it, where no status is read. Its tunnel is negotiated afresh.
+        for (name, sa) in ipsec::take_orphans(&mut states, |n| desired.contains_key(n)) {
+            for id in &sa.ike_ids {
+                tracing::info!(definition = %name, ike_sa = %id, "Closing an IKE_SA of a definition that is no longer loaded.");
+                let _ = client.call("terminate", Message::new().kv("ike-id", id).kv("force", "yes").kv("timeout", "-1")).await;
+            }
+            let key = ipsec::key_of(&name);
+            just_loaded.extend(desired.values().filter(|d| d.key == key).map(|d| d.name.clone()));
+        }
         // Initiators: initiate what was just loaded; re-initiate a tunnel without an IKE_SA, and
         // a CHILD_SA that is missing under an established IKE_SA (a child can fail alone).
         for d in desired.values().filter(|d| d.initiate) {
