@@ -4,5 +4,6 @@ pub mod ipsec;
 pub mod config;
 pub mod lab;
 pub mod health;
+pub mod logs;
 pub mod reconciler;
 pub mod sslvpn;

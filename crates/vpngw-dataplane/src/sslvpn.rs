@@ -33,8 +33,6 @@ use vpngw_service::Service;
 
 use crate::lab::{alive, kill_pid_file, spawn_detached};
 
-/// The log is copied aside (`openvpn.log.1`) and truncated past this size.
-const LOG_ROTATE_BYTES: u64 = 4 << 20;
 /// How long a server's CRL is valid (it is re-signed whenever a certificate is revoked).
 const CRL_VALIDITY: Duration = Duration::from_secs(20 * 365 * 86400);
 
@@ -71,13 +69,7 @@ impl SslObservations {
     /// the lines of vpngw's own management requests.
     pub fn log(&self, id: &str) -> Vec<String> {
         let Some(path) = self.logs.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned() else { return Vec::new() };
-        let mut out = Vec::new();
-        for p in [path.with_extension("log.1"), path] {
-            if let Ok(text) = std::fs::read_to_string(&p) {
-                out.extend(text.lines().filter(|l| !l.contains(" MANAGEMENT: ")).map(str::to_string));
-            }
-        }
-        out
+        crate::logs::lines(&path, |l| !l.contains(" MANAGEMENT: "))
     }
 }
 
@@ -284,7 +276,7 @@ impl SslPlane {
             self.start(&dir, d.netns.as_deref()).await?;
             self.record_applied(&d.id, &dir, "config.digest", &conf_digest)?;
         }
-        rotate_log(&dir.join("openvpn.log"));
+        crate::logs::rotate(&dir.join("openvpn.log"));
 
         // Observe through the management interface, and turn away who may not stay.
         let mut sessions = self.sessions.lock().await;
@@ -373,14 +365,6 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-fn rotate_log(path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        // Copy and truncate: OpenVPN keeps its descriptor (opened for appending).
-        if std::fs::copy(path, path.with_extension("log.1")).is_ok() {
-            let _ = std::fs::OpenOptions::new().write(true).truncate(true).open(path);
-        }
-    }
-}
 
 /// Stops the OpenVPN of a server directory, if one runs.
 pub async fn stop(dir: &Path) {
