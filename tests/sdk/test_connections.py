@@ -1,6 +1,7 @@
 """IPsec-VPN connections through the official SDKs: single and dual tunnel, every documented
 code the control plane can produce, Describe types as the SDK models have them, the peer view."""
 import json
+import time
 
 import pytest
 from aliyunsdkvpc.request.v20160428.DownloadVpnConnectionConfigRequest import DownloadVpnConnectionConfigRequest as LegacyDownload
@@ -337,3 +338,34 @@ def test_legacy_sdk_connection_lifecycle(server):
     with pytest.raises(ServerException) as e:
         call(d)
     assert e.value.get_error_code() == "InvalidVpnConnectionInstanceId.NotFound" and e.value.get_http_status() == 404
+
+
+def test_connection_logs_window_paging_and_errors(tea, bob):
+    """DescribeVpnConnectionLogs' rules (this server has no data plane, so no lines; the lab tests read real ones)."""
+    gw, _, _ = make_gateway(tea)
+    vco = create(tea, gw, customer_gateway_id=make_cgw(tea).customer_gateway_id)
+    req = lambda **kw: m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=vco, **kw)
+    b = tea.describe_vpn_connection_logs(req(minute_period=10, page_size=50)).body
+    assert (b.count, b.page_number, b.page_size, b.is_completed, b.data.logs) == (0, 1, 50, True, [])
+    now = int(time.time())
+    assert tea.describe_vpn_connection_logs(req(from_=now - 60, to=now)).body.page_size == 10
+    cases = [
+        (dict(), "MissingParameter"),
+        (dict(from_=now), "MissingParameter"),
+        (dict(to=now), "MissingParameter"),
+        (dict(minute_period=11), "InvalidParameter"),
+        (dict(minute_period=0), "InvalidParameter"),
+        (dict(from_=now, to=now - 1), "InvalidParameter"),
+        (dict(minute_period=1, page_size=51), "InvalidParameter"),
+        (dict(minute_period=1, tunnel_id="tun-nope"), "IllegalParam.TunnelId"),
+    ]
+    for kw, code in cases:
+        assert error(tea.describe_vpn_connection_logs, req(**kw)) == (code, 400), kw
+    # Another account's connection does not exist for bob.
+    assert error(bob.describe_vpn_connection_logs, req(minute_period=1)) == ("InvalidVpnConnectionInstanceId.NotFound", 404)
+    # A dual-tunnel connection's logs may be asked per tunnel.
+    dgw = dual_gateway(tea)
+    tunnels = [TOS(customer_gateway_id=make_cgw(tea).customer_gateway_id, role=r) for r in ("master", "slave")]
+    dual = create(tea, dgw, tunnel_options_specification=tunnels)
+    tid = conn(tea, dual).tunnel_options_specification.tunnel_options[1].tunnel_id
+    assert tea.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=dual, tunnel_id=tid, minute_period=1)).body.count == 0

@@ -63,6 +63,18 @@ def connect(lab, gw, ike=None, ipsec=None, immediately=True, load_site=True, **k
     return vco, name, host
 
 
+def connection_logs(c, vco, **kw):
+    """Every line of the last ten minutes, page by page (Count is the lines on a page)."""
+    lines, number = [], 1
+    while True:
+        b = c.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=vco, minute_period=10, page_size=50, page_number=number, **kw)).body
+        assert b.count == len(b.data.logs) and b.is_completed
+        lines += b.data.logs
+        if b.count < 50:
+            return lines
+        number += 1
+
+
 def test_a_connection_comes_up_from_the_downloaded_config_and_carries_traffic_both_ways(lab):
     c = lab.c
     gw = gateway(c)
@@ -71,6 +83,10 @@ def test_a_connection_comes_up_from_the_downloaded_config_and_carries_traffic_bo
     assert d.state == "active"
     assert ping_until(lab.site_ns(site), host, VPC_HOST), "customer → VPC"
     assert ping(lab.gw_ns(gw), VPC_HOST, host), "VPC → customer"
+    # DescribeVpnConnectionLogs reads the gateway's charon: this connection's negotiation.
+    logs = connection_logs(c, vco)
+    assert logs and all(vco in line for line in logs), logs
+    assert any("CHILD_SA" in line and "established" in line for line in logs), logs
     # Delete removes the SA from the gateway's charon.
     c.delete_vpn_connection(m.DeleteVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco))
     wait_status(c, gw, "active", timeout=30)
@@ -187,6 +203,10 @@ def test_dual_tunnel_both_negotiate_and_one_takes_over_when_the_other_goes(lab):
     wait_conn(c, vco, "ipsec_sa_established", tunnel="master", timeout=30)
     d = wait_conn(c, vco, "ipsec_sa_established", tunnel="slave", timeout=30)
     tunnels = {t.tunnel_id: t.role for t in d.tunnel_options_specification.tunnel_options}
+    # Each tunnel's log lines are its own.
+    for tid in tunnels:
+        own = connection_logs(c, vco, tunnel_id=tid)
+        assert own and all(tid in line and not any(other in line for other in tunnels if other != tid) for line in own), own
     assert ping_until(lab.site_ns(name), host, VPC_HOST)
     for _ in range(3):
         ping(lab.site_ns(name), host, VPC_HOST)

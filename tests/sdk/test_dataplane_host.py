@@ -31,6 +31,9 @@ CHARON_CONF = """charon-systemd {{
     charon {{
       path = {dir}/charon.log
       default = 1
+      ike_name = yes
+      time_format = "%Y-%m-%d %H:%M:%S"
+      flush_line = yes
     }}
   }}
 }}
@@ -68,7 +71,7 @@ class Host:
         os.makedirs(d)
         with open(os.path.join(d, "strongswan.conf"), "w") as f:
             f.write(CHARON_CONF.format(dir=d))
-        env = dict(os.environ, STRONGSWAN_CONF=os.path.join(d, "strongswan.conf"))
+        env = dict(os.environ, STRONGSWAN_CONF=os.path.join(d, "strongswan.conf"), TZ="UTC")
         self.procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/charon-systemd"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         sock = os.path.join(d, "charon.vici")
         deadline = time.time() + 10
@@ -93,7 +96,7 @@ def host():
 
 
 def test_host_mode_drives_the_operators_charon(host):
-    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\nreconcile_interval_ms = 500\n')
+    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\ncharon_log = "{host.dir}/gw/charon.log"\nreconcile_interval_ms = 500\n')
     server.start()
     try:
         c = server.tea()
@@ -113,6 +116,9 @@ def test_host_mode_drives_the_operators_charon(host):
         sh("swanctl", "--load-all", "--noprompt", "--file", conf, "--uri", f"unix://{host.peer_sock}")
         wait_conn(c, vco, "ipsec_sa_established", timeout=30)
         assert ping_until(host.peer, "10.60.0.1", "10.1.0.1")
+        # The log actions read the operator's charon log (charon_log), only this connection's lines.
+        logs = c.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=vco, minute_period=10, page_size=50)).body.data.logs
+        assert logs and all(vco in line for line in logs) and any("IKE_SA" in line and "established" in line for line in logs), logs
         deadline = time.time() + 15
         while time.time() < deadline and c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco)).body.vco_health_check.status != "success":
             time.sleep(0.1)

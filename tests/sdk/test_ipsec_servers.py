@@ -89,6 +89,18 @@ def test_ipsec_server_input_codes_and_paging(alice):
     assert error(alice.list_ipsec_servers, m.ListIpsecServersRequest(region_id=REGION, max_results=21)) == ("InvalidParameter", 400)
 
 
+def test_ipsec_server_logs_window_and_codes(alice, bob):
+    """ListIpsecServerLogs' rules (no data plane here, so no lines; the road-warrior test reads real ones)."""
+    gw, _, _ = make_gateway(alice, enable_ssl=True)
+    iss = server(alice, gw).ipsec_server_id
+    req = lambda **kw: m.ListIpsecServerLogsRequest(region_id=REGION, ipsec_server_id=iss, **kw)
+    b = alice.list_ipsec_server_logs(req(minute_period=5)).body
+    assert (b.count, b.data, b.page_number, b.page_size, b.is_completed) == (0, [], 1, 10, True)
+    for kw, code in [(dict(), "MissingParameter"), (dict(minute_period=11), "InvalidParameter"), (dict(minute_period=1, page_number=0), "InvalidParameter")]:
+        assert error(alice.list_ipsec_server_logs, req(**kw)) == (code, 400), kw
+    assert error(bob.list_ipsec_server_logs, req(minute_period=1)) == ("InvalidIpsecServerId.NotFound", 404)
+
+
 def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet():
     lab = Lab().start()
     try:
@@ -115,6 +127,12 @@ def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet()
         while time.time() < deadline and servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count != 1:
             time.sleep(0.1)
         assert servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count == 1
+        # ListIpsecServerLogs reads the gateway's charon: the client's negotiation, and only this server's lines.
+        logs = c.list_ipsec_server_logs(m.ListIpsecServerLogsRequest(region_id=REGION, ipsec_server_id=iss, minute_period=10, page_size=50)).body
+        assert logs.count == len(logs.data) > 0 and all(iss in line for line in logs.data), logs.data
+        assert any("IKE_SA" in line and "established" in line and "203.0.113.150" in line for line in logs.data), logs.data
+        first = c.list_ipsec_server_logs(m.ListIpsecServerLogsRequest(region_id=REGION, ipsec_server_id=iss, minute_period=10, page_size=1)).body
+        assert (first.count, first.data) == (1, logs.data[:1])
         subprocess.run(["swanctl", "--terminate", "--ike", "rw", "--uri", f"unix://{lab.site_sock('rw')}"], check=True, capture_output=True)
         deadline = time.time() + 20
         while time.time() < deadline and servers(c, vpn_gateway_id=gw).ipsec_servers[0].online_client_count != 0:

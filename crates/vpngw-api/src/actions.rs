@@ -44,13 +44,14 @@ macro_rules! for_each_action {
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
             (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
-            // ---- IPsec-VPN connections (7.1-7.6) ----
+            // ---- IPsec-VPN connections (7.1-7.6; DescribeVpnConnectionLogs from the current SDK) ----
             (CreateVpnConnection, Write, create_vpn_connection, [RegionId, VpnGatewayId, LocalSubnet, RemoteSubnet]),
             (ModifyVpnConnectionAttribute, Write, modify_vpn_connection_attribute, [RegionId, VpnConnectionId]),
             (DescribeVpnConnections, Read, describe_vpn_connections, [RegionId]),
             (DescribeVpnConnection, Read, describe_vpn_connection, [RegionId, VpnConnectionId]),
             (DownloadVpnConnectionConfig, Read, download_vpn_connection_config, [RegionId, VpnConnectionId]),
             (DeleteVpnConnection, Write, delete_vpn_connection, [RegionId, VpnConnectionId]),
+            (DescribeVpnConnectionLogs, Read, describe_vpn_connection_logs, [RegionId, VpnConnectionId]),
             // ---- VPN routes (6.1-6.9, and the current SDK's policy-route modifications) ----
             (CreateVpnRouteEntry, Write, create_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight, PublishVpc]),
             (CreateVpnPbrRouteEntry, Write, create_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, PublishVpc]),
@@ -63,11 +64,12 @@ macro_rules! for_each_action {
             (ModifyVpnPbrRouteEntryAttribute, Write, modify_vpn_pbr_route_entry_attribute, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, Priority]),
             (DeleteVpnRouteEntry, Write, delete_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight]),
             (DeleteVpnPbrRouteEntry, Write, delete_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight]),
-            // ---- IPsec servers (9.1-9.4) ----
+            // ---- IPsec servers (9.1-9.4; ListIpsecServerLogs from the current SDK) ----
             (CreateIpsecServer, Write, create_ipsec_server, [RegionId, VpnGatewayId, LocalSubnet, ClientIpPool]),
             (ListIpsecServers, Read, list_ipsec_servers, [RegionId]),
             (UpdateIpsecServer, Write, update_ipsec_server, [RegionId, IpsecServerId]),
             (DeleteIpsecServer, Write, delete_ipsec_server, [RegionId, IpsecServerId]),
+            (ListIpsecServerLogs, Read, list_ipsec_server_logs, [RegionId, IpsecServerId]),
             // ---- SSL-VPN (2022 reference section 8; DescribeSslVpnClientCert and DescribeSslVpnClients from the current SDK) ----
             (CreateSslVpnServer, Write, create_ssl_vpn_server, [RegionId, VpnGatewayId, ClientIpPool, LocalSubnet]),
             (ModifySslVpnServer, Write, modify_ssl_vpn_server, [RegionId, SslVpnServerId]),

@@ -24,6 +24,11 @@ pub struct DataPlaneConfig {
     pub vici_socket: PathBuf,
     /// Host mode: the network namespace charon runs in (health probes run there too).
     pub netns: Option<String>,
+    /// Host mode: charon's file log, which DescribeVpnConnectionLogs and ListIpsecServerLogs
+    /// read (a `filelog` with `ike_name = yes` and `time_format = %Y-%m-%d %H:%M:%S`, in UTC;
+    /// its previous part may be `<file>.1`). Without it those actions answer no lines. Lab
+    /// mode keeps one log per gateway charon and needs no setting.
+    pub charon_log: Option<PathBuf>,
     /// Lab mode: the prefix of every namespace the lab creates (several labs can coexist).
     pub lab_name: String,
     /// Where charon configs (lab mode), OpenVPN servers (`ssl/<id>/`, both modes), sockets,
@@ -52,6 +57,7 @@ impl Default for DataPlaneConfig {
             mode: Mode::None,
             vici_socket: PathBuf::from("/var/run/charon.vici"),
             netns: None,
+            charon_log: None,
             lab_name: "vpngw".into(),
             run_dir: None,
             charon: PathBuf::from("/usr/sbin/charon-systemd"),

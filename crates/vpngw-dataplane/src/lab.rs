@@ -364,7 +364,7 @@ impl Lab {
              \x20 retransmit_tries = 4\n\
              \x20 plugins {{\n    vici {{\n      socket = unix://{sock}\n    }}\n  }}\n\
              \x20 journal {{\n    default = -1\n  }}\n\
-             \x20 filelog {{\n    charon {{\n      path = {log}\n      time_format = %Y-%m-%dT%H:%M:%S\n      time_add_ms = yes\n      default = 1\n      ike_name = yes\n    }}\n  }}\n\
+             \x20 filelog {{\n    charon {{\n      path = {log}\n      time_format = \"%Y-%m-%d %H:%M:%S\"\n      time_add_ms = yes\n      default = 1\n      ike_name = yes\n      flush_line = yes\n    }}\n  }}\n\
              }}\n",
             sock = dir.join("charon.vici").display(),
             log = dir.join("charon.log").display(),
@@ -402,7 +402,8 @@ impl Lab {
         std::fs::write(&conf, self.charon_conf(&c.dir))?;
         let _ = std::fs::remove_file(c.socket());
         let mut cmd = tokio::process::Command::new("ip");
-        cmd.args(["netns", "exec", &c.ns]).arg(&self.charon).env("STRONGSWAN_CONF", &conf);
+        // Its log's times are UTC, as the API's log windows are.
+        cmd.args(["netns", "exec", &c.ns]).arg(&self.charon).env("STRONGSWAN_CONF", &conf).env("TZ", "UTC");
         let pid = spawn_detached(cmd, &c.dir.join("charon.out"), &c.pid_file()).context("start charon")?;
         if !wait_socket(&c.socket(), Duration::from_secs(10)).await {
             bail!("charon in {} did not open its VICI socket; see {}", c.ns, c.dir.join("charon.out").display());

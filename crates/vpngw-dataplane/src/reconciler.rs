@@ -43,6 +43,19 @@ type TrapMap = HashMap<u32, (String, String)>;
 pub struct ConvergedMap {
     applied: RwLock<HashMap<String, String>>,
     ssl: Arc<SslObservations>,
+    charon_logs: CharonLogs,
+}
+
+/// Where charon logs.
+#[derive(Default)]
+enum CharonLogs {
+    /// Nowhere vpngw knows.
+    #[default]
+    None,
+    /// One log (host mode's `charon_log`).
+    File(PathBuf),
+    /// One log per gateway, `<dir>/<gateway id>/charon.log` (lab mode).
+    PerGateway(PathBuf),
 }
 
 impl PlaneView for ConvergedMap {
@@ -54,6 +67,14 @@ impl PlaneView for ConvergedMap {
     }
     fn ssl_log(&self, server_id: &str) -> Vec<String> {
         self.ssl.log(server_id)
+    }
+    fn ipsec_log(&self, gateway_id: &str, keys: &[String]) -> Vec<String> {
+        let path = match &self.charon_logs {
+            CharonLogs::None => return Vec::new(),
+            CharonLogs::File(p) => p.clone(),
+            CharonLogs::PerGateway(dir) => dir.join(gateway_id).join("charon.log"),
+        };
+        crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))
     }
 }
 
@@ -140,7 +161,12 @@ impl Reconciler {
         let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
         let (tx, rx) = mpsc::unbounded_channel();
         let ssl = SslPlane::new(cfg.run_dir().join("ssl"), cfg.openvpn.clone());
-        let converged = Arc::new(ConvergedMap { applied: Default::default(), ssl: ssl.observed.clone() });
+        let charon_logs = match (&cfg.mode, &cfg.charon_log) {
+            (Mode::Lab, _) => CharonLogs::PerGateway(cfg.run_dir().join("gw")),
+            (Mode::Host, Some(p)) => CharonLogs::File(p.clone()),
+            _ => CharonLogs::None,
+        };
+        let converged = Arc::new(ConvergedMap { applied: Default::default(), ssl: ssl.observed.clone(), charon_logs });
         let r = Arc::new(Reconciler {
             svc: svc.clone(),
             cfg,
@@ -411,6 +437,7 @@ impl Reconciler {
         }
         let mut targets = Vec::new();
         for (i, g) in intent.iter().enumerate() {
+            crate::logs::rotate(&lab.gateway_dir(&g.id).join("charon.log"));
             let mut public: Vec<Ipv4Addr> = g.gw.internet_ip.parse().into_iter().collect();
             public.extend(g.gw.dr_internet_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
             // The VPC side: one address of each VSwitch and of each connection's LocalSubnet

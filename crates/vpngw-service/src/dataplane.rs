@@ -34,6 +34,11 @@ pub trait PlaneView: Send + Sync {
     fn ssl_log(&self, _server_id: &str) -> Vec<String> {
         Vec::new()
     }
+    /// The lines of the charon serving a gateway that name one of `keys` (the connection, tunnel
+    /// or IPsec server ids its definitions are named after), oldest first.
+    fn ipsec_log(&self, _gateway_id: &str, _keys: &[String]) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The digest of a gateway's whole intent: its addresses, every connection's digest, every

@@ -19,6 +19,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Record};
 use super::vpn_connection::{overlaps, subnets};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
+use super::logs::LogQuery;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
@@ -443,42 +444,10 @@ pub async fn describe_ssl_vpn_client_cert(req: &mut Req<'_>) -> HandlerResult {
 
 // ---- observation: logs and clients ----
 
-/// The `[from, to]` window (Unix seconds) of DescribeVpnSslServerLogs: From needs To or
-/// MinutePeriod, To needs From or MinutePeriod, and without both MinutePeriod is required.
-fn log_window(p: &Params, now_s: i64) -> Result<(i64, i64), ApiError> {
-    let from: Option<i64> = p.opt_num("From")?;
-    let to: Option<i64> = p.opt_num("To")?;
-    let period: Option<i64> = p.opt_num("MinutePeriod")?;
-    if period.is_some_and(|m| m <= 0) {
-        return Err(ApiError::invalid("MinutePeriod"));
-    }
-    let secs = period.map(|m| m.saturating_mul(60));
-    let (a, b) = match (from, to, secs) {
-        (Some(f), Some(t), _) => (f, t),
-        (Some(f), None, Some(s)) => (f, f.saturating_add(s)),
-        (None, Some(t), Some(s)) => (t.saturating_sub(s), t),
-        (None, None, Some(s)) => (now_s - s, now_s),
-        (Some(_), None, None) => return Err(ApiError::missing("To")),
-        (None, Some(_), None) => return Err(ApiError::missing("From")),
-        (None, None, None) => return Err(ApiError::missing("MinutePeriod")),
-    };
-    if a < 0 || b < a {
-        return Err(ApiError::invalid(if from.is_some() && to.is_some() { "To" } else { "From" }));
-    }
-    Ok((a, b))
-}
-
-/// The Unix time of an OpenVPN log line (`YYYY-MM-DD HH:MM:SS …`, UTC).
-pub fn log_line_time(line: &str) -> Option<i64> {
-    let stamp = line.get(..19)?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc().timestamp())
-}
-
 pub async fn describe_vpn_ssl_server_logs(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let srv = load(req, Kind::SslVpnServer, p.req("VpnSslServerId")?, Code::InvalidSslVpnServerId).await?;
-    let (a, b) = log_window(&p, crate::now_ms() / 1000)?;
-    let (offset, limit, number, size) = validate::paging(&p)?;
+    let q = LogQuery::parse(&p, crate::now_ms() / 1000, None)?;
     let cert = match p.opt("SslVpnClientCertId") {
         Some(id) => {
             let c = load(req, Kind::SslVpnClientCert, id, Code::InvalidSslVpnClientCertId).await?;
@@ -490,14 +459,8 @@ pub async fn describe_vpn_ssl_server_logs(req: &mut Req<'_>) -> HandlerResult {
         None => None,
     };
     let lines = req.svc.dataplane().map(|d| d.ssl_log(&srv.id)).unwrap_or_default();
-    let matching: Vec<String> = lines
-        .into_iter()
-        .filter(|l| log_line_time(l).is_some_and(|t| (a..=b).contains(&t)))
-        .filter(|l| cert.as_deref().is_none_or(|c| l.contains(c)))
-        .collect();
-    let total = matching.len();
-    let page: Vec<String> = matching.into_iter().skip(offset as usize).take(limit as usize).collect();
-    Ok(obj(json!({"Count": total, "PageNumber": number, "PageSize": size, "IsCompleted": true, "Data": {"Logs": page}})))
+    let (total, page) = q.page(lines.into_iter().filter(|l| cert.as_deref().is_none_or(|c| l.contains(c))).collect());
+    Ok(obj(json!({"Count": total, "PageNumber": q.number, "PageSize": q.size, "IsCompleted": true, "Data": {"Logs": page}})))
 }
 
 pub async fn describe_ssl_vpn_clients(req: &mut Req<'_>) -> HandlerResult {
@@ -535,20 +498,6 @@ mod tests {
     }
 
     #[test]
-    fn log_windows_follow_the_documented_rules() {
-        let now = 1_700_000_000;
-        assert_eq!(log_window(&params(&[("From", "100"), ("To", "200")]), now).unwrap(), (100, 200));
-        assert_eq!(log_window(&params(&[("From", "100"), ("MinutePeriod", "2")]), now).unwrap(), (100, 220));
-        assert_eq!(log_window(&params(&[("To", "200"), ("MinutePeriod", "1")]), now).unwrap(), (140, 200));
-        assert_eq!(log_window(&params(&[("MinutePeriod", "10")]), now).unwrap(), (now - 600, now));
-        assert_eq!(log_window(&params(&[("From", "100")]), now).unwrap_err().code, Code::MissingParameter);
-        assert_eq!(log_window(&params(&[("To", "100")]), now).unwrap_err().code, Code::MissingParameter);
-        assert_eq!(log_window(&params(&[]), now).unwrap_err().code, Code::MissingParameter);
-        assert_eq!(log_window(&params(&[("From", "300"), ("To", "200")]), now).unwrap_err().code, Code::InvalidParameter);
-        assert_eq!(log_window(&params(&[("MinutePeriod", "0")]), now).unwrap_err().code, Code::InvalidParameter);
-    }
-
-    #[test]
     fn certificate_status_follows_the_expiry() {
         let c = SslVpnClientCert { not_after_ms: 10 * 86400 * 1000, ..Default::default() };
         assert_eq!(c.status(0), "normal");
@@ -581,9 +530,4 @@ mod tests {
         assert_eq!((s.proto.as_str(), s.cipher.as_str(), s.port, s.compress, s.dns_servers.len()), ("TCP", "AES-256-CBC", 1195, true, 2));
     }
 
-    #[test]
-    fn log_lines_carry_their_time() {
-        assert_eq!(log_line_time("2026-11-22 14:28:09 vsc-test1/10.99.0.2:34309 VERIFY OK"), Some(1_795_357_689));
-        assert_eq!(log_line_time("garbage"), None);
-    }
 }
