@@ -1,10 +1,11 @@
 """Regions, VPCs and vSwitches, VPN gateways: through the official Tea SDK, both signatures."""
 import json
 import time
+import uuid
 
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, describe, error, make_gateway, make_vpc, make_vsw, wait_gone, wait_status
+from helpers import REGION, describe, error, make_cgw, make_gateway, make_vpc, make_vsw, wait_gone, wait_status
 
 
 def test_regions_and_zones(tea):
@@ -156,3 +157,47 @@ def test_financial_lock(server, alice):
     server.cli("admin", "unlock", gw)
     alice.modify_vpn_gateway_attribute(m.ModifyVpnGatewayAttributeRequest(region_id=REGION, vpn_gateway_id=gw, name="abc"))
     assert describe(alice, gw).name == "abc"
+
+
+def test_move_vpn_resource_group_takes_what_is_under_the_gateway(tea, bob):
+    gw, _, _ = make_gateway(tea, enable_ssl=True)
+    cgw = make_cgw(tea).customer_gateway_id
+    vco = tea.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet="10.9.0.0/24")).body.vpn_connection_id
+    wait_status(tea, gw, "active")
+    vss = tea.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.0.0/24", local_subnet="10.1.0.0/16")).body.ssl_vpn_server_id
+    wait_status(tea, gw, "active")
+    vsc = tea.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
+    # An IPsec server cannot share a gateway with connections: a second gateway holds one.
+    gw2, _, _ = make_gateway(tea, enable_ssl=True)
+    iss = tea.create_ipsec_server(m.CreateIpsecServerRequest(region_id=REGION, vpn_gateway_id=gw2, local_subnet="10.1.0.0/16", client_ip_pool="172.31.99.0/24")).body.ipsec_server_id
+    wait_status(tea, gw2, "active")
+    before = describe(tea, gw).resource_group_id
+    rg = f"rg-{uuid.uuid4().hex[:12]}"
+    move = lambda c, **kw: c.move_vpn_resource_group(m.MoveVpnResourceGroupRequest(region_id=REGION, **kw))
+    # Terraform's alicloud provider spells the type VpnGateWay.
+    move(tea, instance_id=gw, resource_type="VpnGateWay", new_resource_group_id=rg)
+    move(tea, instance_id=gw2, resource_type="vpngateway", new_resource_group_id=rg)
+    groups = {
+        "gateway": describe(tea, gw).resource_group_id,
+        "connection": tea.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco)).body.resource_group_id,
+        "ssl server": tea.describe_ssl_vpn_servers(m.DescribeSslVpnServersRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_servers.ssl_vpn_server[0].resource_group_id,
+        "client cert": tea.describe_ssl_vpn_client_cert(m.DescribeSslVpnClientCertRequest(region_id=REGION, ssl_vpn_client_cert_id=vsc)).body.resource_group_id,
+        "ipsec server": tea.list_ipsec_servers(m.ListIpsecServersRequest(region_id=REGION, ipsec_server_id=[iss])).body.ipsec_servers[0].resource_group_id,
+    }
+    assert set(groups.values()) == {rg} and before != rg, groups
+    found = tea.describe_vpn_gateways(m.DescribeVpnGatewaysRequest(region_id=REGION, resource_group_id=rg)).body.vpn_gateways.vpn_gateway
+    assert sorted(g.vpn_gateway_id for g in found) == sorted([gw, gw2])
+    assert describe(tea, gw).status == "active", "metadata only: no lifecycle step"
+    assert tea.describe_customer_gateway(m.DescribeCustomerGatewayRequest(region_id=REGION, customer_gateway_id=cgw)).body.resource_group_id == before, "the customer gateway is its own resource"
+    move(tea, instance_id=cgw, resource_type="CustomerGateway", new_resource_group_id="rg-cgw")
+    assert tea.describe_customer_gateway(m.DescribeCustomerGatewayRequest(region_id=REGION, customer_gateway_id=cgw)).body.resource_group_id == "rg-cgw"
+    cases = [
+        (tea, dict(instance_id=gw, resource_type="Vpc", new_resource_group_id="rg-x"), ("InvalidResourceType.NotFound", 400)),
+        (tea, dict(instance_id=vco, resource_type="VpnAttachment", new_resource_group_id="rg-x"), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(instance_id="vpn-nope", resource_type="VpnGateway", new_resource_group_id="rg-x"), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
+        (tea, dict(instance_id=gw, resource_type="VpnGateway"), ("MissingParameter", 400)),
+        (bob, dict(instance_id=gw, resource_type="VpnGateway", new_resource_group_id="rg-bob"), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
+    ]
+    for c, kw, expected in cases:
+        assert error(move, c, **kw) == expected, kw
+    assert describe(tea, gw).resource_group_id == rg, "nothing changed"

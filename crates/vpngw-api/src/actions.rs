@@ -90,6 +90,8 @@ macro_rules! for_each_action {
             (TagResources, Write, tag_resources, [RegionId, ResourceType]),
             (ListTagResources, Read, list_tag_resources, [RegionId, ResourceType]),
             (UnTagResources, Write, untag_resources, [RegionId, ResourceType]),
+            // ---- resource groups (current SDK) ----
+            (MoveVpnResourceGroup, Write, move_vpn_resource_group, [RegionId, InstanceId, NewResourceGroupId, ResourceType]),
             // ---- customer gateway (5.1-5.5) ----
             (CreateCustomerGateway, Write, create_customer_gateway, [RegionId, IpAddress]),
             (ModifyCustomerGatewayAttribute, Write, modify_customer_gateway_attribute, [RegionId, CustomerGatewayId]),
