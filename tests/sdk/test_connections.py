@@ -369,3 +369,37 @@ def test_connection_logs_window_paging_and_errors(tea, bob):
     dual = create(tea, dgw, tunnel_options_specification=tunnels)
     tid = conn(tea, dual).tunnel_options_specification.tunnel_options[1].tunnel_id
     assert tea.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=dual, tunnel_id=tid, minute_period=1)).body.count == 0
+
+
+def test_modify_tunnel_attribute_changes_one_tunnel(tea, bob):
+    gw = dual_gateway(tea)
+    a, b = make_cgw(tea).customer_gateway_id, make_cgw(tea).customer_gateway_id
+    vco = create(tea, gw, tunnel_options_specification=[TOS(customer_gateway_id=a, role="master"), TOS(customer_gateway_id=b, role="slave")])
+    master, slave = conn(tea, vco).tunnel_options_specification.tunnel_options
+    S = m.ModifyTunnelAttributeRequestTunnelOptionsSpecification
+    IKE = m.ModifyTunnelAttributeRequestTunnelOptionsSpecificationTunnelIkeConfig
+    IPSEC = m.ModifyTunnelAttributeRequestTunnelOptionsSpecificationTunnelIpsecConfig
+    req = lambda tid, spec, conn_id=vco: m.ModifyTunnelAttributeRequest(region_id=REGION, vpn_connection_id=conn_id, tunnel_id=tid, tunnel_options_specification=spec)
+    out = tea.modify_tunnel_attribute(req(slave.tunnel_id, S(enable_dpd=False, tunnel_ike_config=IKE(psk="slave-only", ike_enc_alg="aes256", ike_lifetime=3600), tunnel_ipsec_config=IPSEC(ipsec_pfs="disabled")))).body
+    # The answer is the tunnel, typed as the SDK model has it.
+    assert (out.tunnel_id, out.role, out.customer_gateway_id, out.enable_dpd) == (slave.tunnel_id, "slave", b, False)
+    assert (out.tunnel_ike_config.psk, out.tunnel_ike_config.ike_enc_alg, out.tunnel_ike_config.ike_lifetime, out.tunnel_ipsec_config.ipsec_pfs) == ("slave-only", "aes256", 3600, "disabled")
+    assert out.tunnel_bgp_config.enable_bgp is False and isinstance(out.tunnel_ipsec_config.ipsec_lifetime, int)
+    # A negotiated setting changed: the connection and its gateway go through updating.
+    assert describe(tea, gw).status == "updating"
+    wait_status(tea, gw, "active")
+    now = {t.role: t for t in conn(tea, vco).tunnel_options_specification.tunnel_options}
+    assert (now["slave"].tunnel_ike_config.psk, now["slave"].enable_dpd) == ("slave-only", "false")
+    assert (now["master"].tunnel_ike_config.psk, now["master"].enable_dpd) == (master.tunnel_ike_config.psk, master.enable_dpd), "the other tunnel keeps its settings"
+    single_gw, _, _ = make_gateway(tea)
+    single = create(tea, single_gw, customer_gateway_id=make_cgw(tea).customer_gateway_id)
+    cases = [
+        (tea, req("tun-nope", S(enable_dpd=True)), ("IllegalParam.TunnelId", 400)),
+        (tea, req(master.tunnel_id, S(enable_dpd=True), conn_id=single), ("IllegalParam.TunnelId", 400)),
+        (tea, req(master.tunnel_id, S(customer_gateway_id=b)), ("IllegalParam.CustomerGatewayId", 400)),
+        (tea, req(master.tunnel_id, S(tunnel_ike_config=IKE(ike_enc_alg="rot13"))), ("InvalidParameter", 400)),
+        (bob, req(master.tunnel_id, S(enable_dpd=False)), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+    ]
+    for c, r, expected in cases:
+        assert error(c.modify_tunnel_attribute, r) == expected, r
+    assert conn(tea, vco).tunnel_options_specification.tunnel_options[0].enable_dpd == master.enable_dpd, "nothing changed"

@@ -133,6 +133,30 @@ impl Params {
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 
+    /// One object `k.Field...` as the `Params` below `k.` (the Tea SDKs flatten an object
+    /// parameter so), or the JSON form `k={"Field":"v"}`; `None` when the request has neither.
+    pub fn object(&self, k: &str) -> Result<Option<Params>, ApiError> {
+        let p = format!("{k}.");
+        let mut sub = Params::new();
+        for (key, v) in self.map.range(p.clone()..) {
+            let Some(field) = key.strip_prefix(&p) else { break };
+            sub.insert(field, v.clone());
+        }
+        if !sub.is_empty() {
+            return Ok(Some(sub));
+        }
+        match self.opt(k) {
+            None => Ok(None),
+            Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(o @ serde_json::Value::Object(_)) => {
+                    flatten_json("", &o, &mut sub);
+                    Ok(Some(sub))
+                }
+                _ => Err(ApiError::invalid(k)),
+            },
+        }
+    }
+
     /// A list of objects `k.N.Field...`, in index order, each as the `Params` below `k.N.`;
     /// or the JSON-array form `k=[{"Field":"v"}]`.
     pub fn objects(&self, k: &str) -> Result<Vec<Params>, ApiError> {
@@ -280,6 +304,17 @@ mod tests {
         let t = q.objects("TunnelOptionsSpecification").unwrap();
         assert_eq!(t[0].get("TunnelIkeConfig.Psk"), Some("secret"));
         assert_eq!(t[0].get("Role"), Some("master"));
+    }
+
+    #[test]
+    fn one_object_flattened_or_as_json() {
+        let q = p(&[("TunnelOptionsSpecification.EnableDpd", "False"), ("TunnelOptionsSpecification.TunnelIkeConfig.Psk", "k"), ("TunnelOptionsSpecificationX", "no")]);
+        let o = q.object("TunnelOptionsSpecification").unwrap().unwrap();
+        assert_eq!((o.get("EnableDpd"), o.get("TunnelIkeConfig.Psk"), o.iter().count()), (Some("False"), Some("k"), 2));
+        let j = p(&[("Spec", r#"{"EnableDpd":false,"TunnelIkeConfig":{"Psk":"k"}}"#)]).object("Spec").unwrap().unwrap();
+        assert_eq!((j.get("EnableDpd"), j.get("TunnelIkeConfig.Psk")), (Some("false"), Some("k")));
+        assert!(p(&[]).object("Spec").unwrap().is_none());
+        assert_eq!(p(&[("Spec", "[1]")]).object("Spec").unwrap_err().code, crate::Code::InvalidParameter);
     }
 
     #[test]

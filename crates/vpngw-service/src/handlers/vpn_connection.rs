@@ -809,13 +809,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
 pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let id = p.req("VpnConnectionId")?.to_string();
-    let mut rec = load(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
-    let before: VpnConnection = doc(&rec)?;
-    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
-    ensure_writable(&g.rec, &g.gw)?;
-    if rec.status != "active" {
-        return Err(ApiError::new(Code::VpnTaskConflict));
-    }
+    let (rec, before, g) = modifiable(req, &id).await?;
     let mut c = before.clone();
     apply_common(&mut c, &p)?;
     if c.dual() {
@@ -823,32 +817,96 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
         if let Some(b) = p.opt_bool("EnableTunnelsBgp")? {
             c.enable_tunnels_bgp = b;
         }
-        let enable = c.enable_tunnels_bgp;
-        let specs = p.objects("TunnelOptionsSpecification")?;
-        for (i, spec) in specs.iter().enumerate() {
-            let at = format!("TunnelOptionsSpecification.{}", i + 1);
+        for (i, spec) in p.objects("TunnelOptionsSpecification")?.iter().enumerate() {
             let tid = spec.opt("TunnelId").ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
-            let t = c.tunnels.iter_mut().find(|t| t.tunnel_id == tid).ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
-            if spec.opt("Role").is_some_and(|r| r != t.role) {
-                return Err(ApiError::new(Code::IllegalRole));
-            }
-            if spec.opt("CustomerGatewayId").is_some_and(|x| x != t.customer_gateway_id) {
-                return Err(ApiError::new(Code::TunnelCustomerGatewayImmutable));
-            }
-            apply_tunnel(t, spec, &at, g.national, enable)?;
+            apply_tunnel_spec(&mut c, tid, spec, &format!("TunnelOptionsSpecification.{}", i + 1), g.national)?;
         }
-        for t in c.tunnels.iter_mut() {
-            t.bgp.enable = enable;
-            check_ike(&t.ike, g.national, "TunnelIkeConfig")?;
-            let cgw = customer_gateway(req, &t.customer_gateway_id).await?;
-            check_bgp(&mut t.bgp, &cgw)?;
-        }
+        check_tunnels(req, &mut c, g.national).await?;
     } else {
         apply_single(&mut c, &p, false, g.national)?;
         let cgw = customer_gateway(req, &c.customer_gateway_id).await?;
         check_bgp(&mut c.bgp, &cgw)?;
     }
     let touches_selectors = p.opt("LocalSubnet").is_some() || p.opt("RemoteSubnet").is_some() || p.opt("IkeConfig").is_some() || p.has("TunnelOptionsSpecification");
+    commit_modify(req, rec, before, c, g, touches_selectors, |rec, c, cgws| connection_json(rec, c, cgws, Shape::Modify, None)).await
+}
+
+/// ModifyTunnelAttribute (current SDK): one tunnel of a dual-tunnel connection, by TunnelId,
+/// with the settings ModifyVpnConnectionAttribute's TunnelOptionsSpecification takes (the
+/// object flattened without an index); answers with that tunnel as it now is.
+pub async fn modify_tunnel_attribute(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let id = p.req("VpnConnectionId")?.to_string();
+    let tid = p.req("TunnelId")?.to_string();
+    let spec = p.object("TunnelOptionsSpecification")?.unwrap_or_default();
+    let (rec, before, g) = modifiable(req, &id).await?;
+    let mut c = before.clone();
+    apply_tunnel_spec(&mut c, &tid, &spec, "TunnelOptionsSpecification", g.national)?;
+    check_tunnels(req, &mut c, g.national).await?;
+    let touches_selectors = !spec.is_empty();
+    commit_modify(req, rec, before, c, g, touches_selectors, move |rec, c, cgws| {
+        let all = connection_json(rec, c, cgws, Shape::Modify, None);
+        let mut t = all["TunnelOptionsSpecification"]["TunnelOptions"].as_array().and_then(|ts| ts.iter().find(|t| t["TunnelId"] == tid.as_str())).cloned().unwrap_or_default();
+        let enabled = c.tunnels.iter().any(|x| x.tunnel_id == tid && x.bgp.enable);
+        t["TunnelBgpConfig"]["EnableBgp"] = json!(enabled);
+        t
+    })
+    .await
+}
+
+/// A connection and its gateway, once both may change: the gateway is writable and the
+/// connection is not in the middle of another change.
+async fn modifiable(req: &Req<'_>, id: &str) -> Result<(Record, VpnConnection, GatewayView), ApiError> {
+    let rec = load(req, Kind::VpnConnection, id, Code::InvalidVpnConnectionId).await?;
+    let before: VpnConnection = doc(&rec)?;
+    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
+    ensure_writable(&g.rec, &g.gw)?;
+    if rec.status != "active" {
+        return Err(ApiError::new(Code::VpnTaskConflict));
+    }
+    Ok((rec, before, g))
+}
+
+/// Applies one TunnelOptionsSpecification to the tunnel `tid` names; its role and customer
+/// gateway stay as they are.
+fn apply_tunnel_spec(c: &mut VpnConnection, tid: &str, spec: &Params, at: &str, national: bool) -> Result<(), ApiError> {
+    let enable = c.enable_tunnels_bgp;
+    let t = c.tunnels.iter_mut().find(|t| t.tunnel_id == tid).ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
+    if spec.opt("Role").is_some_and(|r| r != t.role) {
+        return Err(ApiError::new(Code::IllegalRole));
+    }
+    if spec.opt("CustomerGatewayId").is_some_and(|x| x != t.customer_gateway_id) {
+        return Err(ApiError::new(Code::TunnelCustomerGatewayImmutable));
+    }
+    apply_tunnel(t, spec, at, national, enable)
+}
+
+/// Every tunnel's BGP follows EnableTunnelsBgp, and its IKE and BGP settings must suit its
+/// customer gateway.
+async fn check_tunnels(req: &Req<'_>, c: &mut VpnConnection, national: bool) -> Result<(), ApiError> {
+    let enable = c.enable_tunnels_bgp;
+    for t in c.tunnels.iter_mut() {
+        t.bgp.enable = enable;
+        check_ike(&t.ike, national, "TunnelIkeConfig")?;
+        let cgw = customer_gateway(req, &t.customer_gateway_id).await?;
+        check_bgp(&mut t.bgp, &cgw)?;
+    }
+    Ok(())
+}
+
+/// What every change of a connection ends with: the rules that span the connection and its
+/// siblings, then one commit of the connection, its system routes and, when the data plane
+/// must apply it, the `updating` steps of the connection and its gateway.
+async fn commit_modify(
+    req: &mut Req<'_>,
+    mut rec: Record,
+    before: VpnConnection,
+    mut c: VpnConnection,
+    g: GatewayView,
+    touches_selectors: bool,
+    body: impl FnOnce(&Record, &VpnConnection, &HashMap<String, CustomerGateway>) -> Value,
+) -> HandlerResult {
+    let id = rec.id.clone();
     let ikev1 = if c.dual() { c.tunnels.iter().any(|t| t.ike.ike_version == "ikev1") } else { c.ike.ike_version == "ikev1" };
     if touches_selectors && ikev1 && (c.local_subnet.len() > 1 || c.remote_subnet.len() > 1) {
         return Err(ApiError::new(Code::ModifyIkeV1WithMultiRoutes));
@@ -872,7 +930,7 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
     }
     rec.doc = to_doc(&c);
     let cgws = load_cgws(req, &[&c]).await?;
-    let body = obj(connection_json(&rec, &c, &cgws, Shape::Modify, None));
+    let body = obj(body(&rec, &c, &cgws));
     muts.insert(0, Mutation::Put(rec));
     req.commit(muts, body).await
 }
