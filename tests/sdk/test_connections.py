@@ -403,3 +403,34 @@ def test_modify_tunnel_attribute_changes_one_tunnel(tea, bob):
     for c, r, expected in cases:
         assert error(c.modify_tunnel_attribute, r) == expected, r
     assert conn(tea, vco).tunnel_options_specification.tunnel_options[0].enable_dpd == master.enable_dpd, "nothing changed"
+
+
+def test_diagnose_vpn_connections_selects_pages_and_refuses(tea, bob):
+    """DiagnoseVpnConnections' selection and codes (no data plane here: every tunnel is down and
+    nothing was negotiated; the lab tests read real failures)."""
+    gw = dual_gateway(tea)
+    dual = create(tea, gw, tunnel_options_specification=[TOS(customer_gateway_id=make_cgw(tea).customer_gateway_id, role=r) for r in ("master", "slave")])
+    tunnels = [t.tunnel_id for t in conn(tea, dual).tunnel_options_specification.tunnel_options]
+    single_gw, _, _ = make_gateway(tea)
+    single = create(tea, single_gw, customer_gateway_id=make_cgw(tea).customer_gateway_id)
+    ask = lambda c=tea, **kw: c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, **kw)).body
+    b = ask(vpn_connection_ids=[single])
+    assert (b.total_count, b.page_number, b.page_size) == (1, 1, 10)
+    e = b.vpn_connections[0]
+    assert (e.vpn_connection_id, e.tunnel_id, e.severity, e.failed_reason_code, e.failed_time) == (single, "", "Warn", "NotNegotiated", 0)
+    # A dual-tunnel connection is diagnosed per tunnel.
+    assert [(x.vpn_connection_id, x.tunnel_id) for x in ask(vpn_connection_ids=[dual]).vpn_connections] == [(dual, t) for t in tunnels]
+    assert [x.tunnel_id for x in ask(tunnel_ids=[tunnels[1]]).vpn_connections] == [tunnels[1]]
+    assert ask(vpn_gateway_id=gw).total_count == 2
+    page = ask(vpn_gateway_id=gw, page_size=1, page_number=2)
+    assert (page.total_count, [x.tunnel_id for x in page.vpn_connections]) == (2, [tunnels[1]])
+    cases = [
+        (tea, dict(vpn_connection_ids=["vco-nope"]), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(tunnel_ids=["tun-nope"]), ("IllegalParam.TunnelId", 400)),
+        (tea, dict(vpn_gateway_id="vpn-nope"), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
+        (tea, dict(vpn_gateway_id=single_gw, vpn_connection_ids=[dual]), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(page_size=51), ("InvalidParameter", 400)),
+        (bob, dict(vpn_connection_ids=[single]), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+    ]
+    for c, kw, expected in cases:
+        assert error(ask, c, **kw) == expected, kw

@@ -140,6 +140,50 @@ def test_a_psk_mismatch_stays_ike_sa_not_established(lab):
     time.sleep(4)
     assert conn(c, vco).status == "ike_sa_not_established"
     assert not ping(lab.site_ns(site), host, VPC_HOST)
+    # DiagnoseVpnConnections says why, from the gateway's charon.
+    d = diagnosis(c, vco)
+    assert (d.failed_reason_code, d.severity) == ("PskMismatch", "Critical"), d
+    assert "MAC mismatched" in d.source_log or "AUTHENTICATION_FAILED" in d.source_log or "decryption failed" in d.source_log, d.source_log
+    assert abs(d.failed_time - time.time() * 1000) < 120_000, "when, in Unix milliseconds"
+
+
+def diagnosis(c, vco, **kw):
+    body = c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_connection_ids=[vco], **kw)).body
+    assert body.total_count == len(body.vpn_connections) >= 1
+    return body.vpn_connections[0]
+
+
+def test_diagnose_finds_proposal_and_subnet_mismatches_from_the_log(lab):
+    c = lab.c
+    gw = gateway(c)
+    # The customer's device offers other algorithms (phase 1), other ESP algorithms (phase 2),
+    # and protects another subnet than the connection's RemoteSubnet.
+    ike, site1, _ = connect(lab, gw, ike={"IkeVersion": "ikev2"}, load_site=False)
+    lab.load(site1, re.sub(r"proposals = aes128", "proposals = aes256", lab.device_config(ike), count=1))
+    esp, site2, _ = connect(lab, gw, ike={"IkeVersion": "ikev2"}, load_site=False)
+    lab.load(site2, lab.device_config(esp).replace("esp_proposals = aes128", "esp_proposals = aes256"))
+    ts, site3, _ = connect(lab, gw, ike={"IkeVersion": "ikev2"}, load_site=False)
+    lab.load(site3, re.sub(r"local_ts = [0-9./]+", "local_ts = 10.199.0.0/24", lab.device_config(ts), count=1))
+    good, _, _ = connect(lab, gw)
+    wait_conn(c, good, "ipsec_sa_established", timeout=30)
+    expected = {ike: "IkeProposalMismatch", esp: "IpsecProposalMismatch", ts: "TrafficSelectorMismatch"}
+    deadline = time.time() + 30
+    while time.time() < deadline and any(diagnosis(c, v).failed_reason_code != code for v, code in expected.items()):
+        time.sleep(0.5)
+    d = diagnosis(c, ike)
+    assert (d.failed_reason_code, d.severity) == ("IkeProposalMismatch", "Critical"), d
+    assert "AES_CBC_128" in d.mismatch_local_param or "aes128" in d.mismatch_local_param, d.mismatch_local_param
+    d = diagnosis(c, esp)
+    assert (d.failed_reason_code, d.severity) == ("IpsecProposalMismatch", "Warn"), d
+    assert "AES_CBC_256" in d.mismatch_remote_param and "AES_CBC_128" in d.mismatch_local_param, d
+    d = diagnosis(c, ts)
+    assert d.failed_reason_code == "TrafficSelectorMismatch" and "10.199.0.0/24" in d.mismatch_remote_param, d
+    assert "10.1.0.0/16" in d.mismatch_local_param, d
+    d = diagnosis(c, good)
+    assert (d.severity, d.failed_reason_code, d.source_log) == ("Normal", "", ""), d
+    # Every connection of the gateway, paged.
+    body = c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_gateway_id=gw, page_size=3)).body
+    assert (body.total_count, len(body.vpn_connections), body.page_size) == (4, 3, 3)
 
 
 def test_effect_immediately_false_negotiates_on_first_traffic(lab):

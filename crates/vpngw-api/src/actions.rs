@@ -44,7 +44,7 @@ macro_rules! for_each_action {
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
             (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
-            // ---- IPsec-VPN connections (7.1-7.6; ModifyTunnelAttribute and DescribeVpnConnectionLogs from the current SDK) ----
+            // ---- IPsec-VPN connections (7.1-7.6; ModifyTunnelAttribute, DiagnoseVpnConnections and DescribeVpnConnectionLogs from the current SDK) ----
             (CreateVpnConnection, Write, create_vpn_connection, [RegionId, VpnGatewayId, LocalSubnet, RemoteSubnet]),
             (ModifyVpnConnectionAttribute, Write, modify_vpn_connection_attribute, [RegionId, VpnConnectionId]),
             (DescribeVpnConnections, Read, describe_vpn_connections, [RegionId]),
@@ -52,6 +52,7 @@ macro_rules! for_each_action {
             (DownloadVpnConnectionConfig, Read, download_vpn_connection_config, [RegionId, VpnConnectionId]),
             (DeleteVpnConnection, Write, delete_vpn_connection, [RegionId, VpnConnectionId]),
             (ModifyTunnelAttribute, Write, modify_tunnel_attribute, [RegionId, VpnConnectionId, TunnelId]),
+            (DiagnoseVpnConnections, Read, diagnose_vpn_connections, [RegionId]),
             (DescribeVpnConnectionLogs, Read, describe_vpn_connection_logs, [RegionId, VpnConnectionId]),
             // ---- VPN routes (6.1-6.9, and the current SDK's policy-route modifications) ----
             (CreateVpnRouteEntry, Write, create_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight, PublishVpc]),

@@ -2,6 +2,7 @@
 pub mod vici;
 pub mod ipsec;
 pub mod config;
+pub mod diagnose;
 pub mod lab;
 pub mod health;
 pub mod logs;

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute};
+use vpngw_service::dataplane::{gateway_digest, status, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute};
+use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
 use vpngw_store::Kind;
 
@@ -69,18 +70,30 @@ impl PlaneView for ConvergedMap {
         self.ssl.log(server_id)
     }
     fn ipsec_log(&self, gateway_id: &str, keys: &[String]) -> Vec<String> {
-        let path = match &self.charon_logs {
-            CharonLogs::None => return Vec::new(),
-            CharonLogs::File(p) => p.clone(),
-            CharonLogs::PerGateway(dir) => dir.join(gateway_id).join("charon.log"),
-        };
+        let Some(path) = self.charon_log(gateway_id) else { return Vec::new() };
         crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))
     }
+    fn ipsec_diagnosis(&self, gateway_id: &str, key: &str, peer_ip: &str, window_s: i64) -> Option<Diagnosis> {
+        let since = vpngw_service::now_ms() / 1000 - window_s;
+        let path = self.charon_log(gateway_id)?;
+        let lines = crate::logs::lines(&path, |l| log_line_time(l).is_some_and(|t| t >= since));
+        crate::diagnose::diagnose(&lines, key, peer_ip, log_line_time)
+    }
 }
+
 
 impl ConvergedMap {
     fn set(&self, id: &str, digest: String) {
         self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest);
+    }
+
+    /// The file the charon serving a gateway logs to, if vpngw knows it.
+    fn charon_log(&self, gateway_id: &str) -> Option<PathBuf> {
+        match &self.charon_logs {
+            CharonLogs::None => None,
+            CharonLogs::File(p) => Some(p.clone()),
+            CharonLogs::PerGateway(dir) => Some(dir.join(gateway_id).join("charon.log")),
+        }
     }
 }
 

@@ -39,6 +39,29 @@ pub trait PlaneView: Send + Sync {
     fn ipsec_log(&self, _gateway_id: &str, _keys: &[String]) -> Vec<String> {
         Vec::new()
     }
+    /// The newest negotiation failure the charon serving a gateway logged in the last
+    /// `window_s` seconds for the tunnel whose definitions are named after `key` (a connection
+    /// or tunnel id) and whose peer is `peer_ip`.
+    fn ipsec_diagnosis(&self, _gateway_id: &str, _key: &str, _peer_ip: &str, _window_s: i64) -> Option<Diagnosis> {
+        None
+    }
+}
+
+/// What the data plane found wrong with a tunnel's negotiation (DiagnoseVpnConnections).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Diagnosis {
+    /// FailedReasonCode (vpngw's own codes: the documents list none).
+    pub code: &'static str,
+    pub reason: String,
+    /// When it happened, in Unix milliseconds.
+    pub time_ms: i64,
+    /// The mismatched parameter as this side has it, and as the peer does, where the log tells.
+    pub local: String,
+    pub remote: String,
+    /// Critical (phase 1 fails) or Warn (phase 1 up, phase 2 fails).
+    pub severity: &'static str,
+    /// The log line of the failure.
+    pub log: String,
 }
 
 /// The digest of a gateway's whole intent: its addresses, every connection's digest, every

@@ -11,6 +11,7 @@ use crate::{store_error, Req};
 
 mod certificate;
 mod customer_gateway;
+mod diagnose;
 mod ipsec_server;
 mod logs;
 mod regions;
@@ -24,6 +25,7 @@ mod vpn_route;
 
 pub use certificate::*;
 pub use customer_gateway::*;
+pub use diagnose::diagnose_vpn_connections;
 pub use ipsec_server::*;
 pub use logs::{describe_vpn_connection_logs, list_ipsec_server_logs, log_line_time};
 pub use regions::*;

@@ -952,7 +952,7 @@ pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
 }
 
 /// The customer gateways of these connections, in one read.
-async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result<HashMap<String, CustomerGateway>, ApiError> {
+pub(crate) async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result<HashMap<String, CustomerGateway>, ApiError> {
     let mut ids: Vec<String> = conns.iter().flat_map(|c| c.cgw_ids.iter().cloned()).collect();
     ids.sort();
     ids.dedup();

@@ -1,0 +1,110 @@
+//! DiagnoseVpnConnections (current SDK): why each tunnel is down, from the data plane's log.
+//!
+//! VpnConnectionIds names single-tunnel connections (a dual-tunnel one stands for both its
+//! tunnels), TunnelIds names tunnels; with neither, every connection of VpnGatewayId (or of the
+//! region) is diagnosed. A tunnel whose IPsec SA is up is `Normal`; otherwise the newest failure
+//! its charon logged in the last ten minutes is reported with the documented fields. The
+//! FailedReasonCode values are vpngw's own (the documents list none); ARCHITECTURE.md has them.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use vpngw_api::{ApiError, Code};
+use vpngw_store::{Kind, ListQuery, Record};
+
+use super::customer_gateway::CustomerGateway;
+use super::vpn_connection::{load_cgws, IkeCfg, IpsecCfg, VpnConnection};
+use super::{doc, load, obj};
+use crate::dataplane::{status, Diagnosis};
+use crate::{device, store_error, validate, HandlerResult, Req};
+
+/// How far back a failure counts.
+const WINDOW_S: i64 = 600;
+
+/// One tunnel to diagnose: its connection, and which of its tunnels (None: single-tunnel).
+struct Target {
+    rec: Record,
+    conn: VpnConnection,
+    tunnel: Option<usize>,
+}
+
+fn targets_of(rec: &Record, c: &VpnConnection) -> Vec<Target> {
+    if c.dual() {
+        (0..c.tunnels.len()).map(|i| Target { rec: rec.clone(), conn: c.clone(), tunnel: Some(i) }).collect()
+    } else {
+        vec![Target { rec: rec.clone(), conn: c.clone(), tunnel: None }]
+    }
+}
+
+pub async fn diagnose_vpn_connections(req: &mut Req<'_>) -> HandlerResult {
+    let p = req.params.clone();
+    let conn_ids = p.list("VpnConnectionIds")?;
+    let tunnel_ids = p.list("TunnelIds")?;
+    let (offset, limit, number, size) = validate::paging(&p)?;
+    let gateway = match p.opt("VpnGatewayId") {
+        Some(id) => Some(load(req, Kind::VpnGateway, id, Code::InvalidVpnGatewayId).await?.id),
+        None => None,
+    };
+    let q = ListQuery { parent: gateway, limit: u32::MAX as u64, ..Default::default() };
+    let mut conns = Vec::new();
+    for rec in req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error)?.items {
+        let c: VpnConnection = doc(&rec)?;
+        conns.push((rec, c));
+    }
+    let mut targets = Vec::new();
+    for id in &conn_ids {
+        let (rec, c) = conns.iter().find(|(r, _)| &r.id == id).ok_or_else(|| ApiError::new(Code::InvalidVpnConnectionId))?;
+        targets.extend(targets_of(rec, c));
+    }
+    for tid in &tunnel_ids {
+        let (rec, c, i) = conns.iter().find_map(|(r, c)| c.tunnels.iter().position(|t| &t.tunnel_id == tid).map(|i| (r, c, i))).ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
+        targets.push(Target { rec: rec.clone(), conn: c.clone(), tunnel: Some(i) });
+    }
+    if conn_ids.is_empty() && tunnel_ids.is_empty() {
+        targets = conns.iter().flat_map(|(rec, c)| targets_of(rec, c)).collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert((t.rec.id.clone(), t.tunnel)));
+    let total = targets.len();
+    let page: Vec<Target> = targets.into_iter().skip(offset as usize).take(limit as usize).collect();
+    let cgws = load_cgws(req, &page.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
+    let items: Vec<Value> = page.iter().map(|t| entry(req, t, &cgws)).collect();
+    Ok(obj(json!({"TotalCount": total, "PageNumber": number, "PageSize": size, "VpnConnections": items})))
+}
+
+fn entry(req: &Req<'_>, t: &Target, cgws: &HashMap<String, CustomerGateway>) -> Value {
+    let c = &t.conn;
+    let (tunnel_id, key, st, cgw, ike, ipsec): (&str, &str, &str, &str, &IkeCfg, &IpsecCfg) = match t.tunnel.map(|i| &c.tunnels[i]) {
+        Some(tu) => (&tu.tunnel_id, &tu.tunnel_id, &tu.status, &tu.customer_gateway_id, &tu.ike, &tu.ipsec),
+        None => ("", &t.rec.id, &c.status, &c.customer_gateway_id, &c.ike, &c.ipsec),
+    };
+    let d = if st == status::IPSEC_UP {
+        Diagnosis { severity: "Normal", ..Default::default() }
+    } else {
+        let peer = cgws.get(cgw).map(|g| g.ip_address.as_str()).unwrap_or_default();
+        let found = match (req.svc.dataplane(), t.rec.parent.as_deref()) {
+            (Some(dp), Some(gw)) => dp.ipsec_diagnosis(gw, key, peer, WINDOW_S),
+            _ => None,
+        };
+        let mut d = found.unwrap_or_else(|| Diagnosis {
+            code: "NotNegotiated",
+            reason: "No negotiation of this tunnel was logged in the last ten minutes: it waits for traffic (EffectImmediately false), or for the peer.".into(),
+            severity: "Warn",
+            ..Default::default()
+        });
+        // Where the log does not print this side's setting, the configuration says it.
+        if d.local.is_empty() {
+            d.local = match d.code {
+                "IkeProposalMismatch" => device::ike_proposal(ike).unwrap_or_default(),
+                "IpsecProposalMismatch" => device::esp_proposal(ipsec).unwrap_or_default(),
+                "TrafficSelectorMismatch" => format!("{} === {}", c.local_subnet.join(","), c.remote_subnet.join(",")),
+                _ => String::new(),
+            };
+        }
+        d
+    };
+    json!({
+        "VpnConnectionId": t.rec.id, "TunnelId": tunnel_id, "Severity": d.severity, "FailedReasonCode": d.code,
+        "FailedReason": d.reason, "FailedTime": d.time_ms, "MismatchLocalParam": d.local, "MismatchRemoteParam": d.remote, "SourceLog": d.log,
+    })
+}
