@@ -93,6 +93,7 @@ def test_gateway_create_validation(tea):
         (dict(instance_charge_type="PREPAY", period=10), "InvalidParameter"),
         (dict(ssl_connections=3), "InvalidParameter"),
         (dict(vpn_type="Fancy"), "InvalidParameter"),
+        (dict(network_type="internal"), "InvalidParameter"),
         (dict(name="x"), "InvalidName"),
         (dict(vpc_id="vpc-nothere"), "InvalidVpcId.NotFound"),
         (dict(v_switch_id="vsw-nothere"), "InvalidVSwitchId.NotFound"),
@@ -108,6 +109,11 @@ def test_gateway_create_validation(tea):
         assert got[1] in (400, 404)
     after = tea.describe_vpn_gateways(m.DescribeVpnGatewaysRequest(region_id=REGION, vpc_id=vpc)).body.total_count
     assert before == after == 0, "bad input never changes state"
+    # NetworkType is kept as created (Terraform's alicloud_vpn_gateway reads it back; ForceNew).
+    private = tea.create_vpn_gateway(m.CreateVpnGatewayRequest(network_type="private", **base)).body.vpn_gateway_id
+    assert describe(tea, private).network_type == "private"
+    public, _, _ = make_gateway(tea, wait=False)
+    assert describe(tea, public).network_type == "public"
 
 
 def test_dual_tunnel_gateway_gets_two_addresses(tea):

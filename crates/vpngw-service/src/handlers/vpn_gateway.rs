@@ -47,6 +47,14 @@ pub struct VpnGateway {
     /// Certificates associated with the gateway (NationalStandard gateways only).
     #[serde(default)]
     pub certificates: Vec<CertAssociation>,
+    /// NetworkType as created: `public` or `private` (a label here: both kinds take their
+    /// address from the public pool).
+    #[serde(default = "public_network")]
+    pub network_type: String,
+}
+
+fn public_network() -> String {
+    "public".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,11 +161,11 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         Some(t) if t.eq_ignore_ascii_case("NationalStandard") => "NationalStandard".to_string(),
         Some(_) => return Err(ApiError::invalid("VpnType")),
     };
-    if let Some(nt) = p.opt("NetworkType") {
-        if nt != "public" && nt != "private" {
-            return Err(ApiError::invalid("NetworkType"));
-        }
-    }
+    let network_type = match p.opt("NetworkType") {
+        None => public_network(),
+        Some(nt @ ("public" | "private")) => nt.to_string(),
+        Some(_) => return Err(ApiError::invalid("NetworkType")),
+    };
     let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
 
     let vpc_rec = load(req, Kind::Vpc, &vpc_id, Code::InvalidVpcId).await?;
@@ -241,6 +249,7 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
         order_id: 200_000_000_000_000 + (rand::random::<u32>() as i64) * 1000 + (now % 1000),
         certificates: Vec::new(),
+        network_type,
     };
     let body = obj(json!({"VpnGatewayId": id, "Name": gw.name, "OrderId": gw.order_id}));
     let t = req.svc.config.transition;
@@ -296,7 +305,7 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
         "EnableBgp": gw.enable_bgp,
         "AutoPropagate": gw.auto_propagate,
         "VpnType": gw.vpn_type,
-        "NetworkType": "public",
+        "NetworkType": gw.network_type,
         "GatewayType": "Normal",
         "ResourceGroupId": gw.resource_group_id,
         "EniInstanceIds": {"EniInstanceId": []},
