@@ -73,11 +73,10 @@ impl PlaneView for ConvergedMap {
         let Some(path) = self.charon_log(gateway_id) else { return Vec::new() };
         crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))
     }
-    fn ipsec_diagnosis(&self, gateway_id: &str, key: &str, peer_ip: &str, window_s: i64) -> Option<Diagnosis> {
+    fn ipsec_diagnoses(&self, gateway_id: &str, tunnels: &[(&str, &str)], window_s: i64) -> Vec<Option<Diagnosis>> {
         let since = vpngw_service::now_ms() / 1000 - window_s;
-        let path = self.charon_log(gateway_id)?;
-        let lines = crate::logs::lines(&path, |l| log_line_time(l).is_some_and(|t| t >= since));
-        crate::diagnose::diagnose(&lines, key, peer_ip, log_line_time)
+        let lines = self.charon_log(gateway_id).map(|path| crate::logs::lines(&path, |l| log_line_time(l).is_some_and(|t| t >= since))).unwrap_or_default();
+        tunnels.iter().map(|(key, peer)| crate::diagnose::diagnose(&lines, key, peer, log_line_time)).collect()
     }
 }
 

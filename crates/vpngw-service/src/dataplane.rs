@@ -39,11 +39,11 @@ pub trait PlaneView: Send + Sync {
     fn ipsec_log(&self, _gateway_id: &str, _keys: &[String]) -> Vec<String> {
         Vec::new()
     }
-    /// The newest negotiation failure the charon serving a gateway logged in the last
-    /// `window_s` seconds for the tunnel whose definitions are named after `key` (a connection
-    /// or tunnel id) and whose peer is `peer_ip`.
-    fn ipsec_diagnosis(&self, _gateway_id: &str, _key: &str, _peer_ip: &str, _window_s: i64) -> Option<Diagnosis> {
-        None
+    /// For each tunnel of a gateway, given as (`key`, `peer_ip`): the newest negotiation failure
+    /// its charon logged in the last `window_s` seconds for the definitions named after `key` (a
+    /// connection or tunnel id) and the peer at `peer_ip`. The log is read once for them all.
+    fn ipsec_diagnoses(&self, _gateway_id: &str, tunnels: &[(&str, &str)], _window_s: i64) -> Vec<Option<Diagnosis>> {
+        vec![None; tunnels.len()]
     }
 }
 

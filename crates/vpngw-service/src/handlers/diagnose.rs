@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
 use vpngw_store::{Kind, ListQuery, Record};
 
-use super::customer_gateway::CustomerGateway;
 use super::vpn_connection::{load_cgws, IkeCfg, IpsecCfg, VpnConnection};
 use super::{doc, load, obj};
 use crate::dataplane::{status, Diagnosis};
@@ -68,24 +67,51 @@ pub async fn diagnose_vpn_connections(req: &mut Req<'_>) -> HandlerResult {
     let total = targets.len();
     let page: Vec<Target> = targets.into_iter().skip(offset as usize).take(limit as usize).collect();
     let cgws = load_cgws(req, &page.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
-    let items: Vec<Value> = page.iter().map(|t| entry(req, t, &cgws)).collect();
+    // The down tunnels' failures, one read of each gateway's log.
+    let mut found: HashMap<(String, Option<usize>), Diagnosis> = HashMap::new();
+    if let Some(dp) = req.svc.dataplane() {
+        let mut by_gateway: HashMap<&str, Vec<&Target>> = HashMap::new();
+        for t in page.iter().filter(|t| t.view().status != status::IPSEC_UP) {
+            by_gateway.entry(t.rec.parent.as_deref().unwrap_or_default()).or_default().push(t);
+        }
+        for (gw, ts) in by_gateway {
+            let asks: Vec<(&str, &str)> = ts.iter().map(|t| (t.view().key, cgws.get(t.view().cgw).map(|g| g.ip_address.as_str()).unwrap_or_default())).collect();
+            for (t, d) in ts.iter().zip(dp.ipsec_diagnoses(gw, &asks, WINDOW_S)) {
+                if let Some(d) = d {
+                    found.insert((t.rec.id.clone(), t.tunnel), d);
+                }
+            }
+        }
+    }
+    let items: Vec<Value> = page.iter().map(|t| entry(t, found.remove(&(t.rec.id.clone(), t.tunnel)))).collect();
     Ok(obj(json!({"TotalCount": total, "PageNumber": number, "PageSize": size, "VpnConnections": items})))
 }
 
-fn entry(req: &Req<'_>, t: &Target, cgws: &HashMap<String, CustomerGateway>) -> Value {
+/// The parts of a target's tunnel (or single-tunnel connection) a diagnosis reads.
+struct View<'a> {
+    tunnel_id: &'a str,
+    key: &'a str,
+    status: &'a str,
+    cgw: &'a str,
+    ike: &'a IkeCfg,
+    ipsec: &'a IpsecCfg,
+}
+
+impl Target {
+    fn view(&self) -> View<'_> {
+        match self.tunnel.map(|i| &self.conn.tunnels[i]) {
+            Some(tu) => View { tunnel_id: &tu.tunnel_id, key: &tu.tunnel_id, status: &tu.status, cgw: &tu.customer_gateway_id, ike: &tu.ike, ipsec: &tu.ipsec },
+            None => View { tunnel_id: "", key: &self.rec.id, status: &self.conn.status, cgw: &self.conn.customer_gateway_id, ike: &self.conn.ike, ipsec: &self.conn.ipsec },
+        }
+    }
+}
+
+fn entry(t: &Target, found: Option<Diagnosis>) -> Value {
     let c = &t.conn;
-    let (tunnel_id, key, st, cgw, ike, ipsec): (&str, &str, &str, &str, &IkeCfg, &IpsecCfg) = match t.tunnel.map(|i| &c.tunnels[i]) {
-        Some(tu) => (&tu.tunnel_id, &tu.tunnel_id, &tu.status, &tu.customer_gateway_id, &tu.ike, &tu.ipsec),
-        None => ("", &t.rec.id, &c.status, &c.customer_gateway_id, &c.ike, &c.ipsec),
-    };
-    let d = if st == status::IPSEC_UP {
+    let v = t.view();
+    let d = if v.status == status::IPSEC_UP {
         Diagnosis { severity: "Normal", ..Default::default() }
     } else {
-        let peer = cgws.get(cgw).map(|g| g.ip_address.as_str()).unwrap_or_default();
-        let found = match (req.svc.dataplane(), t.rec.parent.as_deref()) {
-            (Some(dp), Some(gw)) => dp.ipsec_diagnosis(gw, key, peer, WINDOW_S),
-            _ => None,
-        };
         let mut d = found.unwrap_or_else(|| Diagnosis {
             code: "NotNegotiated",
             reason: "No negotiation of this tunnel was logged in the last ten minutes: it waits for traffic (EffectImmediately false), or for the peer.".into(),
@@ -95,8 +121,8 @@ fn entry(req: &Req<'_>, t: &Target, cgws: &HashMap<String, CustomerGateway>) -> 
         // Where the log does not print this side's setting, the configuration says it.
         if d.local.is_empty() {
             d.local = match d.code {
-                "IkeProposalMismatch" => device::ike_proposal(ike).unwrap_or_default(),
-                "IpsecProposalMismatch" => device::esp_proposal(ipsec).unwrap_or_default(),
+                "IkeProposalMismatch" => device::ike_proposal(v.ike).unwrap_or_default(),
+                "IpsecProposalMismatch" => device::esp_proposal(v.ipsec).unwrap_or_default(),
                 "TrafficSelectorMismatch" => format!("{} === {}", c.local_subnet.join(","), c.remote_subnet.join(",")),
                 _ => String::new(),
             };
@@ -104,7 +130,7 @@ fn entry(req: &Req<'_>, t: &Target, cgws: &HashMap<String, CustomerGateway>) -> 
         d
     };
     json!({
-        "VpnConnectionId": t.rec.id, "TunnelId": tunnel_id, "Severity": d.severity, "FailedReasonCode": d.code,
+        "VpnConnectionId": t.rec.id, "TunnelId": v.tunnel_id, "Severity": d.severity, "FailedReasonCode": d.code,
         "FailedReason": d.reason, "FailedTime": d.time_ms, "MismatchLocalParam": d.local, "MismatchRemoteParam": d.remote, "SourceLog": d.log,
     })
 }
