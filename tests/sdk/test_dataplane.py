@@ -345,3 +345,38 @@ def test_a_national_standard_connection_says_it_cannot_be_negotiated_here(lab):
     with open(os.path.join(lab.server.dir, "serve.log")) as f:
         log = f.read()
     assert vco in log and "cannot negotiate" in log and "sm4" in log, "the reason is logged"
+
+
+def test_diagnose_vpn_gateway_probes_the_peer_and_the_tunnel(lab):
+    c = lab.c
+    gw = gateway(c)
+    vco, site, host = connect(lab, gw)
+    wait_conn(c, vco, "ipsec_sa_established")
+    did = c.diagnose_vpn_gateway(m.DiagnoseVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco,
+        ipsec_extend_info=json.dumps({"PrivateSourceIp": VPC_HOST, "PrivateDestinationIp": host}))).body.diagnose_id
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = c.get_vpn_gateway_diagnose_result(m.GetVpnGatewayDiagnoseResultRequest(region_id=REGION, diagnose_id=did)).body
+        if r.finished_count == r.total_count:
+            break
+        assert not r.finish_time, "unfinished until the last probe is in"
+        time.sleep(0.2)
+    assert (r.finished_count, r.total_count) == (7, 7) and r.finish_time
+    items = {i.diagnose_name: (i.diagnose_result_level, json.loads(i.diagnose_result_description)) for i in r.diagnose_result}
+    # The gateway's charon pinged the customer gateway's public address, and the VPC host pinged the site through the tunnel.
+    level, public = items["VcoUserInternetIpConnectivity"]
+    assert level == "normal" and public["lossRate"] == 0 and public["rtt"] > 0, public
+    level, private = items["VcoPrivateConnectivity"]
+    assert level == "normal" and (private["srcIp"], private["targetIp"]) == (VPC_HOST, host) and private["lossRate"] == 0, private
+    assert items["VcoConfigConsistency"][0] == "normal"
+    # A private destination nothing answers: the probe says so.
+    did = c.diagnose_vpn_gateway(m.DiagnoseVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco,
+        ipsec_extend_info=json.dumps({"PrivateSourceIp": VPC_HOST, "PrivateDestinationIp": "10.254.0.1"}))).body.diagnose_id
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = c.get_vpn_gateway_diagnose_result(m.GetVpnGatewayDiagnoseResultRequest(region_id=REGION, diagnose_id=did)).body
+        if r.finished_count == r.total_count:
+            break
+        time.sleep(0.2)
+    items = {i.diagnose_name: (i.diagnose_result_level, json.loads(i.diagnose_result_description)) for i in r.diagnose_result}
+    assert items["VcoPrivateConnectivity"][0] == "error" and items["VcoPrivateConnectivity"][1]["lossRate"] == 100

@@ -207,3 +207,43 @@ def test_move_vpn_resource_group_takes_what_is_under_the_gateway(tea, bob):
     for c, kw, expected in cases:
         assert error(move, c, **kw) == expected, kw
     assert describe(tea, gw).resource_group_id == rg, "nothing changed"
+
+
+def test_diagnose_vpn_gateway_records_a_diagnosis_and_its_items(tea, bob):
+    """DiagnoseVpnGateway without a data plane: the configuration items are decided, the probes
+    finish as warnings that say nothing was sent (the lab test runs real ones)."""
+    gw, _, _ = make_gateway(tea)
+    other, _, _ = make_gateway(tea)
+    cgw = make_cgw(tea).customer_gateway_id
+    vco = tea.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet="10.9.0.0/24")).body.vpn_connection_id
+    wait_status(tea, gw, "active")
+    ask = lambda c=tea, **kw: c.diagnose_vpn_gateway(m.DiagnoseVpnGatewayRequest(region_id=REGION, **kw)).body
+    did = ask(vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco, ipsec_extend_info=json.dumps({"PrivateSourceIp": "10.1.0.1", "PrivateDestinationIp": "10.9.0.1"})).diagnose_id
+    assert did.startswith("vpndgn-")
+    r = tea.get_vpn_gateway_diagnose_result(m.GetVpnGatewayDiagnoseResultRequest(region_id=REGION, diagnose_id=did, vpn_gateway_id=gw)).body
+    assert (r.diagnose_id, r.vpn_gateway_id, r.resource_type, r.resource_instance_id) == (did, gw, "IPsec", vco)
+    assert (r.total_count, r.finished_count) == (7, 7) and r.begin_time.endswith("Z") and r.finish_time.endswith("Z")
+    items = {i.diagnose_name: (i.diagnose_result_level, json.loads(i.diagnose_result_description)) for i in r.diagnose_result}
+    assert set(items) == {"RouteEntryConflict", "VpnIPsecQuota", "VpnRouteQuota", "VpnPbrRouteQuota", "VcoConfigConsistency", "VcoUserInternetIpConnectivity", "VcoPrivateConnectivity"}
+    assert items["VpnIPsecQuota"] == ("normal", {"quotaName": "VpnIPsecQuota", "quantity": 10, "used": 1})
+    assert items["RouteEntryConflict"][0] == "normal"
+    level, consistency = items["VcoConfigConsistency"]
+    assert level == "warning" and consistency["vcoLackConf"] is True and consistency["vcoConf"]["LocalSubnet"] == "10.1.0.0/16"
+    assert items["VcoUserInternetIpConnectivity"][0] == "warning" and "data plane" in items["VcoUserInternetIpConnectivity"][1]["reason"]
+    # Without IPsecExtendInfo there is no private probe.
+    plain = ask(vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco).diagnose_id
+    assert tea.get_vpn_gateway_diagnose_result(m.GetVpnGatewayDiagnoseResultRequest(region_id=REGION, diagnose_id=plain)).body.total_count == 6
+    bad = [
+        (tea, dict(vpn_gateway_id=gw, resource_type="SSL", resource_id=vco), ("InvalidParameter", 400)),
+        (tea, dict(vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco, ipsec_extend_info='{"PrivateSourceIp": "10.1.0.1"}'), ("InvalidParameter", 400)),
+        (tea, dict(vpn_gateway_id=gw, resource_type="IPsec", resource_id="vco-nope"), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(vpn_gateway_id=other, resource_type="IPsec", resource_id=vco), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(vpn_gateway_id="vpn-nope", resource_type="IPsec", resource_id=vco), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
+        (bob, dict(vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
+    ]
+    for c, kw, expected in bad:
+        assert error(ask, c, **kw) == expected, kw
+    get = lambda c, **kw: c.get_vpn_gateway_diagnose_result(m.GetVpnGatewayDiagnoseResultRequest(region_id=REGION, **kw))
+    assert error(get, tea, diagnose_id="vpndgn-nope") == ("InvalidDiagnoseId.NotFound", 404)
+    assert error(get, tea, diagnose_id=did, vpn_gateway_id=other) == ("InvalidDiagnoseId.NotFound", 404)
+    assert error(get, bob, diagnose_id=did) == ("InvalidDiagnoseId.NotFound", 404)

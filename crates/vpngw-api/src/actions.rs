@@ -44,6 +44,9 @@ macro_rules! for_each_action {
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
             (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
+            // ---- one-click diagnosis (current SDK) ----
+            (DiagnoseVpnGateway, Write, diagnose_vpn_gateway, [RegionId, VpnGatewayId, ResourceType, ResourceId]),
+            (GetVpnGatewayDiagnoseResult, Read, get_vpn_gateway_diagnose_result, [RegionId, DiagnoseId]),
             // ---- IPsec-VPN connections (7.1-7.6; ModifyTunnelAttribute, DiagnoseVpnConnections and DescribeVpnConnectionLogs from the current SDK) ----
             (CreateVpnConnection, Write, create_vpn_connection, [RegionId, VpnGatewayId, LocalSubnet, RemoteSubnet]),
             (ModifyVpnConnectionAttribute, Write, modify_vpn_connection_attribute, [RegionId, VpnConnectionId]),
@@ -154,7 +157,8 @@ mod tests {
     #[test]
     fn access_class_follows_the_verb() {
         for a in ACTIONS {
-            let read = ["Describe", "List", "Download"].iter().any(|p| a.name.starts_with(p));
+            // DiagnoseVpnConnections records nothing; DiagnoseVpnGateway records a diagnosis.
+            let read = ["Describe", "List", "Download", "Get"].iter().any(|p| a.name.starts_with(p)) || a.name == "DiagnoseVpnConnections";
             assert_eq!(a.access == Access::Read, read, "{}", a.name);
         }
     }

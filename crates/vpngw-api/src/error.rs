@@ -127,6 +127,9 @@ error_codes! {
     IllegalClientIpPool = "IllegalParam.ClientIpPool" => 400, "The specified \"ClientIpPool\" (%s) is invalid: a CIDR block (mask 16-29 for SSL-VPN) that overlaps neither LocalSubnet, the VPC, nor the gateway's other client pool.", "vpngw";
     InvalidIpsecServerId = "InvalidIpsecServerId.NotFound" => 404, "The specified IPsec server does not exist.", "vpngw";
 
+    // ---- one-click diagnosis ----
+    InvalidDiagnoseId = "InvalidDiagnoseId.NotFound" => 404, "The specified diagnosis does not exist.", "vpngw";
+
     // ---- SSL-VPN ----
     InvalidSslVpnServerId = "InvalidSslVpnServerId.NotFound" => 404, "The specified SSL-VPN server does not exist.", "vpngw";
     InvalidSslVpnClientCertId = "InvalidSslVpnClientCertId.NotFound" => 404, "The specified SSL-VPN client certificate does not exist.", "vpngw";

@@ -70,6 +70,29 @@ pub async fn ping(netns: Option<&str>, sip: &str, dip: &str, wait: Duration) -> 
     matches!(cmd.status().await, Ok(s) if s.success())
 }
 
+/// `count` echoes from `sip` to `dip`, 0.2 s apart, each waiting at most a second: the share
+/// lost (percent) and the mean round trip of those answered (ms).
+pub async fn ping_stats(netns: Option<&str>, sip: &str, dip: &str, count: u32) -> (f64, Option<f64>) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "ping"]);
+            c
+        }
+        None => tokio::process::Command::new("ping"),
+    };
+    cmd.args(["-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1", "-I", sip, dip]).stderr(std::process::Stdio::null());
+    let out = cmd.output().await.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    parse_ping(&out)
+}
+
+/// The loss (percent) and mean round trip (ms) of `ping -q`'s summary.
+fn parse_ping(out: &str) -> (f64, Option<f64>) {
+    let loss = out.split_once("% packet loss").and_then(|(before, _)| before.rsplit([' ', ',']).next()).and_then(|n| n.parse::<f64>().ok()).unwrap_or(100.0);
+    let rtt = out.split_once(" = ").and_then(|(_, v)| v.split('/').nth(1)).and_then(|n| n.parse::<f64>().ok());
+    (loss, rtt)
+}
+
 async fn run(svc: Arc<Service>, conn_id: String, p: Probe, wake: Arc<tokio::sync::Notify>) {
     let interval = Duration::from_secs(p.interval.max(1) as u64);
     let mut misses = 0u32;
@@ -96,5 +119,20 @@ async fn run(svc: Arc<Service>, conn_id: String, p: Probe, wake: Arc<tokio::sync
             verdict = now;
         }
         tokio::time::sleep_until(started + interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_summaries_give_loss_and_mean_round_trip() {
+        let ok = "--- 10.1.0.1 ping statistics ---\n4 packets transmitted, 4 received, 0% packet loss, time 603ms\nrtt min/avg/max/mdev = 0.045/0.061/0.078/0.012 ms\n";
+        assert_eq!(parse_ping(ok), (0.0, Some(0.061)));
+        let half = "4 packets transmitted, 2 received, 50% packet loss, time 3003ms\nrtt min/avg/max/mdev = 1.5/2.5/3.5/1 ms\n";
+        assert_eq!(parse_ping(half), (50.0, Some(2.5)));
+        assert_eq!(parse_ping("4 packets transmitted, 0 received, 100% packet loss, time 3060ms\n"), (100.0, None));
+        assert_eq!(parse_ping(""), (100.0, None), "no answer at all counts as lost");
     }
 }

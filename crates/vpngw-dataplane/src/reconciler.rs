@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute};
+use vpngw_service::dataplane::{gateway_digest, status, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute, PUBLIC_PROBE};
 use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
 use vpngw_store::Kind;
@@ -157,6 +157,8 @@ pub struct Reconciler {
     observed_generation: Arc<std::sync::atomic::AtomicU64>,
     reported: Mutex<HashSet<String>>,
     health: Mutex<HealthChecks>,
+    /// Diagnoses whose probes run now (DiagnoseVpnGateway).
+    diagnosing: Arc<Mutex<HashSet<String>>>,
 }
 
 /// How long a connection must stay down before its routes move to their standbys.
@@ -197,6 +199,7 @@ impl Reconciler {
             observed_generation: Default::default(),
             reported: Default::default(),
             health: Default::default(),
+            diagnosing: Default::default(),
         });
         svc.attach_dataplane(r.converged.clone());
         r
@@ -363,6 +366,7 @@ impl Reconciler {
             Mode::Host => vec![Target { socket: self.cfg.vici_socket.clone(), netns: self.cfg.netns.clone(), gateways: (0..intent.len()).collect() }],
             Mode::Lab => self.lab_targets(&intent).await?,
         };
+        self.run_diagnoses(&intent, &targets).await;
         // SSL-VPN servers that are gone stop first; the others converge with their gateway.
         let live: HashSet<&str> = intent.iter().flat_map(|g| g.ssl.iter().map(|(id, _, _)| id.as_str())).collect();
         self.ssl.remove_gone(&live).await;
@@ -431,6 +435,35 @@ impl Reconciler {
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Runs the probes of pending diagnoses (DiagnoseVpnGateway) where each one's gateway has
+    /// its tunnels, one task per diagnosis; each result is recorded as it comes in.
+    async fn run_diagnoses(&self, intent: &[GatewayIntent], targets: &[Target]) {
+        let pending = match self.svc.pending_diagnoses().await {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!(error = %e, "Could not read pending diagnoses."),
+        };
+        let mut running = self.diagnosing.lock().await;
+        for (id, gw, d) in pending {
+            let Some(t) = targets.iter().find(|t| t.gateways.iter().any(|i| intent[*i].id == gw)) else { continue };
+            if !running.insert(id.clone()) {
+                continue;
+            }
+            let (svc, netns, running) = (self.svc.clone(), t.netns.clone(), self.diagnosing.clone());
+            tokio::spawn(async move {
+                for name in &d.pending {
+                    let (src, dst) = if name == PUBLIC_PROBE { (&d.gateway_ip, &d.peer_ip) } else { (&d.private_source_ip, &d.private_destination_ip) };
+                    let (loss, rtt) = crate::health::ping_stats(netns.as_deref(), src, dst, 4).await;
+                    let level = if loss == 0.0 { "normal" } else if loss < 100.0 { "warning" } else { "error" };
+                    let item = DiagnoseItem::new(name, level, serde_json::json!({"srcIp": src, "targetIp": dst, "rtt": rtt, "lossRate": loss}));
+                    if let Err(e) = svc.observe_diagnosis(&id, item).await {
+                        tracing::warn!(diagnosis = %id, error = %e, "Failed to record a diagnosis probe.");
+                    }
+                }
+                running.lock().await.remove(&id);
+            });
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
-pub use crate::handlers::{SslClient, SslVpnClientCert, SslVpnServer};
+pub use crate::handlers::{DiagnoseItem, GatewayDiagnosis, SslClient, SslVpnClientCert, SslVpnServer, PRIVATE_PROBE, PUBLIC_PROBE};
 pub use crate::handlers::{CustomerGateway, HealthCheck, IpsecServer, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 pub use crate::secrets::key_context;
 use crate::Service;
@@ -114,6 +114,23 @@ impl Service {
             Ok(true)
         })
         .await
+    }
+
+    /// Records the result of a diagnosis probe (DiagnoseVpnGateway) that was still pending.
+    pub async fn observe_diagnosis(&self, id: &str, item: DiagnoseItem) -> Result<bool, StoreError> {
+        self.update_observed(Kind::VpnGatewayDiagnosis, id, |d: &mut GatewayDiagnosis| d.record(item, crate::now_ms())).await
+    }
+
+    /// The diagnoses whose probes the data plane has yet to run, with their gateway.
+    pub async fn pending_diagnoses(&self) -> Result<Vec<(String, String, GatewayDiagnosis)>, StoreError> {
+        Ok(self
+            .store
+            .all(Kind::VpnGatewayDiagnosis)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.id, r.parent?, serde_json::from_value::<GatewayDiagnosis>(r.doc).ok()?)))
+            .filter(|(_, _, d)| !d.pending.is_empty())
+            .collect())
     }
 
     /// Records how many clients an IPsec server has online (observed), changing nothing else.

@@ -38,10 +38,12 @@ pub enum Kind {
     SslVpnClientCert,
     /// A certificate the operator imported (`vpngw cert import`); region-independent.
     Certificate,
+    /// A one-click diagnosis of a gateway (DiagnoseVpnGateway; parent: the gateway).
+    VpnGatewayDiagnosis,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnServer, Kind::SslVpnClientCert, Kind::Certificate];
+    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnServer, Kind::SslVpnClientCert, Kind::Certificate, Kind::VpnGatewayDiagnosis];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +57,7 @@ impl Kind {
             Kind::SslVpnServer => "ssl_vpn_server",
             Kind::SslVpnClientCert => "ssl_vpn_client_cert",
             Kind::Certificate => "certificate",
+            Kind::VpnGatewayDiagnosis => "vpn_gateway_diagnosis",
         }
     }
 

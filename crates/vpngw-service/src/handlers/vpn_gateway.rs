@@ -405,6 +405,8 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     }
     rec.status = "deleting".into();
     let mut muts = vec![Mutation::Put(rec)];
+    // Its diagnoses go with it.
+    muts.extend(super::children(req, Kind::VpnGatewayDiagnosis, &id).await?.into_iter().map(|d| Mutation::Delete { kind: d.kind, id: d.id }));
     muts.extend(schedule(Kind::VpnGateway, &id, &[("delete", req.svc.config.transition)]));
     req.commit(muts, Default::default()).await
 }
