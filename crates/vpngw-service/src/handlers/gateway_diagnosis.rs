@@ -126,7 +126,8 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     items.push(quota("VpnPbrRouteQuota", q.pbr_routes_per_gateway, routes.iter().filter(|r| r.route_kind == "pbr").count() as u64));
     items.push(consistency(req, &rec.id, &gw.id, &c).await?);
 
-    // The probes: the customer gateway's public address, and the private pair if named.
+    // The probes: the customer gateway's public address (a dual-tunnel connection's first
+    // tunnel's), and the private pair if named.
     let cgw_id = c.tunnels.first().map(|t| t.customer_gateway_id.clone()).unwrap_or_else(|| c.customer_gateway_id.clone());
     let peer_ip = load(req, Kind::CustomerGateway, &cgw_id, Code::InvalidCustomerGatewayId).await.and_then(|r| doc::<CustomerGateway>(&r)).map(|g| g.ip_address).unwrap_or_default();
     let (source, destination) = private.unwrap_or_default();
@@ -163,10 +164,13 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
 
 /// VcoConfigConsistency: this side's settings, and what the negotiation showed of the peer's.
 async fn consistency(req: &Req<'_>, vco: &str, gw: &str, c: &VpnConnection) -> Result<DiagnoseItem, ApiError> {
-    let conf = json!({
-        "IkeConfig": device::ike_proposal(&c.ike).unwrap_or_default(), "IpsecConfig": device::esp_proposal(&c.ipsec).unwrap_or_default(),
-        "LocalSubnet": c.local_subnet.join(","), "RemoteSubnet": c.remote_subnet.join(","),
-    });
+    let proposals = |ike, ipsec| json!({"IkeConfig": device::ike_proposal(ike).unwrap_or_default(), "IpsecConfig": device::esp_proposal(ipsec).unwrap_or_default()});
+    let mut conf = json!({"LocalSubnet": c.local_subnet.join(","), "RemoteSubnet": c.remote_subnet.join(",")});
+    if c.dual() {
+        conf["Tunnels"] = c.tunnels.iter().map(|t| json!({"TunnelId": t.tunnel_id, "Role": t.role, "Proposals": proposals(&t.ike, &t.ipsec)})).collect();
+    } else {
+        conf["Proposals"] = proposals(&c.ike, &c.ipsec);
+    }
     let up = if c.dual() { c.tunnels.iter().all(|t| t.status == status::IPSEC_UP) } else { c.status == status::IPSEC_UP };
     if up {
         // Both sides agreed on every setting the negotiation carries.
