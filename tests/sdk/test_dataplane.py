@@ -352,6 +352,7 @@ def test_diagnose_vpn_gateway_probes_the_peer_and_the_tunnel(lab):
     gw = gateway(c)
     vco, site, host = connect(lab, gw)
     wait_conn(c, vco, "ipsec_sa_established")
+    assert ping_until(lab.gw_ns(gw), VPC_HOST, host), "the tunnel carries traffic before the diagnosis"
     did = c.diagnose_vpn_gateway(m.DiagnoseVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw, resource_type="IPsec", resource_id=vco,
         ipsec_extend_info=json.dumps({"PrivateSourceIp": VPC_HOST, "PrivateDestinationIp": host}))).body.diagnose_id
     deadline = time.time() + 30
