@@ -55,9 +55,8 @@ impl HealthChecks {
     }
 }
 
-/// One ICMP echo from `sip` to `dip`, waiting at most `wait`.
-pub async fn ping(netns: Option<&str>, sip: &str, dip: &str, wait: Duration) -> bool {
-    let secs = wait.as_secs().max(1).to_string();
+/// `ping -n -q` in `netns` (or vpngw's own namespace), from `sip` to `dip`, with `args`.
+fn ping_command(netns: Option<&str>, sip: &str, dip: &str, args: &[&str]) -> tokio::process::Command {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = tokio::process::Command::new("ip");
@@ -66,24 +65,22 @@ pub async fn ping(netns: Option<&str>, sip: &str, dip: &str, wait: Duration) -> 
         }
         None => tokio::process::Command::new("ping"),
     };
-    cmd.args(["-n", "-q", "-c", "1", "-W", &secs, "-I", sip, dip]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    matches!(cmd.status().await, Ok(s) if s.success())
+    cmd.args(["-n", "-q"]).args(args).args(["-I", sip, dip]).stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// One ICMP echo from `sip` to `dip`, waiting at most `wait`.
+pub async fn ping(netns: Option<&str>, sip: &str, dip: &str, wait: Duration) -> bool {
+    let secs = wait.as_secs().max(1).to_string();
+    let mut cmd = ping_command(netns, sip, dip, &["-c", "1", "-W", &secs]);
+    matches!(cmd.stdout(std::process::Stdio::null()).status().await, Ok(s) if s.success())
 }
 
 /// `count` echoes from `sip` to `dip`, 0.2 s apart, each waiting at most a second: the share
 /// lost (percent) and the mean round trip of those answered (ms).
 pub async fn ping_stats(netns: Option<&str>, sip: &str, dip: &str, count: u32) -> (f64, Option<f64>) {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = tokio::process::Command::new("ip");
-            c.args(["netns", "exec", ns, "ping"]);
-            c
-        }
-        None => tokio::process::Command::new("ping"),
-    };
-    cmd.args(["-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1", "-I", sip, dip]).stderr(std::process::Stdio::null());
-    let out = cmd.output().await.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    parse_ping(&out)
+    let out = ping_command(netns, sip, dip, &["-c", &count.to_string(), "-i", "0.2", "-W", "1"]).output().await;
+    parse_ping(&out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default())
 }
 
 /// The loss (percent) and mean round trip (ms) of `ping -q`'s summary.
