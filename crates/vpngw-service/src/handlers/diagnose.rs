@@ -21,13 +21,17 @@ use crate::{device, store_error, validate, HandlerResult, Req};
 const WINDOW_S: i64 = 600;
 
 /// One tunnel to diagnose: its connection, and which of its tunnels (None: single-tunnel).
-struct Target {
+pub(crate) struct Target {
     rec: Record,
     conn: VpnConnection,
     tunnel: Option<usize>,
 }
 
-fn targets_of(rec: &Record, c: &VpnConnection) -> Vec<Target> {
+/// A tunnel and the data plane's finding on it (None when it is up or nothing was logged).
+pub(crate) type Finding = (Target, Option<Diagnosis>);
+
+/// The tunnels of a connection: itself when single-tunnel, else each of its tunnels.
+pub(crate) fn targets_of(rec: &Record, c: &VpnConnection) -> Vec<Target> {
     if c.dual() {
         (0..c.tunnels.len()).map(|i| Target { rec: rec.clone(), conn: c.clone(), tunnel: Some(i) }).collect()
     } else {
@@ -66,25 +70,35 @@ pub async fn diagnose_vpn_connections(req: &mut Req<'_>) -> HandlerResult {
     targets.retain(|t| seen.insert((t.rec.id.clone(), t.tunnel)));
     let total = targets.len();
     let page: Vec<Target> = targets.into_iter().skip(offset as usize).take(limit as usize).collect();
-    let cgws = load_cgws(req, &page.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
-    // The down tunnels' failures, one read of each gateway's log.
-    let mut found: HashMap<(String, Option<usize>), Diagnosis> = HashMap::new();
+    let items: Vec<Value> = findings(req, page).await?.into_iter().map(|(t, d)| entry(&t, d)).collect();
+    Ok(obj(json!({"TotalCount": total, "PageNumber": number, "PageSize": size, "VpnConnections": items})))
+}
+
+/// The data plane's newest failure of each down tunnel among `targets` (in their order),
+/// reading each gateway's log once.
+pub(crate) async fn findings(req: &Req<'_>, targets: Vec<Target>) -> Result<Vec<Finding>, ApiError> {
+    let mut found: Vec<Option<Diagnosis>> = vec![None; targets.len()];
     if let Some(dp) = req.svc.dataplane() {
-        let mut by_gateway: HashMap<&str, Vec<&Target>> = HashMap::new();
-        for t in page.iter().filter(|t| t.view().status != status::IPSEC_UP) {
-            by_gateway.entry(t.rec.parent.as_deref().unwrap_or_default()).or_default().push(t);
+        let cgws = load_cgws(req, &targets.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
+        let mut by_gateway: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.view().status != status::IPSEC_UP) {
+            by_gateway.entry(t.rec.parent.as_deref().unwrap_or_default()).or_default().push(i);
         }
-        for (gw, ts) in by_gateway {
-            let asks: Vec<(&str, &str)> = ts.iter().map(|t| (t.view().key, cgws.get(t.view().cgw).map(|g| g.ip_address.as_str()).unwrap_or_default())).collect();
-            for (t, d) in ts.iter().zip(dp.ipsec_diagnoses(gw, &asks, WINDOW_S)) {
-                if let Some(d) = d {
-                    found.insert((t.rec.id.clone(), t.tunnel), d);
-                }
+        for (gw, at) in by_gateway {
+            let asks: Vec<(&str, &str)> = at.iter().map(|i| (targets[*i].view().key, cgws.get(targets[*i].view().cgw).map(|g| g.ip_address.as_str()).unwrap_or_default())).collect();
+            for (i, d) in at.iter().zip(dp.ipsec_diagnoses(gw, &asks, WINDOW_S)) {
+                found[*i] = d;
             }
         }
     }
-    let items: Vec<Value> = page.iter().map(|t| entry(t, found.remove(&(t.rec.id.clone(), t.tunnel)))).collect();
-    Ok(obj(json!({"TotalCount": total, "PageNumber": number, "PageSize": size, "VpnConnections": items})))
+    Ok(targets.into_iter().zip(found).collect())
+}
+
+impl Target {
+    /// Whether the tunnel's IPsec SA is up.
+    pub(crate) fn up(&self) -> bool {
+        self.view().status == status::IPSEC_UP
+    }
 }
 
 /// The parts of a target's tunnel (or single-tunnel connection) a diagnosis reads.
@@ -109,7 +123,7 @@ impl Target {
 fn entry(t: &Target, found: Option<Diagnosis>) -> Value {
     let c = &t.conn;
     let v = t.view();
-    let d = if v.status == status::IPSEC_UP {
+    let d = if t.up() {
         Diagnosis { severity: "Normal", ..Default::default() }
     } else {
         let mut d = found.unwrap_or_else(|| Diagnosis {

@@ -16,14 +16,13 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
-use vpngw_store::{Kind, Mutation};
+use vpngw_store::{Kind, Mutation, Record};
 
-use super::customer_gateway::CustomerGateway;
-use super::vpn_connection::VpnConnection;
+use super::diagnose::{findings, targets_of};
+use super::vpn_connection::{load_cgws, VpnConnection};
 use super::vpn_route::VpnRoute;
 use super::{children, doc, iso_time, load, new_record, obj, to_doc};
-use crate::dataplane::status;
-use crate::{device, ids, HandlerResult, Req};
+use crate::{device, ids, store_error, HandlerResult, Req};
 
 /// The diagnosis items, in the order they are reported.
 pub const PUBLIC_PROBE: &str = "VcoUserInternetIpConnectivity";
@@ -120,16 +119,16 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         .map(|r| json!({"routeDest": r.route_dest, "nextHop": r.next_hop, "routeType": r.route_kind}))
         .collect();
     items.push(DiagnoseItem::new("RouteEntryConflict", if conflicts.is_empty() { "normal" } else { "error" }, json!({"reservedCidr": reserved.to_string(), "conflictRoutes": conflicts})));
-    let connections = children(req, Kind::VpnConnection, &gw.id).await?.len() as u64;
+    let connections = req.store().count(Kind::VpnConnection, &req.scope, Some(&gw.id)).await.map_err(store_error)?;
     items.push(quota("VpnIPsecQuota", q.vpn_connections_per_gateway, connections));
     items.push(quota("VpnRouteQuota", q.dbr_routes_per_gateway, routes.iter().filter(|r| r.route_kind == "dbr").count() as u64));
     items.push(quota("VpnPbrRouteQuota", q.pbr_routes_per_gateway, routes.iter().filter(|r| r.route_kind == "pbr").count() as u64));
-    items.push(consistency(req, &rec.id, &gw.id, &c).await?);
+    items.push(consistency(req, &rec, &c).await?);
 
     // The probes: the customer gateway's public address (a dual-tunnel connection's first
     // tunnel's), and the private pair if named.
-    let cgw_id = c.tunnels.first().map(|t| t.customer_gateway_id.clone()).unwrap_or_else(|| c.customer_gateway_id.clone());
-    let peer_ip = load(req, Kind::CustomerGateway, &cgw_id, Code::InvalidCustomerGatewayId).await.and_then(|r| doc::<CustomerGateway>(&r)).map(|g| g.ip_address).unwrap_or_default();
+    let cgw_id = c.tunnels.first().map(|t| &t.customer_gateway_id).unwrap_or(&c.customer_gateway_id);
+    let peer_ip = load_cgws(req, &[&c]).await?.remove(cgw_id).map(|g| g.ip_address).unwrap_or_default();
     let (source, destination) = private.unwrap_or_default();
     let mut pending = vec![PUBLIC_PROBE.to_string()];
     if !source.is_empty() {
@@ -163,7 +162,7 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
 }
 
 /// VcoConfigConsistency: this side's settings, and what the negotiation showed of the peer's.
-async fn consistency(req: &Req<'_>, vco: &str, gw: &str, c: &VpnConnection) -> Result<DiagnoseItem, ApiError> {
+async fn consistency(req: &Req<'_>, rec: &Record, c: &VpnConnection) -> Result<DiagnoseItem, ApiError> {
     let proposals = |ike, ipsec| json!({"IkeConfig": device::ike_proposal(ike).unwrap_or_default(), "IpsecConfig": device::esp_proposal(ipsec).unwrap_or_default()});
     let mut conf = json!({"LocalSubnet": c.local_subnet.join(","), "RemoteSubnet": c.remote_subnet.join(",")});
     if c.dual() {
@@ -171,25 +170,12 @@ async fn consistency(req: &Req<'_>, vco: &str, gw: &str, c: &VpnConnection) -> R
     } else {
         conf["Proposals"] = proposals(&c.ike, &c.ipsec);
     }
-    let up = if c.dual() { c.tunnels.iter().all(|t| t.status == status::IPSEC_UP) } else { c.status == status::IPSEC_UP };
-    if up {
+    let targets = targets_of(rec, c);
+    if targets.iter().all(|t| t.up()) {
         // Both sides agreed on every setting the negotiation carries.
         return Ok(DiagnoseItem::new("VcoConfigConsistency", "normal", json!({"vcoConf": conf, "vcoRunningConf": conf, "vcoDiffConf": []})));
     }
-    let keys: Vec<(String, String)> = if c.dual() { c.tunnels.iter().map(|t| (t.tunnel_id.clone(), t.customer_gateway_id.clone())).collect() } else { vec![(vco.to_string(), c.customer_gateway_id.clone())] };
-    let mut asks = Vec::new();
-    for (key, cgw) in &keys {
-        let ip = match load(req, Kind::CustomerGateway, cgw, Code::InvalidCustomerGatewayId).await {
-            Ok(r) => doc::<CustomerGateway>(&r)?.ip_address,
-            Err(_) => String::new(),
-        };
-        asks.push((key.clone(), ip));
-    }
-    let found = match req.svc.dataplane() {
-        Some(dp) => dp.ipsec_diagnoses(gw, &asks.iter().map(|(k, ip)| (k.as_str(), ip.as_str())).collect::<Vec<_>>(), 600),
-        None => Vec::new(),
-    };
-    let diffs: Vec<Value> = found.into_iter().flatten().map(|d| json!({"failedReasonCode": d.code, "local": d.local, "remote": d.remote, "log": d.log})).collect();
+    let diffs: Vec<Value> = findings(req, targets).await?.into_iter().filter_map(|(_, d)| d).map(|d| json!({"failedReasonCode": d.code, "local": d.local, "remote": d.remote, "log": d.log})).collect();
     Ok(if diffs.is_empty() {
         DiagnoseItem::new("VcoConfigConsistency", "warning", json!({"vcoConf": conf, "vcoLackConf": true}))
     } else {
