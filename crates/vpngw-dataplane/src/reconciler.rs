@@ -443,11 +443,18 @@ impl Reconciler {
     async fn run_diagnoses(&self, intent: &[GatewayIntent], targets: &[Target]) {
         let pending = match self.svc.pending_diagnoses().await {
             Ok(p) => p,
-            Err(e) => return tracing::warn!(error = %e, "Could not read pending diagnoses."),
+            Err(e) => {
+                self.svc.diagnoses_waiting();
+                return tracing::warn!(error = %e, "Could not read pending diagnoses.");
+            }
         };
         let mut running = self.diagnosing.lock().await;
         for (id, gw, d) in pending {
-            let Some(t) = targets.iter().find(|t| t.gateways.iter().any(|i| intent[*i].id == gw)) else { continue };
+            let Some(t) = targets.iter().find(|t| t.gateways.iter().any(|i| intent[*i].id == gw)) else {
+                // Its gateway has no charon yet: look again on a later pass.
+                self.svc.diagnoses_waiting();
+                continue;
+            };
             if !running.insert(id.clone()) {
                 continue;
             }

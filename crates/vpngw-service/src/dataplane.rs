@@ -121,8 +121,18 @@ impl Service {
         self.update_observed(Kind::VpnGatewayDiagnosis, id, |d: &mut GatewayDiagnosis| d.record(item, crate::now_ms())).await
     }
 
-    /// The diagnoses whose probes the data plane has yet to run, with their gateway.
+    /// Says that a diagnosis has probes the data plane has yet to run (the next pass looks).
+    pub fn diagnoses_waiting(&self) {
+        self.diagnoses_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The diagnoses whose probes the data plane has yet to run, with their gateway; none
+    /// (without reading the store) unless [`Service::diagnoses_waiting`] was said since the last
+    /// call. A caller that cannot start one says it again.
     pub async fn pending_diagnoses(&self) -> Result<Vec<(String, String, GatewayDiagnosis)>, StoreError> {
+        if !self.diagnoses_pending.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         Ok(self
             .store
             .all(Kind::VpnGatewayDiagnosis)

@@ -55,6 +55,9 @@ pub struct Service {
     pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Writers waiting for the write lock: the last of a burst commits the batch.
     queued: std::sync::atomic::AtomicUsize,
+    /// A diagnosis may have probes to run (set when one is made, and at start): the
+    /// reconciler looks for them only then, not on every pass.
+    diagnoses_pending: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a writer as queued until it holds the lock (or gives up).
@@ -156,6 +159,7 @@ impl Service {
             write_lock: Mutex::new(()),
             tasks_changed: Notify::new(),
             intent_changed: Notify::new(),
+            diagnoses_pending: std::sync::atomic::AtomicBool::new(true),
             converged: Default::default(),
             waiting: Default::default(),
             queued: Default::default(),

@@ -158,7 +158,11 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let mut older = children(req, Kind::VpnGatewayDiagnosis, &gw.id).await?;
     older.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     muts.extend(older.into_iter().skip(KEPT - 1).map(|r| Mutation::Delete { kind: Kind::VpnGatewayDiagnosis, id: r.id }));
-    req.commit(muts, obj(json!({"DiagnoseId": id}))).await
+    let answer = req.commit(muts, obj(json!({"DiagnoseId": id}))).await;
+    if answer.is_ok() && d.finish_ms.is_none() {
+        req.svc.diagnoses_waiting();
+    }
+    answer
 }
 
 /// VcoConfigConsistency: this side's settings, and what the negotiation showed of the peer's.
