@@ -466,7 +466,8 @@ impl Reconciler {
                     let level = if loss == 0.0 { "normal" } else if loss < 100.0 { "warning" } else { "error" };
                     let item = DiagnoseItem::new(name, level, serde_json::json!({"srcIp": src, "targetIp": dst, "rtt": rtt, "lossRate": loss}));
                     if let Err(e) = svc.observe_diagnosis(&id, item).await {
-                        tracing::warn!(diagnosis = %id, error = %e, "Failed to record a diagnosis probe.");
+                        tracing::warn!(diagnosis = %id, error = %e, "Failed to record a diagnosis probe; it runs again.");
+                        svc.diagnoses_waiting();
                     }
                 }
                 running.lock().await.remove(&id);
