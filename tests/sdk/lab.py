@@ -19,10 +19,10 @@ from helpers import REGION
 
 
 class Lab:
-    def __init__(self, persist=False):
+    def __init__(self, persist=False, extra=""):
         self.name = "t" + uuid.uuid4().hex[:6]
         self.run_dir = f"/run/vpngw/{self.name}"
-        self.server = Server(extra=f'\n[dataplane]\nmode = "lab"\nlab_name = "{self.name}"\npersist = {str(persist).lower()}\nreconcile_interval_ms = 500\n')
+        self.server = Server(extra=f'\n[dataplane]\nmode = "lab"\nlab_name = "{self.name}"\npersist = {str(persist).lower()}\nreconcile_interval_ms = 500\n' + extra)
         self.sites = set()
 
     def start(self):

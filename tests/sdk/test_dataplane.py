@@ -347,6 +347,50 @@ def test_a_national_standard_connection_says_it_cannot_be_negotiated_here(lab):
     assert vco in log and "cannot negotiate" in log and "sm4" in log, "the reason is logged"
 
 
+# A lab charon with neither openssl nor gcrypt: no DES, no 3DES (as on a machine without
+# libstrongswan-standard-plugins).
+NO_DES_PLUGINS = '["random", "nonce", "aes", "sha1", "sha2", "md5", "hmac", "gmp", "pem", "pkcs1", "x509", "pubkey", "kdf"]'
+
+
+def test_a_lab_with_a_plugin_that_is_not_installed_does_not_start():
+    from conftest import BIN, Server
+    s = Server(extra='\n[dataplane]\nmode = "lab"\nlab_name = "tnoplug"\ncharon_plugins = ["random", "nonce", "aes", "nosuchplugin"]\n')
+    out = subprocess.run([BIN, "serve", "--config", s.config, "--data-dir", os.path.join(s.dir, "data"), "--listen", s.endpoint], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "charon plugin 'nosuchplugin' is not installed" in out.stderr and "libstrongswan-nosuchplugin.so" in out.stderr, out.stderr
+    assert "tnoplug" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout, "nothing was built"
+
+
+def test_a_charon_without_an_algorithm_says_so_and_does_not_load_what_needs_it():
+    lab = Lab(extra=f"charon_plugins = {NO_DES_PLUGINS}\n").start()
+    try:
+        c = lab.c
+        gw = gateway(c)
+        des, _, _ = connect(lab, gw, ike={"IkeEncAlg": "des"}, ipsec={"IpsecEncAlg": "3des"}, load_site=False)
+        aes, _, _ = connect(lab, gw, load_site=False)
+        # The gateway converged (the task engine ended `updating`): what it can load is loaded,
+        # and the DES connection is withheld rather than left to fail every negotiation.
+        out = subprocess.run(["swanctl", "--list-conns", "--raw", "--uri", f"unix://{lab.gw_sock(gw)}"], capture_output=True, text=True, timeout=10).stdout
+        assert aes in out and des not in out, out
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            assert conn(c, des).status == "ike_sa_not_established", "never claims to negotiate"
+            time.sleep(0.3)
+        r = c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_gateway_id=gw, vpn_connection_ids=[des])).body
+        [d] = r.vpn_connections
+        assert (d.vpn_connection_id, d.severity, d.failed_reason_code) == (des, "Critical", "AlgorithmUnsupported"), d
+        assert "DES_CBC" in d.failed_reason and "3DES_CBC" in d.failed_reason and "libstrongswan-standard-plugins" in d.failed_reason, d.failed_reason
+        assert d.mismatch_local_param == "IkeConfig des/md5/group2, IpsecConfig 3des/md5/group2", d.mismatch_local_param
+        with open(os.path.join(lab.server.dir, "serve.log")) as f:
+            log = f.read()
+        # Once at connect: what the charon lacks of what the API accepts, and what brings it.
+        assert log.count("charon lacks the encryption algorithm DES_CBC (des), the encryption algorithm 3DES_CBC (3des)") == 1, log
+        assert "is not loaded and stays ike_sa_not_established" in log and des in log
+    finally:
+        lab.stop()
+        lab.down()
+
+
 def test_diagnose_vpn_gateway_probes_the_peer_and_the_tunnel(lab):
     c = lab.c
     gw = gateway(c)

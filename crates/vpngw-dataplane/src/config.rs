@@ -39,6 +39,12 @@ pub struct DataPlaneConfig {
     pub charon: PathBuf,
     /// The OpenVPN binary (SSL-VPN servers; lab and host modes).
     pub openvpn: PathBuf,
+    /// Lab mode: the plugins every lab charon loads besides the kernel interface, the socket
+    /// and VICI (which vpngw always adds). Each must be installed: the lab refuses to start
+    /// otherwise, rather than run a charon that quietly lacks algorithms.
+    pub charon_plugins: Vec<String>,
+    /// Lab mode: where charon's plugins are installed (`libstrongswan-<name>.so`).
+    pub charon_plugin_dir: PathBuf,
     /// Lab mode: `libipsec` (userspace ESP over TUN, for kernels without XFRM) or `netlink`
     /// (the kernel's IPsec). A configuration choice, not a code fork: only the plugin list differs.
     pub kernel_ipsec: String,
@@ -51,6 +57,10 @@ pub struct DataPlaneConfig {
     pub apply_timeout_ms: u64,
 }
 
+/// The plugins of a lab charon by default. `openssl` brings DES and 3DES (and fast AES); the
+/// others come with Debian's `libstrongswan`, except `curve25519` (`libstrongswan-extra-plugins`).
+pub const DEFAULT_PLUGINS: &str = "random nonce aes sha1 sha2 md5 hmac gmp curve25519 openssl pem pkcs1 x509 pubkey kdf";
+
 impl Default for DataPlaneConfig {
     fn default() -> Self {
         DataPlaneConfig {
@@ -62,6 +72,8 @@ impl Default for DataPlaneConfig {
             run_dir: None,
             charon: PathBuf::from("/usr/sbin/charon-systemd"),
             openvpn: PathBuf::from("/usr/sbin/openvpn"),
+            charon_plugins: DEFAULT_PLUGINS.split(' ').map(str::to_string).collect(),
+            charon_plugin_dir: PathBuf::from("/usr/lib/ipsec/plugins"),
             kernel_ipsec: "libipsec".into(),
             persist: false,
             reconcile_interval_ms: 2000,

@@ -1,5 +1,6 @@
 //! `vpngw-dataplane`: reconcilers and the planes they drive.
 pub mod vici;
+pub mod capabilities;
 pub mod ipsec;
 pub mod config;
 pub mod diagnose;

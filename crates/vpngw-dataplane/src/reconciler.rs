@@ -28,6 +28,7 @@ use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
 use vpngw_store::Kind;
 
+use crate::capabilities::{self, Capabilities};
 use crate::config::{DataPlaneConfig, Mode};
 use crate::health::{HealthChecks, Probe};
 use crate::ipsec::{self, ConnDef, Unsupported};
@@ -142,6 +143,8 @@ pub struct Reconciler {
     pub converged: Arc<ConvergedMap>,
     ssl: SslPlane,
     clients: Mutex<HashMap<PathBuf, Client>>,
+    /// What each charon can negotiate, asked when vpngw connects to it.
+    caps: Mutex<HashMap<PathBuf, Arc<Capabilities>>>,
     listeners: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
     /// Woken by charon events.
     events: Arc<Notify>,
@@ -171,8 +174,12 @@ const LOAD_BATCH: usize = 64;
 const REINITIATE: Duration = Duration::from_secs(5);
 
 impl Reconciler {
-    pub fn new(svc: Arc<Service>, cfg: DataPlaneConfig) -> Arc<Reconciler> {
+    /// Fails when the lab cannot start its charons (a missing binary or plugin).
+    pub fn new(svc: Arc<Service>, cfg: DataPlaneConfig) -> Result<Arc<Reconciler>> {
         let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
+        if let Some(lab) = &lab {
+            lab.check()?;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let ssl = SslPlane::new(cfg.run_dir().join("ssl"), cfg.openvpn.clone());
         let charon_logs = match (&cfg.mode, &cfg.charon_log) {
@@ -188,6 +195,7 @@ impl Reconciler {
             converged,
             ssl,
             clients: Default::default(),
+            caps: Default::default(),
             listeners: Default::default(),
             events: Arc::new(Notify::new()),
             traps: tx,
@@ -202,7 +210,7 @@ impl Reconciler {
             diagnosing: Default::default(),
         });
         svc.attach_dataplane(r.converged.clone());
-        r
+        Ok(r)
     }
 
     /// Runs passes until `shutdown`; then, in lab mode without `persist`, removes the lab.
@@ -525,10 +533,32 @@ impl Reconciler {
             let mut c = Client::connect(&t.socket).await.with_context(|| format!("connect to {}", t.socket.display()))?;
             c.register("list-conn").await?;
             c.register("list-sa").await?;
+            // A (re)connected charon may have been restarted with other plugins: ask again.
+            let caps = Capabilities::query(&mut c).await.with_context(|| format!("ask {} for its algorithms", t.socket.display()))?;
+            self.report_caps(&t.socket, &caps).await;
+            self.caps.lock().await.insert(t.socket.clone(), Arc::new(caps));
             clients.insert(t.socket.clone(), c);
         }
+        let caps = self.caps.lock().await.get(&t.socket).cloned().unwrap_or_default();
         let client = clients.get_mut(&t.socket).context("client")?;
-        let desired: BTreeMap<&str, &ConnDef> = gws.iter().flat_map(|g| g.defs.iter()).map(|d| (d.name.as_str(), d)).collect();
+        // A definition that needs an algorithm this charon lacks is not loaded: it would load,
+        // and then every negotiation would fail. It is reported as unsupported, with the reason.
+        let mut lacking: Vec<Unsupported> = Vec::new();
+        let mut desired: BTreeMap<&str, &ConnDef> = BTreeMap::new();
+        for d in gws.iter().flat_map(|g| g.defs.iter()) {
+            let esp: Vec<&str> = d.children.iter().map(|ch| ch.esp_proposal.as_str()).collect();
+            match capabilities::why_not(&caps, &d.ike_proposal, &esp) {
+                Some(reason) => lacking.push(Unsupported { conn_id: d.conn_id.clone(), key: d.key.clone(), reason }),
+                None => {
+                    desired.insert(d.name.as_str(), d);
+                }
+            }
+        }
+        for u in &lacking {
+            if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
+                tracing::warn!(connection = %u.conn_id, tunnel = %u.key, reason = %u.reason, "This charon cannot negotiate the connection; it is not loaded and stays ike_sa_not_established.");
+            }
+        }
         let (conns, _) = client.stream("list-conns", Some("list-conn"), Message::new()).await?;
         let loaded: HashSet<String> = conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect();
 
@@ -637,12 +667,13 @@ impl Reconciler {
             }
             for (id, c) in &g.conns {
                 // What this strongSwan cannot negotiate is recorded as such, not as converged.
-                let plane = match g.unsupported.iter().find(|u| &u.conn_id == id) {
-                    Some(u) => format!("unsupported: {}", u.reason),
+                let unsupported: BTreeMap<String, String> = g.unsupported.iter().chain(&lacking).filter(|u| &u.conn_id == id).map(|u| (u.key.clone(), u.reason.clone())).collect();
+                let plane = match unsupported.values().next() {
+                    Some(reason) => format!("unsupported: {reason}"),
                     None => "converged".into(),
                 };
-                let mut o = Observation { plane: Some(plane), ..Default::default() };
-                let st = |key: &str| g.defs.iter().find(|d| d.key == key).map(|d| ipsec::status_of(d, states.get(&d.name))).unwrap_or(status::IKE_DOWN).to_string();
+                let mut o = Observation { plane: Some(plane), unsupported, ..Default::default() };
+                let st = |key: &str| desired.values().find(|d| d.key == key).map(|d| ipsec::status_of(d, states.get(&d.name))).unwrap_or(status::IKE_DOWN).to_string();
                 if c.dual() {
                     o.tunnels = c.tunnels.iter().map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
                 } else {
@@ -652,6 +683,29 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// Logs, once for each different answer, what a charon lacks of what the API accepts.
+    async fn report_caps(&self, socket: &std::path::Path, caps: &Capabilities) {
+        let missing = caps.missing_api();
+        let summary = missing.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
+        if !self.reported.lock().await.insert(format!("caps:{summary}")) {
+            return;
+        }
+        if missing.is_empty() {
+            tracing::info!(socket = %socket.display(), plugins = %caps.plugins.join(" "), "charon has every algorithm the API accepts.");
+            return;
+        }
+        let mut hints: Vec<&str> = missing.iter().map(|l| l.hint).collect();
+        hints.dedup();
+        let hints = hints.join("; ");
+        let hints = format!("{}{}", hints[..1].to_uppercase(), &hints[1..]);
+        tracing::warn!(
+            socket = %socket.display(),
+            plugins = %caps.plugins.join(" "),
+            "charon lacks {summary}, which the API accepts: connections that use them are not loaded, and DiagnoseVpnConnections says why. {hints}."
+
+        );
     }
 
     async fn may_initiate(&self, name: &str, fresh: bool) -> bool {

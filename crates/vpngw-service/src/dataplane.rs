@@ -90,8 +90,12 @@ pub struct Observation {
     pub tunnels: HashMap<String, String>,
     /// `success`/`failed`, or `None` to leave the health verdict as it is.
     pub health: Option<String>,
-    /// The data plane's own state (`converged`, or `unknown: why` after a failure), or `None`.
+    /// The data plane's own state (`converged`, `unsupported: why`, or `unknown: why` after a
+    /// failure), or `None`.
     pub plane: Option<String>,
+    /// With `plane`: why each tunnel (by connection or tunnel id) that this data plane cannot
+    /// negotiate is not loaded; empty when every tunnel is.
+    pub unsupported: std::collections::BTreeMap<String, String>,
 }
 
 impl Service {
@@ -160,7 +164,7 @@ impl Service {
     /// Returns whether anything changed.
     pub async fn observe(&self, conn_id: &str, o: &Observation) -> Result<bool, StoreError> {
         self.update_observed(Kind::VpnConnection, conn_id, |c: &mut VpnConnection| {
-            let snapshot = |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone());
+            let snapshot = |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
             let before = snapshot(c);
             if !o.status.is_empty() {
                 c.status = o.status.clone();
@@ -175,6 +179,7 @@ impl Service {
             }
             if let Some(p) = &o.plane {
                 c.plane_state = p.clone();
+                c.plane_unsupported = o.unsupported.clone();
             }
             if before == snapshot(c) {
                 return false;

@@ -183,14 +183,21 @@ enum AdminCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run(cli))
+    let outcome = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // One line that says what went wrong, with its causes; no backtrace for an operator.
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -259,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match cmd {
                 LabCmd::Down => lab.teardown().await?,
                 LabCmd::Site { cmd: SiteCmd::Create { name, ip, subnet, swanctl } } => {
+                    lab.check()?;
                     let sock = lab.create_site(&name, &[ip], &[subnet]).await?;
                     if let Some(file) = swanctl {
                         vpngw_dataplane::lab::swanctl_load(&sock, &file).await?;

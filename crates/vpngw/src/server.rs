@@ -72,7 +72,7 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
         vpngw_dataplane::config::Mode::None => None,
         mode => {
             tracing::info!(?mode, "Starting the data plane reconciler.");
-            Some(tokio::spawn(vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), cfg.dataplane.clone()).run(rx.clone())))
+            Some(tokio::spawn(vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), cfg.dataplane.clone())?.run(rx.clone())))
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);

@@ -125,6 +125,18 @@ fn entry(t: &Target, found: Option<Diagnosis>) -> Value {
     let v = t.view();
     let d = if t.up() {
         Diagnosis { severity: "Normal", ..Default::default() }
+    } else if let Some(why) = c.plane_unsupported.get(v.key) {
+        // The data plane did not load the tunnel: its strongSwan lacks an algorithm it needs.
+        Diagnosis {
+            code: "AlgorithmUnsupported",
+            reason: why.clone(),
+            severity: "Critical",
+            local: format!(
+                "IkeConfig {}/{}/{}, IpsecConfig {}/{}/{}",
+                v.ike.ike_enc_alg, v.ike.ike_auth_alg, v.ike.ike_pfs, v.ipsec.ipsec_enc_alg, v.ipsec.ipsec_auth_alg, v.ipsec.ipsec_pfs
+            ),
+            ..Default::default()
+        }
     } else {
         let mut d = found.unwrap_or_else(|| Diagnosis {
             code: "NotNegotiated",

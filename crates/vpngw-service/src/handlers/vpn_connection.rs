@@ -137,9 +137,14 @@ pub struct VpnConnection {
     /// until a probe has run.
     #[serde(default)]
     pub health_status: String,
-    /// What the data plane last knew of this connection: `converged`, or `unknown: why`.
+    /// What the data plane last knew of this connection: `converged`, `unsupported: why`, or
+    /// `unknown: why`.
     #[serde(default)]
     pub plane_state: String,
+    /// Why the data plane cannot negotiate a tunnel (by connection id, or tunnel id of a
+    /// dual-tunnel connection): an algorithm its strongSwan lacks. Observed, like `status`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plane_unsupported: std::collections::BTreeMap<String, String>,
 }
 
 impl VpnConnection {
@@ -721,6 +726,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         routing: String::new(),
         health_status: String::new(),
         plane_state: String::new(),
+        plane_unsupported: Default::default(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -1244,6 +1250,7 @@ mod tests {
             routing: "static".into(),
             health_status: String::new(),
             plane_state: String::new(),
+            plane_unsupported: Default::default(),
         }
     }
 
