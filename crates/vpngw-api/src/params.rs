@@ -355,16 +355,7 @@ mod tests {
     #[test]
     fn form_decoding_plus_and_utf8() {
         let d = decode_form("Name=a+b&Desc=%E4%B8%AD%E6%96%87&Star=%2A&Empty=&Bare");
-        assert_eq!(
-            d,
-            vec![
-                ("Name".into(), "a b".into()),
-                ("Desc".into(), "中文".into()),
-                ("Star".into(), "*".into()),
-                ("Empty".into(), "".into()),
-                ("Bare".into(), "".into())
-            ]
-        );
+        assert_eq!(d, vec![("Name".into(), "a b".into()), ("Desc".into(), "中文".into()), ("Star".into(), "*".into()), ("Empty".into(), "".into()), ("Bare".into(), "".into())]);
         // Bytes that are not UTF-8 never panic.
         let _ = decode_form("X=%FF%FE");
     }

@@ -69,10 +69,7 @@ pub fn render_error(format: Format, request_id: &str, host_id: &str, err: &ApiEr
     obj.insert("HostId".into(), host_id.into());
     obj.insert("Code".into(), err.code.wire().into());
     obj.insert("Message".into(), err.message.as_ref().into());
-    obj.insert(
-        "Recommend".into(),
-        format!("https://api.aliyun.com/troubleshoot?q={}&product=Vpc&requestId={request_id}", err.code.wire()).into(),
-    );
+    obj.insert("Recommend".into(), format!("https://api.aliyun.com/troubleshoot?q={}&product=Vpc&requestId={request_id}", err.code.wire()).into());
     match format {
         Format::Json => serde_json::to_string(&Value::Object(obj)).unwrap_or_default(),
         Format::Xml => {

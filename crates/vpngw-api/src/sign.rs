@@ -168,13 +168,7 @@ pub fn verify(req: &SignedRequest<'_>, claims: &Claims, secret: &str) -> Result<
 
 /// `METHOD&%2F&pct(canonical)` over every query parameter but `Signature`, and the form body.
 pub fn rpc_v1_string_to_sign(req: &SignedRequest<'_>) -> String {
-    let mut pairs: Vec<(&str, &str)> = req
-        .query
-        .iter()
-        .chain(req.form.iter())
-        .filter(|(k, _)| k != "Signature")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut pairs: Vec<(&str, &str)> = req.query.iter().chain(req.form.iter()).filter(|(k, _)| k != "Signature").map(|(k, v)| (k.as_str(), v.as_str())).collect();
     pairs.sort();
     let canonical = pairs.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect::<Vec<_>>().join("&");
     format!("{}&{}&{}", req.method, pct("/"), pct(&canonical))
@@ -312,10 +306,7 @@ mod tests {
         assert_eq!(c.access_key_id, "testid");
         assert_eq!(c.nonce, "3db14cd101c03abbd1527532605b3c15");
         let canonical = acs3_canonical_request(&req, &c.signed_headers, &hex_lower(&Sha256::digest(b"")));
-        assert_eq!(
-            acs3_string_to_sign(&canonical),
-            "ACS3-HMAC-SHA256\nb1fd9829f904b8a6c2dccc8e9ab9539c12aa7956fd361bcdd02934fbc9543603"
-        );
+        assert_eq!(acs3_string_to_sign(&canonical), "ACS3-HMAC-SHA256\nb1fd9829f904b8a6c2dccc8e9ab9539c12aa7956fd361bcdd02934fbc9543603");
         verify(&req, &c, "testsecret").unwrap();
         let e = verify(&req, &c, "wrong").unwrap_err();
         assert_eq!(e.code, Code::SignatureDoesNotMatch);

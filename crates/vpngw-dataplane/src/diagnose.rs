@@ -75,7 +75,13 @@ pub fn diagnose(lines: &[String], key: &str, peer_ip: &str, time_of: impl Fn(&st
             let (local, remote) = proposals("IKE");
             Some(("IkeProposalMismatch", "The peer accepted none of the IKE (phase 1) proposals, or has no configuration for this gateway.", local, remote, "Critical"))
         } else if t.contains("no IKE config found") {
-            Some(("IkeConfigNotFound", "The peer initiated from or to an address that no connection of this gateway has.", String::new(), between(t, "found for ", ",").unwrap_or_default().to_string(), "Critical"))
+            Some((
+                "IkeConfigNotFound",
+                "The peer initiated from or to an address that no connection of this gateway has.",
+                String::new(),
+                between(t, "found for ", ",").unwrap_or_default().to_string(),
+                "Critical",
+            ))
         } else if t.contains("no peer config found") {
             Some(("IdentityMismatch", "The identities (LocalId, RemoteId) the peer presented match no connection.", String::new(), String::new(), "Critical"))
         } else if t.contains("but MAC mismatched") || t.contains("received AUTHENTICATION_FAILED notify error") || t.contains("decryption failed?") {

@@ -170,12 +170,8 @@ impl RoutePlan {
         let h = |r: &VpnRoute| health.get(&r.next_hop).copied().unwrap_or(Health { established: false, revoked: false });
         let mut owned: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for ((src, dest, _), (active, standby)) in targets {
-            let owner = [active, standby]
-                .into_iter()
-                .flatten()
-                .find(|r| h(r).usable())
-                .or(active.filter(|r| !h(r).revoked))
-                .or(if active.is_none() { standby.filter(|r| !h(r).revoked) } else { None });
+            let owner =
+                [active, standby].into_iter().flatten().find(|r| h(r).usable()).or(active.filter(|r| !h(r).revoked)).or(if active.is_none() { standby.filter(|r| !h(r).revoked) } else { None });
             if let Some(r) = owner {
                 owned.entry(r.next_hop.clone()).or_default().push((src, dest));
             }
@@ -218,7 +214,17 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
     let tunnels: Vec<T> = if c.dual() {
         c.tunnels
             .iter()
-            .map(|t| T { key: t.tunnel_id.clone(), tunnel: Some(t.tunnel_id.clone()), local: &t.internet_ip, cgw: &t.customer_gateway_id, ike: &t.ike, ipsec: &t.ipsec, dpd: t.enable_dpd, nat: t.enable_nat_traversal, role: &t.role })
+            .map(|t| T {
+                key: t.tunnel_id.clone(),
+                tunnel: Some(t.tunnel_id.clone()),
+                local: &t.internet_ip,
+                cgw: &t.customer_gateway_id,
+                ike: &t.ike,
+                ipsec: &t.ipsec,
+                dpd: t.enable_dpd,
+                nat: t.enable_nat_traversal,
+                role: &t.role,
+            })
             .collect()
     } else {
         vec![T { key: conn_id.to_string(), tunnel: None, local: &c.internet_ip, cgw: &c.customer_gateway_id, ike: &c.ike, ipsec: &c.ipsec, dpd: c.enable_dpd, nat: c.enable_nat_traversal, role: "" }]
@@ -529,10 +535,25 @@ mod tests {
     fn list_sas_events_become_states() {
         let ev = Message::new().section(
             "vco-1-abcd",
-            Message::new().kv("uniqueid", "7").kv("state", "ESTABLISHED").kv("established", "12").section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
+            Message::new()
+                .kv("uniqueid", "7")
+                .kv("state", "ESTABLISHED")
+                .kv("established", "12")
+                .section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
         );
         let s = sa_states(&[ev]);
-        assert_eq!(s["vco-1-abcd"], SaState { present: true, ike_established: true, established_secs: 12, established_count: 1, established: vec![(12, "7".into())], installed: vec!["vco-1-abcd-1".into()], ike_ids: vec!["7".into()] });
+        assert_eq!(
+            s["vco-1-abcd"],
+            SaState {
+                present: true,
+                ike_established: true,
+                established_secs: 12,
+                established_count: 1,
+                established: vec![(12, "7".into())],
+                installed: vec!["vco-1-abcd-1".into()],
+                ike_ids: vec!["7".into()]
+            }
+        );
     }
 
     #[test]

@@ -74,7 +74,9 @@ fn plugin_package(plugin: &str) -> &'static str {
         "kernel-libipsec" | "eap-mschapv2" | "xauth-generic" | "farp" | "dhcp" | "bypass-lan" => "libcharon-extra-plugins",
         "socket-default" | "counters" | "updown" => "strongswan-libcharon",
         "vici" => "strongswan-swanctl",
-        "random" | "nonce" | "aes" | "sha1" | "sha2" | "md5" | "hmac" | "gmp" | "pem" | "pkcs1" | "x509" | "pubkey" | "kdf" | "kernel-netlink" | "pkcs8" | "revocation" | "constraints" => "libstrongswan",
+        "random" | "nonce" | "aes" | "sha1" | "sha2" | "md5" | "hmac" | "gmp" | "pem" | "pkcs1" | "x509" | "pubkey" | "kdf" | "kernel-netlink" | "pkcs8" | "revocation" | "constraints" => {
+            "libstrongswan"
+        }
         _ => "libstrongswan-extra-plugins (where gcrypt, curve25519 and the other extra plugins are)",
     }
 }

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{gateway_digest, status, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute, PUBLIC_PROBE};
+use vpngw_service::dataplane::{
+    gateway_digest, status, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute, PUBLIC_PROBE,
+};
 use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
 use vpngw_store::Kind;
@@ -80,7 +82,6 @@ impl PlaneView for ConvergedMap {
         tunnels.iter().map(|(key, peer)| crate::diagnose::diagnose(&lines, key, peer, log_line_time)).collect()
     }
 }
-
 
 impl ConvergedMap {
     fn set(&self, id: &str, digest: String) {
@@ -258,8 +259,7 @@ impl Reconciler {
     /// Reads the whole intent from the store.
     async fn intent(&self) -> Result<Vec<GatewayIntent>> {
         let store = &self.svc.store;
-        let cgw_ip: HashMap<String, String> =
-            store.all(Kind::CustomerGateway).await?.into_iter().filter_map(|r| Some((r.id, r.doc.get("ip_address")?.as_str()?.to_string()))).collect();
+        let cgw_ip: HashMap<String, String> = store.all(Kind::CustomerGateway).await?.into_iter().filter_map(|r| Some((r.id, r.doc.get("ip_address")?.as_str()?.to_string()))).collect();
         let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
         for r in store.all(Kind::VSwitch).await? {
             let Ok(v) = serde_json::from_value::<VSwitch>(r.doc) else { continue };
@@ -471,7 +471,13 @@ impl Reconciler {
                 for name in &d.pending {
                     let (src, dst) = if name == PUBLIC_PROBE { (&d.gateway_ip, &d.peer_ip) } else { (&d.private_source_ip, &d.private_destination_ip) };
                     let (loss, rtt) = crate::health::ping_stats(netns.as_deref(), src, dst, 4).await;
-                    let level = if loss == 0.0 { "normal" } else if loss < 100.0 { "warning" } else { "error" };
+                    let level = if loss == 0.0 {
+                        "normal"
+                    } else if loss < 100.0 {
+                        "warning"
+                    } else {
+                        "error"
+                    };
                     let item = DiagnoseItem::new(name, level, serde_json::json!({"srcIp": src, "targetIp": dst, "rtt": rtt, "lossRate": loss}));
                     if let Err(e) = svc.observe_diagnosis(&id, item).await {
                         tracing::warn!(diagnosis = %id, error = %e, "Failed to record a diagnosis probe; it runs again.");
@@ -505,7 +511,16 @@ impl Reconciler {
             // (kernel-libipsec installs a tunnel's route from an address inside its local
             // selector, and fails the CHILD_SA without one).
             let mut private = g.vpc_addrs.clone();
-            private.extend(g.conns.iter().flat_map(|(_, c)| &c.local_subnet).chain(g.servers.iter().flat_map(|(_, s)| &s.local_subnet)).chain(g.ssl.iter().flat_map(|(_, s, _)| &s.local_subnet)).filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() > 0).filter_map(|n| n.hosts().next()));
+            private.extend(
+                g.conns
+                    .iter()
+                    .flat_map(|(_, c)| &c.local_subnet)
+                    .chain(g.servers.iter().flat_map(|(_, s)| &s.local_subnet))
+                    .chain(g.ssl.iter().flat_map(|(_, s, _)| &s.local_subnet))
+                    .filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok())
+                    .filter(|n| n.prefix_len() > 0)
+                    .filter_map(|n| n.hosts().next()),
+            );
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
             private.sort();
             private.dedup();

@@ -365,7 +365,6 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-
 /// Stops the OpenVPN of a server directory, if one runs.
 pub async fn stop(dir: &Path) {
     kill_pid_file(&dir.join("openvpn.pid")).await;
@@ -423,7 +422,16 @@ mod tests {
         let c = parse_status(&lines);
         assert_eq!(
             c,
-            vec![SslClient { common_name: "vsc-test1".into(), ip: "10.99.0.2".into(), port: 34309, private_ip: "192.168.77.2".into(), connected_ms: 1_795_357_689_000, receive_bytes: 2140, send_bytes: 2188, client_id: 0 }]
+            vec![SslClient {
+                common_name: "vsc-test1".into(),
+                ip: "10.99.0.2".into(),
+                port: 34309,
+                private_ip: "192.168.77.2".into(),
+                connected_ms: 1_795_357_689_000,
+                receive_bytes: 2140,
+                send_bytes: 2188,
+                client_id: 0
+            }]
         );
     }
 

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
 
+pub use crate::handlers::{CustomerGateway, HealthCheck, IkeCfg, IpsecCfg, IpsecServer, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 pub use crate::handlers::{DiagnoseItem, GatewayDiagnosis, SslClient, SslVpnClientCert, SslVpnServer, PRIVATE_PROBE, PUBLIC_PROBE};
-pub use crate::handlers::{CustomerGateway, HealthCheck, IpsecServer, IkeCfg, IpsecCfg, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 pub use crate::secrets::key_context;
 use crate::Service;
 
@@ -164,7 +164,8 @@ impl Service {
     /// Returns whether anything changed.
     pub async fn observe(&self, conn_id: &str, o: &Observation) -> Result<bool, StoreError> {
         self.update_observed(Kind::VpnConnection, conn_id, |c: &mut VpnConnection| {
-            let snapshot = |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
+            let snapshot =
+                |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
             let before = snapshot(c);
             if !o.status.is_empty() {
                 c.status = o.status.clone();

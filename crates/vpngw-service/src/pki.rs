@@ -4,7 +4,10 @@
 //! Everything here is pure: PEM in, PEM out. Handlers issue certificates (intent: a client
 //! certificate is a resource); the data plane renders the CRL from the revoked serials.
 
-use rcgen::{BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
+};
 use time::{Duration, OffsetDateTime};
 
 /// A certificate and its private key, both PEM.

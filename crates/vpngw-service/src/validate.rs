@@ -21,10 +21,7 @@ fn has_url(s: &str) -> bool {
 /// character, then letters, Chinese, digits, `_`, `-` (and `.`, which the current pages allow).
 pub fn vpn_name(v: &str, min: usize, max: usize) -> bool {
     let n = v.chars().count();
-    (min..=max).contains(&n)
-        && starts_with_letter(v)
-        && !has_url(v)
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || is_cjk(c) || matches!(c, '_' | '-' | '.'))
+    (min..=max).contains(&n) && starts_with_letter(v) && !has_url(v) && v.chars().all(|c| c.is_ascii_alphanumeric() || is_cjk(c) || matches!(c, '_' | '-' | '.'))
 }
 
 /// The VPN documents' description rule: `2..=100` characters starting with a letter or a

@@ -6,16 +6,7 @@ use serde_json::json;
 use crate::*;
 
 fn rec(kind: Kind, id: &str, scope: &Scope, parent: Option<&str>, status: &str, doc: serde_json::Value) -> Record {
-    Record {
-        kind,
-        id: id.into(),
-        account: scope.account,
-        region: scope.region.clone(),
-        parent: parent.map(Into::into),
-        status: status.into(),
-        created_ms: 1,
-        doc,
-    }
+    Record { kind, id: id.into(), account: scope.account, region: scope.region.clone(), parent: parent.map(Into::into), status: status.into(), created_ms: 1, doc }
 }
 
 /// Runs every check against a fresh, empty store. Panics on the first failure.
@@ -62,10 +53,7 @@ pub async fn run(store: impl Store) {
     assert_eq!((page.total, page.items.len(), page.items[0].id.as_str()), (5, 2, "vpn-2"));
     let active = store.list(Kind::VpnGateway, &a, &ListQuery { status: Some("active".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(active.total, 3);
-    let locked = store
-        .list(Kind::VpnGateway, &a, &ListQuery { fields: vec![("business_status".into(), "FinancialLocked".into())], limit: 10, ..Default::default() })
-        .await
-        .unwrap();
+    let locked = store.list(Kind::VpnGateway, &a, &ListQuery { fields: vec![("business_status".into(), "FinancialLocked".into())], limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(locked.items.len(), 1);
     store.commit(vec![Mutation::Put(rec(Kind::VpnConnection, "vco-1", &a, Some("vpn-0"), "active", json!({"cgw_ids": ["cgw-1", "cgw-2"]})))]).await.unwrap();
     for (cgw, n) in [("cgw-2", 1), ("cgw-3", 0)] {

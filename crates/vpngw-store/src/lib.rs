@@ -43,7 +43,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::Vpc, Kind::VSwitch, Kind::VpnGateway, Kind::CustomerGateway, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnServer, Kind::SslVpnClientCert, Kind::Certificate, Kind::VpnGatewayDiagnosis];
+    pub const ALL: &'static [Kind] = &[
+        Kind::Vpc,
+        Kind::VSwitch,
+        Kind::VpnGateway,
+        Kind::CustomerGateway,
+        Kind::VpnConnection,
+        Kind::VpnRoute,
+        Kind::IpsecServer,
+        Kind::SslVpnServer,
+        Kind::SslVpnClientCert,
+        Kind::Certificate,
+        Kind::VpnGatewayDiagnosis,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -160,16 +172,32 @@ pub enum Mutation {
     /// Inserts the record, or replaces the one with the same id (its creation order is kept).
     Put(Record),
     /// Removes the record, its tags and the addresses it holds.
-    Delete { kind: Kind, id: String },
+    Delete {
+        kind: Kind,
+        id: String,
+    },
     /// Sets these tags (replacing the value of a key it already has).
-    SetTags { kind: Kind, id: String, scope: Scope, tags: Vec<(String, String)> },
+    SetTags {
+        kind: Kind,
+        id: String,
+        scope: Scope,
+        tags: Vec<(String, String)>,
+    },
     /// Removes these tag keys, or every tag when `keys` is `None`.
-    RemoveTags { id: String, keys: Option<Vec<String>> },
+    RemoveTags {
+        id: String,
+        keys: Option<Vec<String>>,
+    },
     PutIdem(IdemEntry),
     PutTask(Task),
-    DeleteTask { id: String },
+    DeleteTask {
+        id: String,
+    },
     /// Claims an address from a pool for a resource; fails with `Conflict` if it is taken.
-    ClaimAddress { ip: String, owner: String },
+    ClaimAddress {
+        ip: String,
+        owner: String,
+    },
 }
 
 /// How a batch of staged writes ended.
@@ -293,15 +321,7 @@ pub trait Store: Send + Sync + 'static {
     async fn tags(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>>;
     /// Tag rows of resources of `kind` in the scope: of the given ids (if any), of resources
     /// carrying all of `having` (if any); ordered by resource then key; paged by offset.
-    async fn list_tags(
-        &self,
-        kind: Kind,
-        scope: &Scope,
-        ids: &[String],
-        having: &[(String, Option<String>)],
-        offset: u64,
-        limit: u64,
-    ) -> Result<Vec<TagRow>>;
+    async fn list_tags(&self, kind: Kind, scope: &Scope, ids: &[String], having: &[(String, Option<String>)], offset: u64, limit: u64) -> Result<Vec<TagRow>>;
     async fn idem_get(&self, account: i64, action: &str, token: &str) -> Result<Option<IdemEntry>>;
     async fn due_tasks(&self, now_ms: i64) -> Result<Vec<Task>>;
     async fn next_due(&self) -> Result<Option<i64>>;

@@ -36,7 +36,8 @@ macro_rules! record_cols {
 }
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -95,10 +96,12 @@ CREATE TABLE addresses (
     owner_id TEXT NOT NULL
 );
 CREATE INDEX addresses_owner ON addresses(owner_id);
-"#, r#"
+"#,
+    r#"
 -- Uniqueness checks (a customer gateway's address) use the index, not a scan of every row.
 CREATE INDEX resources_ip ON resources(kind, account_id, region, json_extract(doc, '$.ip_address'));
-"#, r#"
+"#,
+    r#"
 -- How many resources of a kind a scope has, kept in step by every commit: quota checks read
 -- one row instead of counting the table.
 CREATE TABLE counts (
@@ -109,7 +112,8 @@ CREATE TABLE counts (
     PRIMARY KEY (kind, account_id, region)
 );
 INSERT INTO counts (kind, account_id, region, n) SELECT kind, account_id, region, COUNT(*) FROM resources GROUP BY kind, account_id, region;
-"#, r#"
+"#,
+    r#"
 -- The same per parent (the connections of a gateway, ...): listing a parent's children and
 -- checking its quota read one row instead of counting them.
 CREATE TABLE parent_counts (
@@ -119,7 +123,8 @@ CREATE TABLE parent_counts (
     PRIMARY KEY (kind, parent_id)
 );
 INSERT INTO parent_counts (kind, parent_id, n) SELECT kind, parent_id, COUNT(*) FROM resources WHERE parent_id IS NOT NULL GROUP BY kind, parent_id;
-"#, r#"
+"#,
+    r#"
 -- Fewer pages per commit (every page a commit touches is written to the WAL before its fsync):
 -- no AUTOINCREMENT (its sqlite_sequence row was one more page per insert; `seq` stays
 -- increasing: a new row gets one more than the largest), and the parent index holds only
@@ -142,7 +147,8 @@ ALTER TABLE resources_v5 RENAME TO resources;
 CREATE INDEX resources_scope ON resources(kind, account_id, region, seq);
 CREATE INDEX resources_parent ON resources(kind, account_id, region, parent_id, seq) WHERE parent_id IS NOT NULL;
 CREATE INDEX resources_ip ON resources(kind, account_id, region, json_extract(doc, '$.ip_address'));
-"#];
+"#,
+];
 
 const READERS: usize = 4;
 
@@ -206,9 +212,7 @@ impl Reader {
 
 /// The record with this id, of any kind and scope.
 fn get_record(c: &Connection, id: &str) -> Result<Option<Record>> {
-    c.prepare_cached(concat!("SELECT ", record_cols!(), " FROM resources WHERE id = ?"))
-        .and_then(|mut s| s.query_row(params![id], record).optional())
-        .map_err(other)
+    c.prepare_cached(concat!("SELECT ", record_cols!(), " FROM resources WHERE id = ?")).and_then(|mut s| s.query_row(params![id], record).optional()).map_err(other)
 }
 
 fn tags_of(c: &Connection, id: &str) -> Result<Vec<(String, String)>> {
@@ -322,11 +326,12 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         if self.inner.readers.is_empty() || crate::in_write_scope() {
-            return self.with_writer(move |w| {
-                crate::scope_batch(w.batch);
-                f(&w.conn)
-            })
-            .await;
+            return self
+                .with_writer(move |w| {
+                    crate::scope_batch(w.batch);
+                    f(&w.conn)
+                })
+                .await;
         }
         f(&self.reader()?.conn)
     }
@@ -437,21 +442,15 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 /// How many children of `kind` the parent has, if the parent belongs to the scope.
 fn parent_count(c: &Connection, kind: Kind, scope: &Scope, parent: &str) -> rusqlite::Result<i64> {
-    let owned: bool = c
-        .prepare_cached("SELECT 1 FROM resources WHERE id = ? AND account_id = ? AND region = ?")?
-        .query_row(params![parent, scope.account, scope.region], |_| Ok(()))
-        .optional()?
-        .is_some();
+    let owned: bool =
+        c.prepare_cached("SELECT 1 FROM resources WHERE id = ? AND account_id = ? AND region = ?")?.query_row(params![parent, scope.account, scope.region], |_| Ok(())).optional()?.is_some();
     if !owned {
         // A parent outside the scope (or gone) has no children the caller may see.
         return c
             .prepare_cached("SELECT COUNT(*) FROM resources WHERE kind = ? AND account_id = ? AND region = ? AND parent_id = ?")?
             .query_row(params![kind.as_str(), scope.account, scope.region, parent], |r| r.get(0));
     }
-    c.prepare_cached("SELECT n FROM parent_counts WHERE kind = ? AND parent_id = ?")?
-        .query_row(params![kind.as_str(), parent], |r| r.get(0))
-        .optional()
-        .map(|n| n.unwrap_or(0))
+    c.prepare_cached("SELECT n FROM parent_counts WHERE kind = ? AND parent_id = ?")?.query_row(params![kind.as_str(), parent], |r| r.get(0)).optional().map(|n| n.unwrap_or(0))
 }
 
 fn now_ms() -> i64 {
@@ -496,9 +495,7 @@ impl Store for SqliteStore {
     async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>> {
         let id = id.to_string();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ?"))
-                .and_then(|mut s| s.query_row(params![id, kind.as_str()], record).optional())
-                .map_err(other)
+            c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM resources WHERE id = ? AND kind = ?")).and_then(|mut s| s.query_row(params![id, kind.as_str()], record).optional()).map_err(other)
         })
         .await
     }
@@ -517,11 +514,8 @@ impl Store for SqliteStore {
         self.read(move |c| {
             // With ids given, `+` keeps SQLite from walking the scope index in `seq` order (to
             // save a sort) over every resource of the scope: it looks the ids up instead.
-            let mut filter = String::from(if q.ids.is_empty() {
-                " FROM resources WHERE kind = ? AND account_id = ? AND region = ?"
-            } else {
-                " FROM resources WHERE +kind = ? AND +account_id = ? AND +region = ?"
-            });
+            let mut filter =
+                String::from(if q.ids.is_empty() { " FROM resources WHERE kind = ? AND account_id = ? AND region = ?" } else { " FROM resources WHERE +kind = ? AND +account_id = ? AND +region = ?" });
             let mut args: Vec<rusqlite::types::Value> = vec![kind.as_str().to_string().into(), scope.account.into(), scope.region.clone().into()];
             in_list(&mut filter, &mut args, "id", &q.ids);
             if let Some(p) = &q.parent {
@@ -551,10 +545,7 @@ impl Store for SqliteStore {
             let only_parent = q.ids.is_empty() && q.status.is_none() && q.fields.is_empty() && q.tags.is_empty();
             let total: u64 = match (&q.parent, only_parent) {
                 (Some(p), true) => parent_count(c, kind, &scope, p).map_err(other)? as u64,
-                _ => c
-                    .prepare_cached(&format!("SELECT COUNT(*){filter}"))
-                    .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
-                    .map_err(other)? as u64,
+                _ => c.prepare_cached(&format!("SELECT COUNT(*){filter}")).and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))).map_err(other)? as u64,
             };
             let mut page_args = args.clone();
             page_args.push((q.limit.min(i64::MAX as u64) as i64).into());
@@ -616,9 +607,7 @@ impl Store for SqliteStore {
             args.push((limit as i64).into());
             args.push((offset as i64).into());
             let mut stmt = c.prepare_cached(&sql).map_err(other)?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), |r| Ok(TagRow { kind, resource_id: r.get(0)?, key: r.get(1)?, value: r.get(2)? }))
-                .map_err(other)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| Ok(TagRow { kind, resource_id: r.get(0)?, key: r.get(1)?, value: r.get(2)? })).map_err(other)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
         })
         .await
@@ -725,12 +714,7 @@ impl Store for SqliteStore {
 
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
         let name = name.to_string();
-        self.read(move |c| {
-            c.query_row("SELECT id, name FROM accounts WHERE name = ?", params![name], |r| Ok(Account { id: r.get(0)?, name: r.get(1)? }))
-                .optional()
-                .map_err(other)
-        })
-        .await
+        self.read(move |c| c.query_row("SELECT id, name FROM accounts WHERE name = ?", params![name], |r| Ok(Account { id: r.get(0)?, name: r.get(1)? })).optional().map_err(other)).await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
@@ -760,10 +744,7 @@ impl Store for SqliteStore {
         let ak = access_key_id.to_string();
         self.read(move |c| {
             c.prepare_cached("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = ?")
-                .and_then(|mut s| {
-                    s.query_row(params![ak], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? }))
-                        .optional()
-                })
+                .and_then(|mut s| s.query_row(params![ak], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? })).optional())
                 .map_err(other)
         })
         .await
@@ -880,9 +861,7 @@ fn apply(tx: &Connection, m: Mutation) -> Result<()> {
             tx.execute("DELETE FROM tasks WHERE id = ?", params![id]).map_err(other)?;
         }
         Mutation::ClaimAddress { ip, owner } => {
-            tx.prepare_cached("INSERT INTO addresses (ip, owner_id) VALUES (?, ?)")
-                .and_then(|mut s| s.execute(params![ip, owner]))
-                .map_err(conflict(format!("address {ip}")))?;
+            tx.prepare_cached("INSERT INTO addresses (ip, owner_id) VALUES (?, ?)").and_then(|mut s| s.execute(params![ip, owner])).map_err(conflict(format!("address {ip}")))?;
         }
     }
     Ok(())
@@ -1034,7 +1013,11 @@ mod migration_tests {
             }
             for (seq, id, parent) in [(3, "vpc-a", None), (7, "vpn-a", Some("vpc-a")), (9, "vpc-b", None)] {
                 let kind = if id.starts_with("vpc") { "vpc" } else { "vpn_gateway" };
-                c.execute("INSERT INTO resources (seq, id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, 1, 'r', ?, 'active', 0, '{}')", params![seq, id, kind, parent]).unwrap();
+                c.execute(
+                    "INSERT INTO resources (seq, id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES (?, ?, ?, 1, 'r', ?, 'active', 0, '{}')",
+                    params![seq, id, kind, parent],
+                )
+                .unwrap();
             }
             c.execute_batch("INSERT INTO counts SELECT kind, account_id, region, COUNT(*) FROM resources GROUP BY 1, 2, 3; INSERT INTO parent_counts VALUES ('vpn_gateway', 'vpc-a', 1);").unwrap();
         }

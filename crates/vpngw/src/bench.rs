@@ -162,9 +162,7 @@ impl Wire {
         };
         let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("headers are not UTF-8"))?;
         let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
-        let header = |name: &str| {
-            head.split("\r\n").find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_ascii_lowercase()))
-        };
+        let header = |name: &str| head.split("\r\n").find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_ascii_lowercase()));
         let close = header("connection").is_some_and(|v| v == "close") || head.starts_with("HTTP/1.0") && header("connection").is_none_or(|v| v != "keep-alive");
         if header("transfer-encoding").is_some() {
             return Err(bad("chunked answers are not read"));
@@ -230,7 +228,18 @@ async fn connections_gateway(client: &Client, vpc: &str, vsw: &str, n: usize, se
     for i in 0..n as u64 {
         let cgw = call("CreateCustomerGateway", vec![("RegionId", r.into()), ("IpAddress", format!("12.{}.{}.{}", series, ((i + 1) >> 8) & 255, (i + 1) & 255)), ("Asn", "65000".into())]).await?;
         let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
-        call("CreateVpnConnection", vec![("RegionId", r.into()), ("VpnGatewayId", gw.clone()), ("CustomerGatewayId", cgw), ("LocalSubnet", "10.0.0.0/24".into()), ("RemoteSubnet", format!("172.{}.{}.0/24", 16 + (i >> 8), i & 255)), ("AutoConfigRoute", "false".into())]).await?;
+        call(
+            "CreateVpnConnection",
+            vec![
+                ("RegionId", r.into()),
+                ("VpnGatewayId", gw.clone()),
+                ("CustomerGatewayId", cgw),
+                ("LocalSubnet", "10.0.0.0/24".into()),
+                ("RemoteSubnet", format!("172.{}.{}.0/24", 16 + (i >> 8), i & 255)),
+                ("AutoConfigRoute", "false".into()),
+            ],
+        )
+        .await?;
     }
     Ok(gw)
 }
@@ -315,11 +324,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let r = "cn-hangzhou";
     let vpc = client.call("CreateVpc", &[("RegionId", r), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
-    let vsw = client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"].as_str().unwrap_or_default().to_string();
-    let gw = client
-        .call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")])
-        .await?
-        .json()["VpnGatewayId"]
+    let vsw = client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let gw = client.call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -335,9 +344,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let reqs = (0..args.reads).map(|_| client.signed("DescribeVpnGateway", &[("RegionId", r), ("VpnGatewayId", &gw)], &none)).collect::<anyhow::Result<_>>()?;
         rows.push(measure("signed DescribeVpnGateway", conns, &endpoint, reqs).await?);
         let base = conns as u64 * 1_000_000;
-        let reqs = (0..args.writes as u64)
-            .map(|i| client.signed("CreateCustomerGateway", &[("RegionId", r), ("IpAddress", &ip_for(base + i))], &none))
-            .collect::<anyhow::Result<_>>()?;
+        let reqs = (0..args.writes as u64).map(|i| client.signed("CreateCustomerGateway", &[("RegionId", r), ("IpAddress", &ip_for(base + i))], &none)).collect::<anyhow::Result<_>>()?;
         rows.push(measure("signed CreateCustomerGateway", conns, &endpoint, reqs).await?);
     }
     if args.connections > 0 {
@@ -348,18 +355,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("(created {} connections through the API in {:.1} s)", args.connections, started.elapsed().as_secs_f64());
         for (n, gw) in [(10, small), (50, full_page), (args.connections, large)] {
             let name = format!("DescribeVpnConnections PageSize 50, {n} on the gateway");
-            let reqs = (0..args.reads / 10)
-                .map(|_| client.signed("DescribeVpnConnections", &[("RegionId", r), ("VpnGatewayId", &gw), ("PageSize", "50")], &none))
-                .collect::<anyhow::Result<_>>()?;
+            let reqs = (0..args.reads / 10).map(|_| client.signed("DescribeVpnConnections", &[("RegionId", r), ("VpnGatewayId", &gw), ("PageSize", "50")], &none)).collect::<anyhow::Result<_>>()?;
             rows.push(measure(&name, 1, &endpoint, reqs).await?);
         }
     }
-    rows.push(tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        let n = args.writes;
-        move || bare_sqlite(&dir, n)
-    })
-    .await??);
+    rows.push(
+        tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            let n = args.writes;
+            move || bare_sqlite(&dir, n)
+        })
+        .await??,
+    );
     let moto = match moto_rows(&args.moto, (args.writes / 4).max(100)).await {
         Ok(r) => r,
         Err(e) => {
@@ -382,10 +389,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("| ratio | 1 conn | 16 conns | target |");
     println!("|---|---:|---:|---|");
     let ratio = |a: &str, b: &str, f: fn(&Row) -> f64| -> Vec<String> {
-        [1, 16].iter().map(|&c| match (find(a, c), find(b, c)) {
-            (Some(x), Some(y)) if f(y) > 0.0 => format!("{:.2}", f(x) / f(y)),
-            _ => "-".into(),
-        }).collect()
+        [1, 16]
+            .iter()
+            .map(|&c| match (find(a, c), find(b, c)) {
+                (Some(x), Some(y)) if f(y) > 0.0 => format!("{:.2}", f(x) / f(y)),
+                _ => "-".into(),
+            })
+            .collect()
     };
     let r1 = ratio("signed DescribeVpnGateway", "bare GET", |r| r.rps);
     println!("| signed read / bare, throughput | {} | {} | ≥ 0.6 |", r1[0], r1[1]);

@@ -56,7 +56,11 @@ fn swanctl(range: std::ops::Range<usize>, gw: &str, initiator: bool) -> String {
     let mut conns = String::new();
     let mut ids = String::new();
     for i in range {
-        let (me, peer, lts, rts) = if initiator { (gw.to_string(), peer_ip(i).to_string(), "10.1.0.0/16".to_string(), peer_subnet(i)) } else { (peer_ip(i).to_string(), gw.to_string(), peer_subnet(i), "10.1.0.0/16".to_string()) };
+        let (me, peer, lts, rts) = if initiator {
+            (gw.to_string(), peer_ip(i).to_string(), "10.1.0.0/16".to_string(), peer_subnet(i))
+        } else {
+            (peer_ip(i).to_string(), gw.to_string(), peer_subnet(i), "10.1.0.0/16".to_string())
+        };
         let start = if initiator { "start" } else { "none" };
         conns.push_str(&format!(
             "  b{i} {{\n    version = 2\n    local_addrs = {me}\n    remote_addrs = {peer}\n    proposals = aes128-sha1-modp1024\n    local {{\n      auth = psk\n      id = {me}\n    }}\n    remote {{\n      auth = psk\n      id = {peer}\n    }}\n    children {{\n      b{i}c {{\n        local_ts = {lts}\n        remote_ts = {rts}\n        esp_proposals = aes128-sha1-modp1024\n        start_action = {start}\n      }}\n    }}\n  }}\n"
@@ -204,8 +208,14 @@ pub async fn run(args: DataPlaneBenchArgs) -> Result<()> {
 
 async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: PathBuf) -> Result<()> {
     let vpc = client.call("CreateVpc", &[("RegionId", R), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
-    let vsw = client.call("CreateVSwitch", &[("RegionId", R), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"].as_str().unwrap_or_default().to_string();
-    let gw = client.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"].as_str().unwrap_or_default().to_string();
+    let vsw = client.call("CreateVSwitch", &[("RegionId", R), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let gw = client.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut b = Bench { client, lab: lab.clone(), gw, gw_ip: String::new(), dir, cgws: Default::default() };
     b.wait_gateway_active().await?;
     b.gw_ip = b.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", &b.gw)]).await?["InternetIp"].as_str().unwrap_or_default().to_string();
@@ -278,7 +288,14 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
             local_id: "192.0.2.250".into(),
             remote_id: peer_ip(i).to_string(),
             psk: PSK.into(),
-            children: vec![ChildDef { name: format!("vco-{i}-00000000-1"), local_ts: vec!["10.1.0.0/16".into()], remote_ts: vec![peer_subnet(i)], esp_proposal: "aes128-sha1".into(), lifetime: 3600, reqid: 0x1000_0000 + i as u32 }],
+            children: vec![ChildDef {
+                name: format!("vco-{i}-00000000-1"),
+                local_ts: vec!["10.1.0.0/16".into()],
+                remote_ts: vec![peer_subnet(i)],
+                esp_proposal: "aes128-sha1".into(),
+                lifetime: 3600,
+                reqid: 0x1000_0000 + i as u32,
+            }],
             initiate: false,
             priority: None,
             pool: None,
@@ -345,7 +362,12 @@ type Row = (String, String, String, String);
 
 /// 5. SSL-VPN on a second gateway of the same VPC.
 async fn ssl_rows(b: &Bench, args: &DataPlaneBenchArgs, vpc: &str, vsw: &str) -> Result<Vec<Row>> {
-    let gw = b.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", vpc), ("VSwitchId", vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY"), ("EnableSsl", "true"), ("SslConnections", "50")]).await?["VpnGatewayId"].as_str().unwrap_or_default().to_string();
+    let gw = b
+        .call("CreateVpnGateway", &[("RegionId", R), ("VpcId", vpc), ("VSwitchId", vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY"), ("EnableSsl", "true"), ("SslConnections", "50")])
+        .await?["VpnGatewayId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     b.wait_active(&gw).await?;
     let create = [("RegionId", R), ("VpnGatewayId", gw.as_str()), ("ClientIpPool", "192.168.128.0/20"), ("LocalSubnet", "10.1.0.0/16"), ("Proto", "UDP")];
     let (mut ours, mut bare) = (Vec::new(), Vec::new());
@@ -366,7 +388,8 @@ async fn ssl_rows(b: &Bench, args: &DataPlaneBenchArgs, vpc: &str, vsw: &str) ->
         for f in ["ca.crt", "server.crt", "server.key", "crl.pem"] {
             std::fs::copy(dir.join(f), scratch.join(f))?;
         }
-        let conf = std::fs::read_to_string(dir.join("openvpn.conf"))?.replace(&dir.display().to_string(), &scratch.display().to_string()).replace("port 1194", "port 11940").replace("dev vss", "dev bvs");
+        let conf =
+            std::fs::read_to_string(dir.join("openvpn.conf"))?.replace(&dir.display().to_string(), &scratch.display().to_string()).replace("port 1194", "port 11940").replace("dev vss", "dev bvs");
         std::fs::write(scratch.join("openvpn.conf"), conf)?;
         let ns = b.lab.gateway_ns(&gw);
         let t0 = Instant::now();
@@ -378,7 +401,12 @@ async fn ssl_rows(b: &Bench, args: &DataPlaneBenchArgs, vpc: &str, vsw: &str) ->
         let _ = child.kill().await;
     }
     let (o, r) = (median(ours), median(bare));
-    let mut rows = vec![("CreateSslVpnServer → gateway active, OpenVPN serving (median ms)".to_string(), format!("{o:.1}"), format!("{r:.1}"), format!("{:+.1} ms (CA, server certificate, render, start)", o - r))];
+    let mut rows = vec![(
+        "CreateSslVpnServer → gateway active, OpenVPN serving (median ms)".to_string(),
+        format!("{o:.1}"),
+        format!("{r:.1}"),
+        format!("{:+.1} ms (CA, server certificate, render, start)", o - r),
+    )];
 
     let n = 50;
     let t0 = Instant::now();

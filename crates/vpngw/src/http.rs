@@ -82,11 +82,7 @@ impl AppState {
 type NonceMap = HashMap<String, i64, foldhash::fast::RandomState>;
 
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/bare", get(bare))
-        .route("/", any(api))
-        .with_state(state)
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/bare", get(bare)).route("/", any(api)).with_state(state)
 }
 
 /// A bare JSON endpoint with no signature and no store: the benchmark's baseline.
@@ -102,11 +98,7 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
     };
     let query = decode_form(parts.uri.query().unwrap_or(""));
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.get(..33).is_some_and(|p| p.eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+    let is_form = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.get(..33).is_some_and(|p| p.eq_ignore_ascii_case("application/x-www-form-urlencoded")));
     let form = if is_form { decode_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
     let lookup = |k: &str| query.iter().chain(form.iter()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let format = Format::from_param(lookup("Format"));

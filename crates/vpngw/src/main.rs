@@ -184,10 +184,7 @@ enum AdminCmd {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let outcome = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
     match outcome {
@@ -253,7 +250,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("read {}", cert.display()))?;
             let key_pem = std::fs::read_to_string(&key).with_context(|| format!("read {}", key.display()))?;
             let c = vpngw::cert::check(&cert_pem, &key_pem, &kind)?;
-            println!("{} certificate {:?} ({}), valid until {}", c.certificate_type, c.subject, c.key_algorithm, chrono::DateTime::from_timestamp_millis(c.not_after_ms).map(|t| t.to_rfc3339()).unwrap_or_default());
+            println!(
+                "{} certificate {:?} ({}), valid until {}",
+                c.certificate_type,
+                c.subject,
+                c.key_algorithm,
+                chrono::DateTime::from_timestamp_millis(c.not_after_ms).map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
             let sealer = cfg.service_config()?.sealer;
             let id = vpngw_service::handlers::import_certificate(store.as_ref(), &sealer, acc.id, c).await?;
             println!("{id}");

@@ -131,10 +131,7 @@ fn entry(t: &Target, found: Option<Diagnosis>) -> Value {
             code: "AlgorithmUnsupported",
             reason: why.clone(),
             severity: "Critical",
-            local: format!(
-                "IkeConfig {}/{}/{}, IpsecConfig {}/{}/{}",
-                v.ike.ike_enc_alg, v.ike.ike_auth_alg, v.ike.ike_pfs, v.ipsec.ipsec_enc_alg, v.ipsec.ipsec_auth_alg, v.ipsec.ipsec_pfs
-            ),
+            local: format!("IkeConfig {}/{}/{}, IpsecConfig {}/{}/{}", v.ike.ike_enc_alg, v.ike.ike_auth_alg, v.ike.ike_pfs, v.ipsec.ipsec_enc_alg, v.ipsec.ipsec_auth_alg, v.ipsec.ipsec_pfs),
             ..Default::default()
         }
     } else {

@@ -150,7 +150,14 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     };
     if req.svc.dataplane().is_none() {
         for name in d.pending.clone() {
-            d.record(DiagnoseItem::new(&name, "warning", json!({"targetIp": if name == PUBLIC_PROBE { &d.peer_ip } else { &d.private_destination_ip }, "reason": "This vpngw runs without a data plane: nothing was sent."})), now);
+            d.record(
+                DiagnoseItem::new(
+                    &name,
+                    "warning",
+                    json!({"targetIp": if name == PUBLIC_PROBE { &d.peer_ip } else { &d.private_destination_ip }, "reason": "This vpngw runs without a data plane: nothing was sent."}),
+                ),
+                now,
+            );
         }
     }
     let id = ids::new_id("vpndgn");

@@ -8,8 +8,8 @@ use serde_json::json;
 use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::Kind;
 
-use super::{doc, load, obj};
 use super::vpn_connection::VpnConnection;
+use super::{doc, load, obj};
 use crate::validate;
 use crate::{HandlerResult, Req};
 
@@ -131,7 +131,8 @@ mod tests {
     #[test]
     fn a_page_holds_the_lines_inside_the_window() {
         let q = LogQuery::parse(&params(&[("From", "1795357689"), ("To", "1795357690"), ("PageSize", "1"), ("PageNumber", "2")]), 0, Some(10)).unwrap();
-        let lines = ["2026-11-22 14:28:08.100 11[IKE] <vco-1-ab|1> before", "2026-11-22 14:28:09.504 11[IKE] <vco-1-ab|1> first", "2026-11-22T14:28:10 second", "no time at all", "2026-11-22 14:28:11 after"];
+        let lines =
+            ["2026-11-22 14:28:08.100 11[IKE] <vco-1-ab|1> before", "2026-11-22 14:28:09.504 11[IKE] <vco-1-ab|1> first", "2026-11-22T14:28:10 second", "no time at all", "2026-11-22 14:28:11 after"];
         let (total, page) = q.page(lines.iter().map(|s| s.to_string()).collect());
         assert_eq!((total, page), (2, vec!["2026-11-22T14:28:10 second".to_string()]));
     }

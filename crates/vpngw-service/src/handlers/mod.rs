@@ -35,8 +35,10 @@ pub use resource_group::move_vpn_resource_group;
 pub use ssl_vpn::*;
 pub use tags::*;
 pub use vpc::*;
-pub use vpn_connection::{create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, download_vpn_connection_config, modify_tunnel_attribute, modify_vpn_connection_attribute};
 pub(crate) use vpn_connection::PeerTunnel;
+pub use vpn_connection::{
+    create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, download_vpn_connection_config, modify_tunnel_attribute, modify_vpn_connection_attribute,
+};
 pub use vpn_connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VpnConnection, NOT_ESTABLISHED};
 pub use vpn_gateway::*;
 pub use vpn_route::*;

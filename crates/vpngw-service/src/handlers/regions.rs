@@ -8,13 +8,7 @@ use super::obj;
 use crate::{HandlerResult, Req};
 
 pub async fn describe_regions(req: &mut Req<'_>) -> HandlerResult {
-    let regions: Vec<_> = req
-        .svc
-        .config
-        .regions
-        .iter()
-        .map(|r| json!({"RegionId": r.id, "LocalName": r.local_name, "RegionEndpoint": req.svc.config.endpoint}))
-        .collect();
+    let regions: Vec<_> = req.svc.config.regions.iter().map(|r| json!({"RegionId": r.id, "LocalName": r.local_name, "RegionEndpoint": req.svc.config.endpoint})).collect();
     Ok(obj(json!({ "Regions": { "Region": regions } })))
 }
 

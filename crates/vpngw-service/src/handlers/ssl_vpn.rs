@@ -16,10 +16,10 @@ use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
+use super::logs::LogQuery;
 use super::vpn_connection::{overlaps, subnets};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
-use super::logs::LogQuery;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
@@ -529,5 +529,4 @@ mod tests {
         apply(&mut s, &params(&[("Proto", "tcp"), ("Cipher", "aes-256-cbc"), ("Port", "1195"), ("Compress", "true"), ("DnsServers", "10.0.0.53,10.0.0.54")])).unwrap();
         assert_eq!((s.proto.as_str(), s.cipher.as_str(), s.port, s.compress, s.dns_servers.len()), ("TCP", "AES-256-CBC", 1195, true, 2));
     }
-
 }

@@ -77,11 +77,7 @@ pub async fn describe_vpcs(req: &mut Req<'_>) -> HandlerResult {
     let mut items = Vec::with_capacity(page.items.len());
     for r in &page.items {
         let v: Vpc = doc(r)?;
-        let switches = req
-            .store()
-            .list(Kind::VSwitch, &req.scope, &ListQuery { parent: Some(r.id.clone()), limit: 1000, ..Default::default() })
-            .await
-            .map_err(store_error)?;
+        let switches = req.store().list(Kind::VSwitch, &req.scope, &ListQuery { parent: Some(r.id.clone()), limit: 1000, ..Default::default() }).await.map_err(store_error)?;
         items.push(json!({
             "VpcId": r.id, "RegionId": r.region, "Status": r.status, "VpcName": v.name, "Description": v.description,
             "CidrBlock": v.cidr_block, "CreationTime": iso_time(r.created_ms), "IsDefault": false, "VRouterId": v.vrouter_id,

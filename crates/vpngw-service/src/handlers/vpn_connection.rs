@@ -180,8 +180,15 @@ impl VpnConnection {
     }
     /// The negotiable part: what the data plane must re-negotiate when it changes.
     fn negotiable(&self) -> Value {
-        json!([self.local_subnet, self.remote_subnet, self.enable_dpd, self.enable_nat_traversal, self.ike, self.ipsec,
-            self.tunnels.iter().map(|t| json!([t.enable_dpd, t.enable_nat_traversal, t.ike, t.ipsec])).collect::<Vec<_>>()])
+        json!([
+            self.local_subnet,
+            self.remote_subnet,
+            self.enable_dpd,
+            self.enable_nat_traversal,
+            self.ike,
+            self.ipsec,
+            self.tunnels.iter().map(|t| json!([t.enable_dpd, t.enable_nat_traversal, t.ike, t.ipsec])).collect::<Vec<_>>()
+        ])
     }
 }
 

@@ -220,10 +220,9 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let id = new_id("vpn");
     let now = now_ms();
     let end_ms = match period {
-        Some(m) if charge_type == "PREPAY" => chrono::DateTime::from_timestamp_millis(now)
-            .and_then(|t| t.checked_add_months(chrono::Months::new(m)))
-            .map(|t| t.timestamp_millis())
-            .unwrap_or(NO_END_MS),
+        Some(m) if charge_type == "PREPAY" => {
+            chrono::DateTime::from_timestamp_millis(now).and_then(|t| t.checked_add_months(chrono::Months::new(m))).map(|t| t.timestamp_millis()).unwrap_or(NO_END_MS)
+        }
         _ => NO_END_MS,
     };
     let gw = VpnGateway {
