@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
 use vpngw_service::dataplane::{
-    gateway_digest, status, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute, PUBLIC_PROBE,
+    gateway_digest, status, CustomerGateway, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute,
+    PUBLIC_PROBE,
 };
 use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
@@ -98,6 +99,26 @@ impl ConvergedMap {
     }
 }
 
+/// The whole intent, as read in one pass.
+struct Intent {
+    /// The gateways whose documents can be read.
+    gateways: Vec<GatewayIntent>,
+    /// Every gateway in the store, readable or not.
+    gateway_ids: Vec<String>,
+    /// Every SSL-VPN server in the store, readable or not.
+    ssl_ids: HashSet<String>,
+    /// Documents that cannot be read.
+    unreadable: Vec<Unreadable>,
+}
+
+/// A stored document the data plane cannot read: unknown, never taken for absent.
+struct Unreadable {
+    kind: Kind,
+    id: String,
+    parent: Option<String>,
+    why: String,
+}
+
 /// One gateway's intent.
 struct GatewayIntent {
     id: String,
@@ -114,6 +135,9 @@ struct GatewayIntent {
     ssl: Vec<(String, SslVpnServer, HashSet<String>)>,
     defs: Vec<ConnDef>,
     unsupported: Vec<Unsupported>,
+    /// Why this gateway's data plane is left exactly as it is: a document it depends on cannot
+    /// be read (its connections, routes, servers, certificates, customer gateways or VSwitches).
+    frozen: Option<String>,
     /// (connection id, intent digest) of each connection, and the gateway's digest.
     conn_digests: Vec<(String, String)>,
     digest: String,
@@ -135,6 +159,9 @@ struct Target {
     socket: PathBuf,
     netns: Option<String>,
     gateways: Vec<usize>,
+    /// Keep loaded definitions that no readable intent names: while a document cannot be
+    /// read, a definition vpngw does not recognise may be one of its tunnels.
+    keep_unknown: bool,
 }
 
 pub struct Reconciler {
@@ -160,6 +187,8 @@ pub struct Reconciler {
     /// Moves whenever a negotiation status or health verdict changes in the store.
     observed_generation: Arc<std::sync::atomic::AtomicU64>,
     reported: Mutex<HashSet<String>>,
+    /// How many stored documents could not be read in the last pass.
+    unreadable: std::sync::atomic::AtomicUsize,
     health: Mutex<HealthChecks>,
     /// Diagnoses whose probes run now (DiagnoseVpnGateway).
     diagnosing: Arc<Mutex<HashSet<String>>>,
@@ -207,6 +236,7 @@ impl Reconciler {
             down_since: Default::default(),
             observed_generation: Default::default(),
             reported: Default::default(),
+            unreadable: Default::default(),
             health: Default::default(),
             diagnosing: Default::default(),
         });
@@ -256,58 +286,94 @@ impl Reconciler {
         }
     }
 
-    /// Reads the whole intent from the store.
-    async fn intent(&self) -> Result<Vec<GatewayIntent>> {
+    /// Reads the whole intent from the store. A document that cannot be read is not taken for
+    /// absent: it is listed in [`Intent::unreadable`], and the gateway it belongs to (or whose
+    /// connections it serves) is frozen, so that nothing of it is unloaded or removed.
+    async fn intent(&self) -> Result<Intent> {
         let store = &self.svc.store;
-        let cgw_ip: HashMap<String, String> = store.all(Kind::CustomerGateway).await?.into_iter().filter_map(|r| Some((r.id, r.doc.get("ip_address")?.as_str()?.to_string()))).collect();
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        fn read<T: serde::de::DeserializeOwned>(r: &vpngw_store::Record, unreadable: &mut Vec<Unreadable>) -> Option<T> {
+            match serde_json::from_value::<T>(r.doc.clone()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    unreadable.push(Unreadable { kind: r.kind, id: r.id.clone(), parent: r.parent.clone(), why: e.to_string() });
+                    None
+                }
+            }
+        }
+        let mut cgw_ip: HashMap<String, String> = HashMap::new();
+        for r in store.all(Kind::CustomerGateway).await? {
+            if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
+                cgw_ip.insert(r.id, c.ip_address);
+            }
+        }
         let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
         for r in store.all(Kind::VSwitch).await? {
-            let Ok(v) = serde_json::from_value::<VSwitch>(r.doc) else { continue };
+            let Some(v) = read::<VSwitch>(&r, &mut unreadable) else { continue };
             if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
                 vswitches.entry(vpc).or_default().push(net);
             }
         }
         let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
         for r in store.all(Kind::VpnConnection).await? {
-            if let (Some(p), Ok(c)) = (r.parent, serde_json::from_value::<VpnConnection>(r.doc)) {
+            if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
                 conns.entry(p).or_default().push((r.id, c));
             }
         }
         let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
         for r in store.all(Kind::VpnRoute).await? {
-            if let (Some(p), Ok(route)) = (r.parent, serde_json::from_value::<VpnRoute>(r.doc)) {
+            if let (Some(route), Some(p)) = (read::<VpnRoute>(&r, &mut unreadable), r.parent) {
                 routes.entry(p).or_default().push(route);
             }
         }
         let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
         for r in store.all(Kind::IpsecServer).await? {
-            if let (Some(p), Ok(s)) = (r.parent, serde_json::from_value::<IpsecServer>(r.doc)) {
+            if let (Some(s), Some(p)) = (read::<IpsecServer>(&r, &mut unreadable), r.parent) {
                 servers.entry(p).or_default().push((r.id, s));
             }
         }
         let now = vpngw_service::now_ms();
         let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
         for r in store.all(Kind::SslVpnClientCert).await? {
-            if let (Some(p), Ok(c)) = (r.parent, serde_json::from_value::<SslVpnClientCert>(r.doc)) {
+            if let (Some(c), Some(p)) = (read::<SslVpnClientCert>(&r, &mut unreadable), r.parent) {
                 if c.not_after_ms > now {
                     certs.entry(p).or_default().insert(r.id);
                 }
             }
         }
         let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
+        let mut ssl_ids = HashSet::new();
+        let mut ssl_parent: HashMap<String, String> = HashMap::new();
         for r in store.all(Kind::SslVpnServer).await? {
-            if let (Some(p), Ok(s)) = (r.parent, serde_json::from_value::<SslVpnServer>(r.doc)) {
+            ssl_ids.insert(r.id.clone());
+            if let Some(p) = &r.parent {
+                ssl_parent.insert(r.id.clone(), p.clone());
+            }
+            if let (Some(s), Some(p)) = (read::<SslVpnServer>(&r, &mut unreadable), r.parent) {
                 let allowed = certs.remove(&r.id).unwrap_or_default();
                 ssl.entry(p).or_default().push((r.id, s, allowed));
             }
         }
         let mut out = Vec::new();
+        let mut gateway_ids = Vec::new();
         for r in store.all(Kind::VpnGateway).await? {
-            let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
+            gateway_ids.push(r.id.clone());
+            let Some(gw) = read::<VpnGateway>(&r, &mut unreadable) else { continue };
             let conns = conns.remove(&r.id).unwrap_or_default();
             let routes = routes.remove(&r.id).unwrap_or_default();
             let servers = servers.remove(&r.id).unwrap_or_default();
             let ssl = ssl.remove(&r.id).unwrap_or_default();
+            // What this gateway's data plane depends on that cannot be read.
+            let frozen = unreadable
+                .iter()
+                .find(|u| match u.kind {
+                    Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer => u.parent.as_deref() == Some(r.id.as_str()),
+                    Kind::SslVpnClientCert => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
+                    Kind::CustomerGateway => conns.iter().any(|(_, c)| c.cgw_ids.contains(&u.id)),
+                    Kind::VSwitch => u.parent.is_some() && u.parent == r.parent,
+                    _ => false,
+                })
+                .map(|u| format!("{} {} cannot be read", u.kind.as_str(), u.id));
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
             let health: HashMap<String, ipsec::Health> = conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
@@ -326,11 +392,29 @@ impl Reconciler {
             let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
             let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
             let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
-            let mut g = GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported, conn_digests: Vec::new(), digest: String::new() };
+            let mut g = GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported, frozen, conn_digests: Vec::new(), digest: String::new() };
             g.digests();
             out.push(g);
         }
-        Ok(out)
+        Ok(Intent { gateways: out, gateway_ids, ssl_ids, unreadable })
+    }
+
+    /// Logs each unreadable document once, and the count whenever the set changes.
+    async fn report_unreadable(&self, unreadable: &[Unreadable]) {
+        let mut reported = self.reported.lock().await;
+        for u in unreadable {
+            if reported.insert(format!("unreadable:{}:{}", u.id, u.why)) {
+                tracing::error!(kind = u.kind.as_str(), id = %u.id, error = %u.why, "A stored document cannot be read: what it belongs to is left exactly as it is in the data plane until it can.");
+            }
+        }
+        let count = unreadable.len();
+        if self.unreadable.swap(count, std::sync::atomic::Ordering::SeqCst) != count {
+            if count == 0 {
+                tracing::info!("Every stored document can be read again.");
+            } else {
+                tracing::warn!(count, "Stored documents that cannot be read.");
+            }
+        }
     }
 
     /// A connection counts as down for routing only after it has been down for [`DOWN_GRACE`]:
@@ -363,7 +447,13 @@ impl Reconciler {
     }
 
     async fn pass_inner(&self) -> Result<()> {
-        let intent = self.intent().await?;
+        let Intent { gateways: intent, gateway_ids, ssl_ids, unreadable } = self.intent().await?;
+        self.report_unreadable(&unreadable).await;
+        for g in intent.iter().filter(|g| g.frozen.is_some()) {
+            if self.reported.lock().await.insert(format!("frozen:{}:{:?}", g.id, g.frozen)) {
+                tracing::warn!(gateway = %g.id, why = g.frozen.as_deref().unwrap_or_default(), "Leaving the gateway's data plane exactly as it is.");
+            }
+        }
         for u in intent.iter().flat_map(|g| &g.unsupported) {
             if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
                 tracing::warn!(connection = %u.conn_id, tunnel = %u.key, reason = %u.reason, "This data plane cannot negotiate the connection; it stays ike_sa_not_established.");
@@ -371,12 +461,18 @@ impl Reconciler {
         }
         let targets = match self.cfg.mode {
             Mode::None => return Ok(()),
-            Mode::Host => vec![Target { socket: self.cfg.vici_socket.clone(), netns: self.cfg.netns.clone(), gateways: (0..intent.len()).collect() }],
-            Mode::Lab => self.lab_targets(&intent).await?,
+            Mode::Host => vec![Target {
+                socket: self.cfg.vici_socket.clone(),
+                netns: self.cfg.netns.clone(),
+                gateways: (0..intent.len()).filter(|i| intent[*i].frozen.is_none()).collect(),
+                keep_unknown: !unreadable.is_empty(),
+            }],
+            Mode::Lab => self.lab_targets(&intent, &gateway_ids).await?,
         };
         self.run_diagnoses(&intent, &targets).await;
-        // SSL-VPN servers that are gone stop first; the others converge with their gateway.
-        let live: HashSet<&str> = intent.iter().flat_map(|g| g.ssl.iter().map(|(id, _, _)| id.as_str())).collect();
+        // SSL-VPN servers that are gone (from the store, not merely unreadable) stop first; the
+        // others converge with their gateway.
+        let live: HashSet<&str> = ssl_ids.iter().map(String::as_str).collect();
         self.ssl.remove_gone(&live).await;
         // Gateways with a change to apply go first: a change waits for its gateway's turn, not
         // for every other gateway's tunnels.
@@ -489,10 +585,12 @@ impl Reconciler {
         }
     }
 
-    /// Lab mode: every gateway gets its namespace and charon; gone gateways are removed.
-    async fn lab_targets(&self, intent: &[GatewayIntent]) -> Result<Vec<Target>> {
+    /// Lab mode: every gateway gets its namespace and charon; gone gateways are removed. A
+    /// gateway whose document (or a document it depends on) cannot be read is neither: its
+    /// namespace and charon stay exactly as they are.
+    async fn lab_targets(&self, intent: &[GatewayIntent], gateway_ids: &[String]) -> Result<Vec<Target>> {
         let lab = self.lab.as_ref().context("lab mode without a lab")?;
-        let live: HashSet<&str> = intent.iter().map(|g| g.id.as_str()).collect();
+        let live: HashSet<&str> = gateway_ids.iter().map(String::as_str).collect();
         for gone in lab.gateway_ids().into_iter().filter(|g| !live.contains(g.as_str())) {
             tracing::info!(gateway = %gone, "Removing a deleted gateway's namespace and charon.");
             lab.remove_gateway(&gone).await?;
@@ -503,7 +601,7 @@ impl Reconciler {
             }
         }
         let mut targets = Vec::new();
-        for (i, g) in intent.iter().enumerate() {
+        for (i, g) in intent.iter().enumerate().filter(|(_, g)| g.frozen.is_none()) {
             crate::logs::rotate(&lab.gateway_dir(&g.id).join("charon.log"));
             let mut public: Vec<Ipv4Addr> = g.gw.internet_ip.parse().into_iter().collect();
             public.extend(g.gw.dr_internet_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
@@ -534,7 +632,7 @@ impl Reconciler {
             let local = g.ssl.iter().map(|(_, s, _)| s.client_ip_pool.clone()).collect();
             lab.ensure_vpc_routes(&ns, &VpcView { sources: g.vpc_cidrs.clone(), published, local, probes }).await.with_context(|| format!("route the VPC side of {}", g.id))?;
             let charon = lab.ensure_charon(&g.id, &ns, lab.gateway_dir(&g.id)).await?;
-            targets.push(Target { socket: charon.socket(), netns: Some(ns), gateways: vec![i] });
+            targets.push(Target { socket: charon.socket(), netns: Some(ns), gateways: vec![i], keep_unknown: false });
         }
         Ok(targets)
     }
@@ -580,7 +678,11 @@ impl Reconciler {
         // Deletes before adds: a changed tunnel's old definition goes first. It is unloaded
         // before its SAs are closed, so that the peer, re-initiating at once, cannot land a new
         // IKE_SA on it in between.
-        for stale in loaded.iter().filter(|n| !desired.contains_key(n.as_str())) {
+        // While a stored document cannot be read, a definition named after no readable tunnel
+        // may be one of its tunnels: it stays. One whose tunnel is known but changed is replaced.
+        let known: HashSet<&str> = desired.values().map(|d| d.key.as_str()).chain(lacking.iter().map(|u| u.key.as_str())).collect();
+        let unknown = |n: &str| t.keep_unknown && !known.contains(ipsec::key_of(n));
+        for stale in loaded.iter().filter(|n| !desired.contains_key(n.as_str()) && !unknown(n)) {
             tracing::info!(definition = %stale, "Unloading a stale definition.");
             client.call("unload-conn", Message::new().kv("name", stale)).await?;
             let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
@@ -618,7 +720,7 @@ impl Reconciler {
         // An IKE_SA still named after a definition that is gone (one that landed on it while it
         // was being replaced) is closed: charon would otherwise put the new definition's
         // CHILD_SAs under it, where no status is read. Its tunnel is negotiated afresh.
-        for (name, sa) in ipsec::take_orphans(&mut states, |n| desired.contains_key(n)) {
+        for (name, sa) in ipsec::take_orphans(&mut states, |n| desired.contains_key(n) || unknown(n)) {
             for id in &sa.ike_ids {
                 tracing::info!(definition = %name, ike_sa = %id, "Closing an IKE_SA of a definition that is no longer loaded.");
                 let _ = client.call("terminate", Message::new().kv("ike-id", id).kv("force", "yes").kv("timeout", "-1")).await;
