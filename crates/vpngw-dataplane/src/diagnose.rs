@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use vpngw_service::dataplane::Diagnosis;
+use vpngw_model::plane::Diagnosis;
 
 /// One charon log line: `YYYY-MM-DD HH:MM:SS.mmm TT[GRP] <ike> text`.
 struct Line<'a> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use vpngw_service::dataplane::Observation;
+use vpngw_model::plane::Observation;
 use vpngw_service::Service;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

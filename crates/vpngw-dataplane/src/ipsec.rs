@@ -9,8 +9,11 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use vpngw_service::dataplane::{status, IpsecServer, VpnConnection, VpnRoute};
-use vpngw_service::device::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
+use vpngw_model::connection::VpnConnection;
+use vpngw_model::ipsec_server::IpsecServer;
+use vpngw_model::plane::status;
+use vpngw_model::proposal::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
+use vpngw_model::route::VpnRoute;
 
 use crate::vici::Message;
 
@@ -205,8 +208,8 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
         tunnel: Option<String>,
         local: &'a str,
         cgw: &'a str,
-        ike: &'a vpngw_service::dataplane::IkeCfg,
-        ipsec: &'a vpngw_service::dataplane::IpsecCfg,
+        ike: &'a vpngw_model::connection::IkeCfg,
+        ipsec: &'a vpngw_model::connection::IpsecCfg,
         dpd: bool,
         nat: bool,
         role: &'a str,
@@ -433,7 +436,7 @@ pub fn dropped_reqid(log: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vpngw_service::dataplane::{HealthCheck, IkeCfg, IpsecCfg, Tunnel};
+    use vpngw_model::connection::{HealthCheck, IkeCfg, IpsecCfg, Tunnel};
 
     fn conn(version: &str) -> VpnConnection {
         let ike = IkeCfg {

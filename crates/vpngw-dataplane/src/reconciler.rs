@@ -23,10 +23,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, Mutex, Notify};
-use vpngw_service::dataplane::{
-    gateway_digest, status, CustomerGateway, DiagnoseItem, Diagnosis, IpsecServer, Observation, PlaneView, SslClient, SslVpnClientCert, SslVpnServer, VSwitch, VpnConnection, VpnGateway, VpnRoute,
-    PUBLIC_PROBE,
-};
+use vpngw_model::connection::VpnConnection;
+use vpngw_model::customer_gateway::CustomerGateway;
+use vpngw_model::diagnosis::{DiagnoseItem, PUBLIC_PROBE};
+use vpngw_model::gateway::VpnGateway;
+use vpngw_model::ipsec_server::IpsecServer;
+use vpngw_model::plane::{gateway_digest, status, Diagnosis, Observation};
+use vpngw_model::route::VpnRoute;
+use vpngw_model::ssl_vpn::{SslClient, SslVpnClientCert, SslVpnServer};
+use vpngw_model::vpc::VSwitch;
+use vpngw_service::dataplane::PlaneView;
 use vpngw_service::handlers::log_line_time;
 use vpngw_service::Service;
 use vpngw_store::Kind;

@@ -4,27 +4,14 @@
 //! NationalStandard gateways take associated certificates, one of each type (Signature,
 //! Encryption).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
+pub use vpngw_model::certificate::Certificate;
 use vpngw_store::{Kind, ListQuery, Mutation, Record, Store, StoreError};
 
 use super::vpn_gateway::{ensure_writable, gateway_busy, CertAssociation, VpnGateway};
 use super::{doc, iso_time, load, obj, to_doc};
 use crate::{ids, store_error, HandlerResult, Req};
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Certificate {
-    pub name: String,
-    /// `Signature` or `Encryption`.
-    pub certificate_type: String,
-    pub subject: String,
-    pub key_algorithm: String,
-    pub not_before_ms: i64,
-    pub not_after_ms: i64,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
 
 /// Stores an imported certificate for an account and returns its CertificateId; its private
 /// key is sealed first ([`crate::secrets`]).

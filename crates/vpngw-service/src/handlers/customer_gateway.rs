@@ -1,23 +1,13 @@
 //! Customer gateways (2022 reference 5.1-5.5).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
+pub use vpngw_model::customer_gateway::CustomerGateway;
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::{default_resource_group, doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, tags_json, to_doc};
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, store_error, HandlerResult, Req};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CustomerGateway {
-    pub name: String,
-    pub description: String,
-    pub ip_address: String,
-    pub asn: Option<u32>,
-    pub auth_key: String,
-    pub resource_group_id: String,
-}
 
 fn cgw_json(rec: &Record, c: &CustomerGateway, tags: Option<&Vec<(String, String)>>) -> Value {
     json!({

@@ -6,9 +6,9 @@
 //! the gateway through `updating` until the data plane has applied it. OnlineClientCount is
 //! observed: the number of clients' IKE_SAs established at the gateway.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
+pub use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
@@ -17,32 +17,6 @@ use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, iso_time, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpsecServer {
-    pub name: String,
-    pub local_subnet: Vec<String>,
-    pub client_ip_pool: String,
-    pub effect_immediately: bool,
-    pub psk_enabled: bool,
-    /// IKE settings; `ike.psk` is the server's PSK.
-    pub ike: IkeCfg,
-    pub ipsec: IpsecCfg,
-    pub internet_ip: String,
-    pub resource_group_id: String,
-    /// Clients connected now, owned by the data plane.
-    #[serde(default)]
-    pub online_client_count: u32,
-}
-
-impl IpsecServer {
-    /// What the data plane must apply (observed fields excluded).
-    pub fn intent_digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let v = json!([self.local_subnet, self.client_ip_pool, self.effect_immediately, self.ike, self.ipsec, self.internet_ip]);
-        hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
-    }
-}
 
 fn server_name(p: &Params) -> Result<Option<String>, ApiError> {
     match p.get("IpSecServerName") {

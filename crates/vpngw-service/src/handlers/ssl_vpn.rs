@@ -11,9 +11,9 @@
 //! Connections and the client list are observed by the data plane (live, not stored);
 //! MaxConnections is the gateway's SslConnections, which IPsec-server clients share.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
+pub use vpngw_model::ssl_vpn::{SslClient, SslVpnClientCert, SslVpnServer};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::logs::LogQuery;
@@ -31,89 +31,7 @@ const FORBIDDEN_PORTS: &[u16] = &[22, 2222, 22222, 9000, 9001, 9002, 7505, 80, 4
 const CIPHERS: &[&str] = &["AES-128-CBC", "AES-192-CBC", "AES-256-CBC", "none"];
 /// How long a server's CA and server certificate are valid.
 const CA_VALIDITY: std::time::Duration = std::time::Duration::from_secs(20 * 365 * 86400);
-/// A certificate within this of its end is `expiring-soon` (section 8.7: one week).
-const EXPIRING_SOON_MS: i64 = 7 * 86400 * 1000;
 const MAX_DNS_SERVERS: usize = 3;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SslVpnServer {
-    pub name: String,
-    pub client_ip_pool: String,
-    pub local_subnet: Vec<String>,
-    /// `UDP` or `TCP`.
-    pub proto: String,
-    pub port: u16,
-    /// One of [`CIPHERS`].
-    pub cipher: String,
-    pub compress: bool,
-    pub dns_servers: Vec<String>,
-    pub enable_multi_factor_auth: bool,
-    pub idaas_instance_id: String,
-    pub idaas_region_id: String,
-    pub idaas_application_id: String,
-    pub internet_ip: String,
-    pub resource_group_id: String,
-    /// The server's CA certificate (PEM).
-    pub ca_cert: String,
-    /// The CA's private key, sealed.
-    pub ca_key: String,
-    pub server_cert: String,
-    /// The server certificate's private key, sealed.
-    pub server_key: String,
-    /// Serials of deleted (revoked) client certificates.
-    pub revoked: Vec<Revoked>,
-}
-
-impl SslVpnServer {
-    /// What the data plane must apply (names and IDaaS fields excluded).
-    pub fn intent_digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let v = json!([self.client_ip_pool, self.local_subnet, self.proto, self.port, self.cipher, self.compress, self.dns_servers, self.internet_ip, self.ca_cert, self.server_cert, self.revoked]);
-        hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SslVpnClientCert {
-    pub name: String,
-    /// Upper-case hex.
-    pub serial: String,
-    pub cert: String,
-    /// Sealed.
-    pub key: String,
-    pub not_after_ms: i64,
-    pub resource_group_id: String,
-}
-
-impl SslVpnClientCert {
-    /// `normal`, `expiring-soon` (within a week of its end) or `expired`, from the real expiry.
-    pub fn status(&self, now_ms: i64) -> &'static str {
-        if now_ms >= self.not_after_ms {
-            "expired"
-        } else if self.not_after_ms - now_ms <= EXPIRING_SOON_MS {
-            "expiring-soon"
-        } else {
-            "normal"
-        }
-    }
-}
-
-/// A client connected to an SSL-VPN server, as the data plane observes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SslClient {
-    /// The certificate's common name: its SslVpnClientCertId.
-    pub common_name: String,
-    pub ip: String,
-    pub port: u16,
-    pub private_ip: String,
-    pub connected_ms: i64,
-    pub receive_bytes: u64,
-    pub send_bytes: u64,
-    /// OpenVPN's id of the client instance (what disconnecting it takes).
-    pub client_id: u64,
-}
 
 /// Names of servers and certificates: 1-100 characters, not starting with `http://` or
 /// `https://` (the current SDK; the 2022 reference's 2-128 rule is older).

@@ -1,32 +1,14 @@
 //! The minimum of VPC and vSwitch that VPN gateways need: CreateVpc, DescribeVpcs, DeleteVpc,
 //! CreateVSwitch, DescribeVSwitches, DeleteVSwitch.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vpngw_api::{ApiError, Code};
+pub use vpngw_model::vpc::{VSwitch, Vpc};
 use vpngw_store::{Kind, ListQuery, Mutation};
 
 use super::{default_resource_group, doc, iso_time, list_with_tags, load, new_record, obj, put_tagged, tags_json, to_doc};
 use crate::validate::{self, cidr, opt_text, vpc_text};
 use crate::{ids::new_id, store_error, HandlerResult, Req};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Vpc {
-    pub name: String,
-    pub description: String,
-    pub cidr_block: String,
-    pub vrouter_id: String,
-    pub route_table_id: String,
-    pub resource_group_id: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VSwitch {
-    pub name: String,
-    pub description: String,
-    pub cidr_block: String,
-    pub zone_id: String,
-}
 
 /// Address space a VPC may use: a /8 to /28 block that is not special-purpose.
 fn vpc_cidr_allowed(net: ipnet::Ipv4Net) -> bool {

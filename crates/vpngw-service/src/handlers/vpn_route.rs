@@ -13,76 +13,15 @@
 //! their connection. Publishing records the route in the VPC's route table, where one CIDR can
 //! point to one VPN gateway only.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
+pub use vpngw_model::route::{VpnRoute, CUSTOM, DBR, DEFAULT_PRIORITY, PBR, SYSTEM};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
 use super::{doc, load, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
-
-pub const DBR: &str = "dbr";
-pub const PBR: &str = "pbr";
-pub const CUSTOM: &str = "custom";
-pub const SYSTEM: &str = "system";
-const DEFAULT_PRIORITY: u32 = 10;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpnRoute {
-    /// `dbr` (destination) or `pbr` (policy).
-    pub route_kind: String,
-    pub route_dest: String,
-    /// Policy routes only.
-    pub route_source: String,
-    /// The connection the route points to.
-    pub next_hop: String,
-    pub weight: u32,
-    /// Policy routes only: 1..=100, smaller first.
-    pub priority: u32,
-    pub publish_vpc: bool,
-    pub description: String,
-    pub overlay_mode: String,
-    /// `custom` or `system`.
-    pub entry_type: String,
-    /// The connection whose AutoConfigRoute made this route ("" for custom routes).
-    pub origin: String,
-}
-
-impl VpnRoute {
-    pub fn policy(&self) -> bool {
-        self.route_kind == PBR
-    }
-    pub fn state(&self) -> &'static str {
-        if self.publish_vpc {
-            "published"
-        } else {
-            "normal"
-        }
-    }
-    /// The same destination (and, for policy routes, source and priority): the routes that
-    /// compete for the same traffic.
-    fn same_target(&self, o: &VpnRoute) -> bool {
-        self.route_kind == o.route_kind && self.route_dest == o.route_dest && (!self.policy() || (self.route_source == o.route_source && self.priority == o.priority))
-    }
-    /// A system route made by a connection's AutoConfigRoute.
-    pub fn system(kind: &str, dest: &str, source: &str, next_hop: &str) -> VpnRoute {
-        VpnRoute {
-            route_kind: kind.into(),
-            route_dest: dest.into(),
-            route_source: source.into(),
-            next_hop: next_hop.into(),
-            weight: 100,
-            priority: DEFAULT_PRIORITY,
-            publish_vpc: true,
-            description: String::new(),
-            overlay_mode: "Ipsec".into(),
-            entry_type: SYSTEM.into(),
-            origin: next_hop.into(),
-        }
-    }
-}
 
 /// Every route of a gateway.
 pub(crate) async fn gateway_routes(req: &Req<'_>, gw: &str) -> Result<Vec<(Record, VpnRoute)>, ApiError> {

@@ -1,0 +1,152 @@
+//! IPsec-VPN connections: single-tunnel, or dual-tunnel with one master and one slave tunnel.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const NOT_ESTABLISHED: &str = "ike_sa_not_established";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IkeCfg {
+    pub psk: String,
+    pub ike_version: String,
+    pub ike_mode: String,
+    pub ike_enc_alg: String,
+    pub ike_auth_alg: String,
+    pub ike_pfs: String,
+    pub ike_lifetime: u32,
+    pub local_id: String,
+    pub remote_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpsecCfg {
+    pub ipsec_enc_alg: String,
+    pub ipsec_auth_alg: String,
+    pub ipsec_pfs: String,
+    pub ipsec_lifetime: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BgpCfg {
+    pub enable: bool,
+    pub local_asn: u32,
+    pub tunnel_cidr: String,
+    pub local_bgp_ip: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub enable: bool,
+    pub sip: String,
+    pub dip: String,
+    pub interval: u32,
+    pub retry: u32,
+    pub policy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tunnel {
+    pub tunnel_id: String,
+    pub role: String,
+    pub customer_gateway_id: String,
+    pub internet_ip: String,
+    pub zone_no: String,
+    pub enable_dpd: bool,
+    pub enable_nat_traversal: bool,
+    pub remote_ca_certificate: String,
+    pub ike: IkeCfg,
+    pub ipsec: IpsecCfg,
+    pub bgp: BgpCfg,
+    /// Negotiation status, owned by the data plane.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpnConnection {
+    pub name: String,
+    /// The customer gateway of a single-tunnel connection ("" for dual-tunnel ones).
+    pub customer_gateway_id: String,
+    /// Every customer gateway the connection uses (for filters and dependency checks).
+    pub cgw_ids: Vec<String>,
+    pub local_subnet: Vec<String>,
+    pub remote_subnet: Vec<String>,
+    pub effect_immediately: bool,
+    pub auto_config_route: bool,
+    pub enable_dpd: bool,
+    pub enable_nat_traversal: bool,
+    pub remote_ca_certificate: String,
+    pub ike: IkeCfg,
+    pub ipsec: IpsecCfg,
+    pub bgp: BgpCfg,
+    pub health: HealthCheck,
+    pub enable_tunnels_bgp: bool,
+    pub tunnels: Vec<Tunnel>,
+    /// Negotiation status of a single-tunnel connection, owned by the data plane.
+    pub status: String,
+    pub internet_ip: String,
+    pub zone_no: String,
+    pub resource_group_id: String,
+    /// Moves when a negotiable setting changes: the data plane re-negotiates then, not otherwise.
+    pub negotiation_generation: u64,
+    /// `bgp` or `static`: kept beside the settings so that the gateway's BGP rules can find the
+    /// BGP connections without reading every connection.
+    #[serde(default)]
+    pub routing: String,
+    /// The health check's last verdict (`success`/`failed`), owned by the data plane; empty
+    /// until a probe has run.
+    #[serde(default)]
+    pub health_status: String,
+    /// What the data plane last knew of this connection: `converged`, `unsupported: why`, or
+    /// `unknown: why`.
+    #[serde(default)]
+    pub plane_state: String,
+    /// Why the data plane cannot negotiate a tunnel (by connection id, or tunnel id of a
+    /// dual-tunnel connection): an algorithm its strongSwan lacks. Observed, like `status`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plane_unsupported: std::collections::BTreeMap<String, String>,
+}
+
+impl VpnConnection {
+    /// What the data plane must apply: a digest of the negotiable settings, the start policy and
+    /// the health check. Observed state (statuses) is not part of it.
+    pub fn intent_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let v = json!([self.negotiable(), self.effect_immediately, self.health, self.customer_gateway_id, self.cgw_ids]);
+        hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
+    }
+    pub fn dual(&self) -> bool {
+        !self.tunnels.is_empty()
+    }
+    pub fn bgp_enabled(&self) -> bool {
+        if self.dual() {
+            self.enable_tunnels_bgp
+        } else {
+            self.bgp.enable
+        }
+    }
+    /// (customer gateway, IKE settings) of each endpoint: one, or one per tunnel.
+    pub fn endpoints(&self) -> Vec<(&str, &IkeCfg)> {
+        if self.dual() {
+            self.tunnels.iter().map(|t| (t.customer_gateway_id.as_str(), &t.ike)).collect()
+        } else {
+            vec![(self.customer_gateway_id.as_str(), &self.ike)]
+        }
+    }
+    pub fn tunnel_cidrs(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = if self.dual() { self.tunnels.iter().map(|t| t.bgp.tunnel_cidr.as_str()).collect() } else { vec![self.bgp.tunnel_cidr.as_str()] };
+        v.retain(|c| !c.is_empty());
+        v
+    }
+    /// The negotiable part: what the data plane must re-negotiate when it changes.
+    pub fn negotiable(&self) -> Value {
+        json!([
+            self.local_subnet,
+            self.remote_subnet,
+            self.enable_dpd,
+            self.enable_nat_traversal,
+            self.ike,
+            self.ipsec,
+            self.tunnels.iter().map(|t| json!([t.enable_dpd, t.enable_nat_traversal, t.ike, t.ipsec])).collect::<Vec<_>>()
+        ])
+    }
+}

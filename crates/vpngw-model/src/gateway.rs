@@ -1,0 +1,47 @@
+//! VPN gateways and their certificate associations.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VpnGateway {
+    pub name: String,
+    pub description: String,
+    pub vswitch_id: String,
+    pub dr_vswitch_id: Option<String>,
+    pub bandwidth: u32,
+    pub enable_ipsec: bool,
+    pub enable_ssl: bool,
+    pub ssl_connections: u32,
+    pub vpn_type: String,
+    pub charge_type: String,
+    pub period: Option<u32>,
+    pub auto_pay: bool,
+    pub internet_ip: String,
+    pub dr_internet_ip: Option<String>,
+    pub intranet_ip: String,
+    pub business_status: String,
+    pub auto_propagate: bool,
+    pub enable_bgp: bool,
+    pub end_ms: i64,
+    pub resource_group_id: String,
+    pub order_id: i64,
+    /// Certificates associated with the gateway (NationalStandard gateways only).
+    #[serde(default)]
+    pub certificates: Vec<CertAssociation>,
+    /// NetworkType as created: `public` or `private` (a label here: both kinds take their
+    /// address from the public pool).
+    #[serde(default = "public_network")]
+    pub network_type: String,
+}
+
+pub fn public_network() -> String {
+    "public".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertAssociation {
+    pub certificate_id: String,
+    /// `Signature` or `Encryption`.
+    pub certificate_type: String,
+    pub associated_ms: i64,
+}

@@ -1,0 +1,16 @@
+//! `vpngw-model`: the domain, pure. Every resource's type as the store keeps it, the rules that
+//! are functions of those types alone, and the mapping of settings to strongSwan's terms. No
+//! async runtime, no store, no wire format, no HTTP: the service converts between these types
+//! and the API's parameters and responses, and the data plane reads them as intent.
+
+pub mod certificate;
+pub mod connection;
+pub mod customer_gateway;
+pub mod diagnosis;
+pub mod gateway;
+pub mod ipsec_server;
+pub mod plane;
+pub mod proposal;
+pub mod route;
+pub mod ssl_vpn;
+pub mod vpc;
