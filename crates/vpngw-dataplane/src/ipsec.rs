@@ -60,7 +60,7 @@ pub struct ConnDef {
     pub nat_traversal: bool,
     pub local_id: String,
     pub remote_id: String,
-    pub psk: String,
+    pub psk: vpngw_model::secret::Secret,
     pub children: Vec<ChildDef>,
     /// EffectImmediately: initiate now (and keep it up); otherwise wait for traffic.
     pub initiate: bool,
@@ -278,8 +278,40 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
 }
 
 fn fingerprint(d: &ConnDef) -> String {
-    let text = format!("{d:?}");
+    let text = format!("{:?}", Fingerprinted(d));
     hex::encode(&Sha256::digest(text.as_bytes())[..4])
+}
+
+/// What a definition's fingerprint hashes: every field, the PSK included (a new PSK is a new
+/// definition), written as `ConnDef`'s derived `Debug` wrote it before secrets were redacted
+/// there, so that definition names, and with them the SAs, survive an upgrade of vpngw.
+struct Fingerprinted<'a>(&'a ConnDef);
+
+impl std::fmt::Debug for Fingerprinted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        f.debug_struct("ConnDef")
+            .field("conn_id", &d.conn_id)
+            .field("tunnel_id", &d.tunnel_id)
+            .field("key", &d.key)
+            .field("name", &d.name)
+            .field("version", &d.version)
+            .field("aggressive", &d.aggressive)
+            .field("local_addr", &d.local_addr)
+            .field("remote_addr", &d.remote_addr)
+            .field("ike_proposal", &d.ike_proposal)
+            .field("ike_lifetime", &d.ike_lifetime)
+            .field("dpd", &d.dpd)
+            .field("nat_traversal", &d.nat_traversal)
+            .field("local_id", &d.local_id)
+            .field("remote_id", &d.remote_id)
+            .field("psk", &d.psk.expose())
+            .field("children", &d.children)
+            .field("initiate", &d.initiate)
+            .field("priority", &d.priority)
+            .field("pool", &d.pool)
+            .finish()
+    }
 }
 
 fn secs(n: u32) -> String {
@@ -347,7 +379,7 @@ impl ConnDef {
         if !self.remote_id.is_empty() {
             owners.push(identity(&self.remote_id));
         }
-        Message::new().kv("id", &self.name).kv("type", "IKE").kv("data", &self.psk).list("owners", owners)
+        Message::new().kv("id", &self.name).kv("type", "IKE").kv("data", self.psk.expose()).list("owners", owners)
     }
 
     /// The `load-pool` message of an IPsec server's client pool.
@@ -494,6 +526,16 @@ mod tests {
         assert_eq!(child.strs("esp_proposals"), ["3des-md5"], "PFS disabled: no DH group");
         assert_eq!((child.str("rekey_time"), child.str("start_action")), ("1800s", "none"));
         assert_eq!(d.load_shared().strs("owners"), ["198.51.100.1", "fqdn:site.example.com"]);
+    }
+
+    #[test]
+    fn names_are_those_earlier_versions_loaded_and_debug_hides_the_psk() {
+        // Computed by the version before PSKs were redacted in `Debug`: a restart after an
+        // upgrade finds its definitions loaded under the same names and keeps their SAs.
+        let name = |v| definitions("vco-1", &conn(v), &cgws(), &RoutePlan::default()).0[0].name.clone();
+        assert_eq!((name("ikev1"), name("ikev2")), ("vco-1-d8c6760e".to_string(), "vco-1-038258c5".to_string()));
+        let d = &definitions("vco-1", &conn("ikev2"), &cgws(), &RoutePlan::default()).0[0];
+        assert!(format!("{d:?}").contains("psk: <redacted>") && format!("{:?}", Fingerprinted(d)).contains("psk: \"k\""));
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub struct Certificate {
     pub not_before_ms: i64,
     pub not_after_ms: i64,
     pub cert_pem: String,
-    pub key_pem: String,
+    pub key_pem: crate::secret::Secret,
 }

@@ -7,7 +7,7 @@ pub const NOT_ESTABLISHED: &str = "ike_sa_not_established";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IkeCfg {
-    pub psk: String,
+    pub psk: crate::secret::Secret,
     pub ike_version: String,
     pub ike_mode: String,
     pub ike_enc_alg: String,

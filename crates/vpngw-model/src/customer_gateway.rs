@@ -8,6 +8,6 @@ pub struct CustomerGateway {
     pub description: String,
     pub ip_address: String,
     pub asn: Option<u32>,
-    pub auth_key: String,
+    pub auth_key: crate::secret::Secret,
     pub resource_group_id: String,
 }

@@ -12,5 +12,6 @@ pub mod ipsec_server;
 pub mod plane;
 pub mod proposal;
 pub mod route;
+pub mod secret;
 pub mod ssl_vpn;
 pub mod vpc;

@@ -35,10 +35,10 @@ pub struct SslVpnServer {
     /// The server's CA certificate (PEM).
     pub ca_cert: String,
     /// The CA's private key, sealed.
-    pub ca_key: String,
+    pub ca_key: crate::secret::Secret,
     pub server_cert: String,
     /// The server certificate's private key, sealed.
-    pub server_key: String,
+    pub server_key: crate::secret::Secret,
     /// Serials of deleted (revoked) client certificates.
     pub revoked: Vec<Revoked>,
 }
@@ -60,7 +60,7 @@ pub struct SslVpnClientCert {
     pub serial: String,
     pub cert: String,
     /// Sealed.
-    pub key: String,
+    pub key: crate::secret::Secret,
     pub not_after_ms: i64,
     pub resource_group_id: String,
 }

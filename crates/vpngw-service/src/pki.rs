@@ -10,14 +10,20 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// A certificate and its private key, both PEM.
-#[derive(Debug, Clone)]
+/// A certificate and its private key, both PEM (the key never printed by `Debug`).
+#[derive(Clone)]
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
     /// Upper-case hex, as OpenSSL prints it.
     pub serial: String,
     pub not_after_ms: i64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("cert_pem", &self.cert_pem).field("key_pem", &"<redacted>").field("serial", &self.serial).field("not_after_ms", &self.not_after_ms).finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

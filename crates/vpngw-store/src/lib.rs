@@ -157,12 +157,19 @@ pub struct Account {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AccessKey {
     pub access_key_id: String,
     pub secret: String,
     pub account_id: i64,
     pub readonly: bool,
+}
+
+/// The secret is never printed.
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey").field("access_key_id", &self.access_key_id).field("secret", &"<redacted>").field("account_id", &self.account_id).field("readonly", &self.readonly).finish()
+    }
 }
 
 /// One change inside a [`Store::commit`]: all of a commit's mutations apply together or not

@@ -80,7 +80,7 @@ pub fn check(cert_pem: &str, key_pem: &str, kind: &str) -> Result<Certificate> {
         not_before_ms: validity.not_before.timestamp() * 1000,
         not_after_ms: validity.not_after.timestamp() * 1000,
         cert_pem: cert_pem.to_string(),
-        key_pem: key_pem.to_string(),
+        key_pem: key_pem.into(),
     };
     Ok(out)
 }

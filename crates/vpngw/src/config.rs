@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use vpngw_service::config::{Quotas, Region};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     pub name: String,
@@ -14,6 +14,13 @@ pub struct AccountConfig {
     pub access_key_secret: String,
     #[serde(default)]
     pub readonly: bool,
+}
+
+/// The secret is never printed.
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig").field("name", &self.name).field("access_key_id", &self.access_key_id).field("access_key_secret", &"<redacted>").field("readonly", &self.readonly).finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,7 +17,7 @@ use crate::{ids, store_error, HandlerResult, Req};
 /// key is sealed first ([`crate::secrets`]).
 pub async fn import_certificate(store: &dyn Store, sealer: &crate::secrets::Sealer, account: i64, mut cert: Certificate) -> Result<String, StoreError> {
     let id = ids::new_id("cert");
-    cert.key_pem = sealer.seal(&crate::secrets::key_context(&id, "key_pem"), &cert.key_pem);
+    cert.key_pem = sealer.seal(&crate::secrets::key_context(&id, "key_pem"), &cert.key_pem).into();
     let rec = Record { kind: Kind::Certificate, id: id.clone(), account, region: String::new(), parent: None, status: "active".into(), created_ms: crate::now_ms(), doc: to_doc(&cert) };
     store.commit(vec![Mutation::Put(rec)]).await?;
     Ok(id)
@@ -33,7 +33,7 @@ pub async fn seal_legacy_keys(svc: &crate::Service) -> Result<usize, StoreError>
             if c.key_pem.is_empty() || c.key_pem.starts_with(crate::secrets::SEALED_PREFIX) {
                 continue;
             }
-            c.key_pem = svc.config.sealer.seal(&crate::secrets::key_context(&rec.id, "key_pem"), &c.key_pem);
+            c.key_pem = svc.config.sealer.seal(&crate::secrets::key_context(&rec.id, "key_pem"), &c.key_pem).into();
             rec.doc = to_doc(&c);
             muts.push(Mutation::Put(rec));
         }

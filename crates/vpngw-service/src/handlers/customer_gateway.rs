@@ -52,7 +52,7 @@ pub async fn create_customer_gateway(req: &mut Req<'_>) -> HandlerResult {
         description,
         ip_address: ip,
         asn,
-        auth_key,
+        auth_key: auth_key.into(),
         resource_group_id: p.opt("ResourceGroupId").map(str::to_string).unwrap_or_else(|| default_resource_group(req.scope.account)),
     };
     let rec = new_record(req, Kind::CustomerGateway, &id, None, "available", to_doc(&c));
@@ -92,7 +92,7 @@ pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResu
         c.description = d;
     }
     if let Some(k) = auth_key {
-        c.auth_key = k;
+        c.auth_key = k.into();
     }
     rec.doc = to_doc(&c);
     let body = obj(json!({

@@ -55,7 +55,7 @@ fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
         if !psk_ok(v) {
             return Err(ApiError::invalid("Psk"));
         }
-        s.ike.psk = v.to_string();
+        s.ike.psk = v.into();
     }
     if let Some(o) = p.json_object("IkeConfig")? {
         if o.contains_key("Psk") {
@@ -96,7 +96,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
         effect_immediately: false,
         psk_enabled: true,
         ike: IkeCfg {
-            psk: ids::secret(16),
+            psk: ids::secret(16).into(),
             ike_version: "ikev2".into(),
             ike_mode: "main".into(),
             ike_enc_alg: "aes".into(),

@@ -177,9 +177,9 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     let server = pki::issue(&ca.cert_pem, &ca.key_pem, &id, pki::Role::Server, CA_VALIDITY).map_err(pki_error)?;
     let sealer = &req.svc.config.sealer;
     s.ca_cert = ca.cert_pem;
-    s.ca_key = sealer.seal(&key_context(&id, "ca_key"), &ca.key_pem);
+    s.ca_key = sealer.seal(&key_context(&id, "ca_key"), &ca.key_pem).into();
     s.server_cert = server.cert_pem;
-    s.server_key = sealer.seal(&key_context(&id, "server_key"), &server.key_pem);
+    s.server_key = sealer.seal(&key_context(&id, "server_key"), &server.key_pem).into();
     let rec = new_record(req, Kind::SslVpnServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
     let body = obj(json!({"SslVpnServerId": id, "Name": s.name}));
     let mut muts = vec![Mutation::Put(rec)];
@@ -278,7 +278,7 @@ pub async fn create_ssl_vpn_client_cert(req: &mut Req<'_>) -> HandlerResult {
         name: name.unwrap_or_else(|| id.clone()),
         serial: issued.serial,
         cert: issued.cert_pem,
-        key: sealer.seal(&key_context(&id, "key"), &issued.key_pem),
+        key: sealer.seal(&key_context(&id, "key"), &issued.key_pem).into(),
         not_after_ms: issued.not_after_ms,
         resource_group_id: s.resource_group_id.clone(),
     };

@@ -87,7 +87,7 @@ pub(crate) fn apply_ike(c: &mut IkeCfg, o: &Map<String, Value>, at: &str) -> Res
         let name = format!("{at}.{k}");
         let s = || text(v).ok_or_else(|| ApiError::invalid(&name));
         match k.as_str() {
-            "Psk" => c.psk = s()?,
+            "Psk" => c.psk = s()?.into(),
             "IkeVersion" => c.ike_version = s()?,
             "IkeMode" => c.ike_mode = s()?,
             "IkeEncAlg" => c.ike_enc_alg = s()?,
@@ -282,7 +282,7 @@ fn same_ike(a: &IkeCfg, b: &IkeCfg) -> bool {
 
 fn default_ike(national: bool, local_id: &str, remote_id: &str) -> IkeCfg {
     IkeCfg {
-        psk: ids::secret(16),
+        psk: ids::secret(16).into(),
         ike_version: "ikev1".into(),
         ike_mode: "main".into(),
         ike_enc_alg: if national { "sm4" } else { "aes" }.into(),
@@ -1167,7 +1167,7 @@ mod tests {
 
     #[test]
     fn bgp_rules() {
-        let cgw = |asn| CustomerGateway { name: String::new(), description: String::new(), ip_address: "203.0.113.1".into(), asn, auth_key: String::new(), resource_group_id: String::new() };
+        let cgw = |asn| CustomerGateway { name: String::new(), description: String::new(), ip_address: "203.0.113.1".into(), asn, auth_key: Default::default(), resource_group_id: String::new() };
         let mut b = default_bgp();
         b.enable = true;
         assert_eq!(check_bgp(&mut b.clone(), &cgw(Some(65000))).unwrap_err().code, Code::MissingTunnelCidr);
