@@ -9,6 +9,8 @@ pub mod customer_gateway;
 pub mod diagnosis;
 pub mod gateway;
 pub mod ipsec_server;
+pub mod openvpn;
+pub mod pki;
 pub mod plane;
 pub mod proposal;
 pub mod route;

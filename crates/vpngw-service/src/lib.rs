@@ -25,8 +25,7 @@ pub mod device;
 pub mod engine;
 pub mod handlers;
 pub mod ids;
-pub mod openvpn;
-pub mod pki;
+pub use vpngw_model::{openvpn, pki};
 pub mod secrets;
 pub mod validate;
 

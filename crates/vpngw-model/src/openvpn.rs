@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::handlers::SslVpnServer;
+use crate::ssl_vpn::SslVpnServer;
 
 /// The HMAC of the data channel (Alibaba's SSL-VPN uses SHA1).
 const AUTH: &str = "SHA1";

@@ -124,7 +124,7 @@ pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, common_name: &str, role: Role,
     Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial, not_after_ms })
 }
 
-pub use vpngw_model::ssl_vpn::Revoked;
+pub use crate::ssl_vpn::Revoked;
 
 /// The CA's revocation list (number `number`) naming `revoked`, valid for `validity`.
 pub fn crl(ca_cert_pem: &str, ca_key_pem: &str, revoked: &[Revoked], number: u64, validity: std::time::Duration) -> Result<String, PkiError> {
