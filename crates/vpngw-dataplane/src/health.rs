@@ -3,7 +3,7 @@
 //! One task per connection with an enabled HealthCheckConfig sends an ICMP echo from `sip` to
 //! `dip` every `interval` seconds, in the namespace that holds the gateway's tunnels. A reply
 //! makes the check `success`; `retry` consecutive misses make it `failed`. Verdicts are written
-//! through [`Service::observe`] when they change.
+//! through the [`ObservationSink`] when they change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use vpngw_model::plane::Observation;
-use vpngw_service::Service;
+use vpngw_plane::ObservationSink;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -32,7 +32,7 @@ impl HealthChecks {
     /// Runs exactly these probes (by connection id): starts new ones, restarts changed ones,
     /// stops the rest.
     /// `wake` is told when a verdict changes (routes may move).
-    pub fn sync(&mut self, svc: &Arc<Service>, want: HashMap<String, Probe>, wake: &Arc<tokio::sync::Notify>) {
+    pub fn sync(&mut self, sink: &Arc<dyn ObservationSink>, want: HashMap<String, Probe>, wake: &Arc<tokio::sync::Notify>) {
         self.running.retain(|id, (probe, task)| {
             let keep = want.get(id) == Some(probe);
             if !keep {
@@ -42,7 +42,7 @@ impl HealthChecks {
         });
         for (id, probe) in want {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.running.entry(id) {
-                let task = tokio::spawn(run(svc.clone(), slot.key().clone(), probe.clone(), wake.clone()));
+                let task = tokio::spawn(run(sink.clone(), slot.key().clone(), probe.clone(), wake.clone()));
                 slot.insert((probe, task));
             }
         }
@@ -90,7 +90,7 @@ fn parse_ping(out: &str) -> (f64, Option<f64>) {
     (loss, rtt)
 }
 
-async fn run(svc: Arc<Service>, conn_id: String, p: Probe, wake: Arc<tokio::sync::Notify>) {
+async fn run(sink: Arc<dyn ObservationSink>, conn_id: String, p: Probe, wake: Arc<tokio::sync::Notify>) {
     let interval = Duration::from_secs(p.interval.max(1) as u64);
     let mut misses = 0u32;
     let mut verdict = String::new();
@@ -109,7 +109,7 @@ async fn run(svc: Arc<Service>, conn_id: String, p: Probe, wake: Arc<tokio::sync
         if now != verdict && !now.is_empty() {
             tracing::info!(connection = %conn_id, verdict = %now, sip = %p.sip, dip = %p.dip, "Health check changed.");
             let o = Observation { health: Some(now.clone()), ..Default::default() };
-            match svc.observe(&conn_id, &o).await {
+            match sink.connection(&conn_id, &o).await {
                 Ok(_) => wake.notify_one(),
                 Err(e) => tracing::warn!(connection = %conn_id, error = %e, "Failed to record a health verdict."),
             }

@@ -22,20 +22,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use async_trait::async_trait;
 use tokio::sync::{mpsc, Mutex, Notify};
 use vpngw_model::connection::VpnConnection;
-use vpngw_model::customer_gateway::CustomerGateway;
 use vpngw_model::diagnosis::{DiagnoseItem, PUBLIC_PROBE};
 use vpngw_model::gateway::VpnGateway;
 use vpngw_model::ipsec_server::IpsecServer;
-use vpngw_model::plane::{gateway_digest, status, Diagnosis, Observation};
 use vpngw_model::route::VpnRoute;
-use vpngw_model::ssl_vpn::{SslClient, SslVpnClientCert, SslVpnServer};
-use vpngw_model::vpc::VSwitch;
-use vpngw_service::dataplane::PlaneView;
-use vpngw_service::handlers::log_line_time;
-use vpngw_service::Service;
-use vpngw_store::Kind;
+use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
+use vpngw_plane::{gateway_digest, log_line_time, status, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Unreadable};
 
 use crate::capabilities::{self, Capabilities};
 use crate::config::{DataPlaneConfig, Mode};
@@ -48,17 +43,16 @@ use crate::vici::{Client, Message};
 /// reqid → (definition, child) of the definitions that wait for traffic, per charon.
 type TrapMap = HashMap<u32, (String, String)>;
 
-/// What the reconciler has applied (for the task engine) and what it observes live (for
-/// handlers).
+/// What this data plane observes live, for handlers ([`LivePlane`]): SSL-VPN clients and logs,
+/// charon's log and the negotiation failures in it. File reads run on blocking threads.
 #[derive(Default)]
-pub struct ConvergedMap {
-    applied: RwLock<HashMap<String, String>>,
+pub struct Live {
     ssl: Arc<SslObservations>,
     charon_logs: CharonLogs,
 }
 
 /// Where charon logs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 enum CharonLogs {
     /// Nowhere vpngw knows.
     #[default]
@@ -69,32 +63,38 @@ enum CharonLogs {
     PerGateway(PathBuf),
 }
 
-impl PlaneView for ConvergedMap {
-    fn converged(&self, id: &str) -> Option<String> {
-        self.applied.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+/// Runs a blocking read off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> vpngw_plane::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| PlaneError(format!("read: {e}")))
+}
+
+#[async_trait]
+impl LivePlane for Live {
+    async fn ssl_clients(&self, _gateway_id: &str, server_id: &str) -> vpngw_plane::Result<Vec<SslClient>> {
+        Ok(self.ssl.clients(server_id))
     }
-    fn ssl_clients(&self, server_id: &str) -> Vec<SslClient> {
-        self.ssl.clients(server_id)
+    async fn ssl_log(&self, _gateway_id: &str, server_id: &str) -> vpngw_plane::Result<Vec<String>> {
+        let (ssl, id) = (self.ssl.clone(), server_id.to_string());
+        blocking(move || ssl.log(&id)).await
     }
-    fn ssl_log(&self, server_id: &str) -> Vec<String> {
-        self.ssl.log(server_id)
+    async fn ipsec_log(&self, gateway_id: &str, keys: &[String]) -> vpngw_plane::Result<Vec<String>> {
+        let Some(path) = self.charon_log(gateway_id) else { return Ok(Vec::new()) };
+        let keys = keys.to_vec();
+        blocking(move || crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))).await
     }
-    fn ipsec_log(&self, gateway_id: &str, keys: &[String]) -> Vec<String> {
-        let Some(path) = self.charon_log(gateway_id) else { return Vec::new() };
-        crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))
-    }
-    fn ipsec_diagnoses(&self, gateway_id: &str, tunnels: &[(&str, &str)], window_s: i64) -> Vec<Option<Diagnosis>> {
-        let since = vpngw_service::now_ms() / 1000 - window_s;
-        let lines = self.charon_log(gateway_id).map(|path| crate::logs::lines(&path, |l| log_line_time(l).is_some_and(|t| t >= since))).unwrap_or_default();
-        tunnels.iter().map(|(key, peer)| crate::diagnose::diagnose(&lines, key, peer, log_line_time)).collect()
+    async fn ipsec_diagnoses(&self, gateway_id: &str, tunnels: &[(String, String)], window_s: i64) -> vpngw_plane::Result<Vec<Option<Diagnosis>>> {
+        let since = now_s() - window_s;
+        let path = self.charon_log(gateway_id);
+        let tunnels = tunnels.to_vec();
+        blocking(move || {
+            let lines = path.map(|path| crate::logs::lines(&path, |l| log_line_time(l).is_some_and(|t| t >= since))).unwrap_or_default();
+            tunnels.iter().map(|(key, peer)| crate::diagnose::diagnose(&lines, key, peer, log_line_time)).collect()
+        })
+        .await
     }
 }
 
-impl ConvergedMap {
-    fn set(&self, id: &str, digest: String) {
-        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest);
-    }
-
+impl Live {
     /// The file the charon serving a gateway logs to, if vpngw knows it.
     fn charon_log(&self, gateway_id: &str) -> Option<PathBuf> {
         match &self.charon_logs {
@@ -105,24 +105,12 @@ impl ConvergedMap {
     }
 }
 
-/// The whole intent, as read in one pass.
-struct Intent {
-    /// The gateways whose documents can be read.
-    gateways: Vec<GatewayIntent>,
-    /// Every gateway in the store, readable or not.
-    gateway_ids: Vec<String>,
-    /// Every SSL-VPN server in the store, readable or not.
-    ssl_ids: HashSet<String>,
-    /// Documents that cannot be read.
-    unreadable: Vec<Unreadable>,
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// A stored document the data plane cannot read: unknown, never taken for absent.
-struct Unreadable {
-    kind: Kind,
-    id: String,
-    parent: Option<String>,
-    why: String,
+fn now_s() -> i64 {
+    now_ms() / 1000
 }
 
 /// One gateway's intent.
@@ -171,10 +159,14 @@ struct Target {
 }
 
 pub struct Reconciler {
-    svc: Arc<Service>,
+    source: Arc<dyn IntentSource>,
+    sink: Arc<dyn ObservationSink>,
     cfg: DataPlaneConfig,
     pub lab: Option<Arc<Lab>>,
-    pub converged: Arc<ConvergedMap>,
+    /// What handlers may ask of this plane.
+    live: Arc<Live>,
+    /// The intent digest applied, by gateway or connection id (reported to the sink too).
+    applied: RwLock<HashMap<String, String>>,
     ssl: SslPlane,
     clients: Mutex<HashMap<PathBuf, Client>>,
     /// What each charon can negotiate, asked when vpngw connects to it.
@@ -211,7 +203,9 @@ const REINITIATE: Duration = Duration::from_secs(5);
 
 impl Reconciler {
     /// Fails when the lab cannot start its charons (a missing binary or plugin).
-    pub fn new(svc: Arc<Service>, cfg: DataPlaneConfig) -> Result<Arc<Reconciler>> {
+    /// A data plane that reads intent from `source` and reports to `sink`. Fails when the lab
+    /// cannot start its charons (a missing binary or plugin).
+    pub fn new(source: Arc<dyn IntentSource>, sink: Arc<dyn ObservationSink>, cfg: DataPlaneConfig) -> Result<Arc<Reconciler>> {
         let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
         if let Some(lab) = &lab {
             lab.check()?;
@@ -223,12 +217,14 @@ impl Reconciler {
             (Mode::Host, Some(p)) => CharonLogs::File(p.clone()),
             _ => CharonLogs::None,
         };
-        let converged = Arc::new(ConvergedMap { applied: Default::default(), ssl: ssl.observed.clone(), charon_logs });
+        let live = Arc::new(Live { ssl: ssl.observed.clone(), charon_logs });
         let r = Arc::new(Reconciler {
-            svc: svc.clone(),
+            source,
+            sink,
             cfg,
             lab,
-            converged,
+            live,
+            applied: Default::default(),
             ssl,
             clients: Default::default(),
             caps: Default::default(),
@@ -246,8 +242,22 @@ impl Reconciler {
             health: Default::default(),
             diagnosing: Default::default(),
         });
-        svc.attach_dataplane(r.converged.clone());
         Ok(r)
+    }
+
+    /// What handlers may ask of this plane, live.
+    pub fn live(&self) -> Arc<dyn LivePlane> {
+        self.live.clone()
+    }
+
+    /// Records (and reports) that the plane now runs this intent digest of a resource.
+    fn set_converged(&self, id: &str, digest: &str) {
+        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest.to_string());
+        self.sink.converged(id, digest);
+    }
+
+    fn converged(&self, id: &str) -> Option<String> {
+        self.applied.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 
     /// Runs passes until `shutdown`; then, in lab mode without `persist`, removes the lab.
@@ -261,7 +271,7 @@ impl Reconciler {
             let mut trap_rx = self.trap_rx.lock().await;
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = self.svc.intent_changed.notified() => {}
+                _ = self.source.changed() => {}
                 _ = self.events.notified() => {}
                 _ = restarted.notified() => {}
                 Some((sock, reqid)) = trap_rx.recv() => {
@@ -292,117 +302,47 @@ impl Reconciler {
         }
     }
 
-    /// Reads the whole intent from the store. A document that cannot be read is not taken for
-    /// absent: it is listed in [`Intent::unreadable`], and the gateway it belongs to (or whose
-    /// connections it serves) is frozen, so that nothing of it is unloaded or removed.
-    async fn intent(&self) -> Result<Intent> {
-        let store = &self.svc.store;
-        let mut unreadable: Vec<Unreadable> = Vec::new();
-        fn read<T: serde::de::DeserializeOwned>(r: &vpngw_store::Record, unreadable: &mut Vec<Unreadable>) -> Option<T> {
-            match serde_json::from_value::<T>(r.doc.clone()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    unreadable.push(Unreadable { kind: r.kind, id: r.id.clone(), parent: r.parent.clone(), why: e.to_string() });
-                    None
-                }
-            }
-        }
-        let mut cgw_ip: HashMap<String, String> = HashMap::new();
-        for r in store.all(Kind::CustomerGateway).await? {
-            if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
-                cgw_ip.insert(r.id, c.ip_address);
-            }
-        }
-        let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
-        for r in store.all(Kind::VSwitch).await? {
-            let Some(v) = read::<VSwitch>(&r, &mut unreadable) else { continue };
-            if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
-                vswitches.entry(vpc).or_default().push(net);
-            }
-        }
-        let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
-        for r in store.all(Kind::VpnConnection).await? {
-            if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
-                conns.entry(p).or_default().push((r.id, c));
-            }
-        }
-        let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
-        for r in store.all(Kind::VpnRoute).await? {
-            if let (Some(route), Some(p)) = (read::<VpnRoute>(&r, &mut unreadable), r.parent) {
-                routes.entry(p).or_default().push(route);
-            }
-        }
-        let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
-        for r in store.all(Kind::IpsecServer).await? {
-            if let (Some(s), Some(p)) = (read::<IpsecServer>(&r, &mut unreadable), r.parent) {
-                servers.entry(p).or_default().push((r.id, s));
-            }
-        }
-        let now = vpngw_service::now_ms();
-        let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
-        for r in store.all(Kind::SslVpnClientCert).await? {
-            if let (Some(c), Some(p)) = (read::<SslVpnClientCert>(&r, &mut unreadable), r.parent) {
-                if c.not_after_ms > now {
-                    certs.entry(p).or_default().insert(r.id);
-                }
-            }
-        }
-        let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
-        let mut ssl_ids = HashSet::new();
-        let mut ssl_parent: HashMap<String, String> = HashMap::new();
-        for r in store.all(Kind::SslVpnServer).await? {
-            ssl_ids.insert(r.id.clone());
-            if let Some(p) = &r.parent {
-                ssl_parent.insert(r.id.clone(), p.clone());
-            }
-            if let (Some(s), Some(p)) = (read::<SslVpnServer>(&r, &mut unreadable), r.parent) {
-                let allowed = certs.remove(&r.id).unwrap_or_default();
-                ssl.entry(p).or_default().push((r.id, s, allowed));
-            }
-        }
+    /// Reads the whole intent from the source and turns each gateway into definitions.
+    async fn intent(&self) -> Result<(Vec<GatewayIntent>, vpngw_plane::Intent)> {
+        let mut intent = self.source.intent().await?;
         let mut out = Vec::new();
-        let mut gateway_ids = Vec::new();
-        for r in store.all(Kind::VpnGateway).await? {
-            gateway_ids.push(r.id.clone());
-            let Some(gw) = read::<VpnGateway>(&r, &mut unreadable) else { continue };
-            let conns = conns.remove(&r.id).unwrap_or_default();
-            let routes = routes.remove(&r.id).unwrap_or_default();
-            let servers = servers.remove(&r.id).unwrap_or_default();
-            let ssl = ssl.remove(&r.id).unwrap_or_default();
-            // What this gateway's data plane depends on that cannot be read.
-            let frozen = unreadable
-                .iter()
-                .find(|u| match u.kind {
-                    Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer => u.parent.as_deref() == Some(r.id.as_str()),
-                    Kind::SslVpnClientCert => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
-                    Kind::CustomerGateway => conns.iter().any(|(_, c)| c.cgw_ids.contains(&u.id)),
-                    Kind::VSwitch => u.parent.is_some() && u.parent == r.parent,
-                    _ => false,
-                })
-                .map(|u| format!("{} {} cannot be read", u.kind.as_str(), u.id));
+        for g in std::mem::take(&mut intent.gateways) {
             let mut defs = Vec::new();
             let mut unsupported = Vec::new();
-            let health: HashMap<String, ipsec::Health> = conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
-            let plan = ipsec::RoutePlan::new(&routes, &health);
-            for (id, s) in &servers {
+            let health: HashMap<String, ipsec::Health> = g.conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
+            let plan = ipsec::RoutePlan::new(&g.routes, &health);
+            for (id, s) in &g.servers {
                 match ipsec::server_definition(id, s) {
                     Ok(d) => defs.push(d),
                     Err(u) => unsupported.push(u),
                 }
             }
-            for (id, c) in &conns {
-                let (d, u) = ipsec::definitions(id, c, &cgw_ip, &plan);
+            for (id, c) in &g.conns {
+                let (d, u) = ipsec::definitions(id, c, &intent.customer_gateways, &plan);
                 defs.extend(d);
                 unsupported.extend(u);
             }
-            let nets = r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default();
-            let vpc_addrs = nets.iter().filter_map(|n| n.hosts().next()).collect();
-            let vpc_cidrs = nets.iter().map(|n| n.to_string()).collect();
-            let mut g = GatewayIntent { id: r.id, gw, vpc_addrs, vpc_cidrs, conns, routes, servers, ssl, defs, unsupported, frozen, conn_digests: Vec::new(), digest: String::new() };
-            g.digests();
-            out.push(g);
+            let vpc_addrs = g.vpc_cidrs.iter().filter_map(|n| n.hosts().next()).collect();
+            let vpc_cidrs = g.vpc_cidrs.iter().map(|n| n.to_string()).collect();
+            let mut gi = GatewayIntent {
+                id: g.id,
+                gw: g.gw,
+                vpc_addrs,
+                vpc_cidrs,
+                conns: g.conns,
+                routes: g.routes,
+                servers: g.servers,
+                ssl: g.ssl,
+                defs,
+                unsupported,
+                frozen: g.frozen,
+                conn_digests: Vec::new(),
+                digest: String::new(),
+            };
+            gi.digests();
+            out.push(gi);
         }
-        Ok(Intent { gateways: out, gateway_ids, ssl_ids, unreadable })
+        Ok((out, intent))
     }
 
     /// Logs each unreadable document once, and the count whenever the set changes.
@@ -410,7 +350,7 @@ impl Reconciler {
         let mut reported = self.reported.lock().await;
         for u in unreadable {
             if reported.insert(format!("unreadable:{}:{}", u.id, u.why)) {
-                tracing::error!(kind = u.kind.as_str(), id = %u.id, error = %u.why, "A stored document cannot be read: what it belongs to is left exactly as it is in the data plane until it can.");
+                tracing::error!(kind = %u.kind, id = %u.id, error = %u.why, "A stored document cannot be read: what it belongs to is left exactly as it is in the data plane until it can.");
             }
         }
         let count = unreadable.len();
@@ -453,7 +393,7 @@ impl Reconciler {
     }
 
     async fn pass_inner(&self) -> Result<()> {
-        let Intent { gateways: intent, gateway_ids, ssl_ids, unreadable } = self.intent().await?;
+        let (intent, vpngw_plane::Intent { gateway_ids, ssl_ids, unreadable, .. }) = self.intent().await?;
         self.report_unreadable(&unreadable).await;
         for g in intent.iter().filter(|g| g.frozen.is_some()) {
             if self.reported.lock().await.insert(format!("frozen:{}:{:?}", g.id, g.frozen)) {
@@ -483,7 +423,7 @@ impl Reconciler {
         // Gateways with a change to apply go first: a change waits for its gateway's turn, not
         // for every other gateway's tunnels.
         let mut targets = targets;
-        targets.sort_by_key(|t| !t.gateways.iter().any(|i| self.converged.converged(&intent[*i].id).as_deref() != Some(intent[*i].digest.as_str())));
+        targets.sort_by_key(|t| !t.gateways.iter().any(|i| self.converged(&intent[*i].id).as_deref() != Some(intent[*i].digest.as_str())));
         let mut probes = HashMap::new();
         let mut first_error = None;
         for t in &targets {
@@ -514,7 +454,7 @@ impl Reconciler {
             }
             for g in &gws {
                 for (id, d) in &g.conn_digests {
-                    self.converged.set(id, d.clone());
+                    self.set_converged(id, d);
                 }
                 // Its SSL-VPN server: one OpenVPN, where the gateway's tunnels are.
                 let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
@@ -531,17 +471,16 @@ impl Reconciler {
                         allowed: allowed.clone(),
                     })
                     .collect();
-                match self.ssl.converge(&self.svc, &desired).await {
+                match self.ssl.converge(self.source.as_ref(), &desired).await {
                     // A gateway has converged when its tunnels and its SSL-VPN server have.
-                    Ok(()) => self.converged.set(&g.id, g.digest.clone()),
+                    Ok(()) => self.set_converged(&g.id, &g.digest),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
                 }
             }
-            self.svc.tasks_changed.notify_one();
         }
-        self.health.lock().await.sync(&self.svc, probes, &self.events);
+        self.health.lock().await.sync(&self.sink, probes, &self.events);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -551,24 +490,24 @@ impl Reconciler {
     /// Runs the probes of pending diagnoses (DiagnoseVpnGateway) where each one's gateway has
     /// its tunnels, one task per diagnosis; each result is recorded as it comes in.
     async fn run_diagnoses(&self, intent: &[GatewayIntent], targets: &[Target]) {
-        let pending = match self.svc.pending_diagnoses().await {
+        let pending = match self.source.pending_diagnoses().await {
             Ok(p) => p,
             Err(e) => {
-                self.svc.diagnoses_waiting();
+                self.source.diagnoses_waiting();
                 return tracing::warn!(error = %e, "Could not read pending diagnoses.");
             }
         };
         let mut running = self.diagnosing.lock().await;
-        for (id, gw, d) in pending {
+        for vpngw_plane::PendingDiagnosis { id, gateway_id: gw, diagnosis: d } in pending {
             let Some(t) = targets.iter().find(|t| t.gateways.iter().any(|i| intent[*i].id == gw)) else {
                 // Its gateway has no charon yet: look again on a later pass.
-                self.svc.diagnoses_waiting();
+                self.source.diagnoses_waiting();
                 continue;
             };
             if !running.insert(id.clone()) {
                 continue;
             }
-            let (svc, netns, running) = (self.svc.clone(), t.netns.clone(), self.diagnosing.clone());
+            let (source, sink, netns, running) = (self.source.clone(), self.sink.clone(), t.netns.clone(), self.diagnosing.clone());
             tokio::spawn(async move {
                 for name in &d.pending {
                     let (src, dst) = if name == PUBLIC_PROBE { (&d.gateway_ip, &d.peer_ip) } else { (&d.private_source_ip, &d.private_destination_ip) };
@@ -581,9 +520,9 @@ impl Reconciler {
                         "error"
                     };
                     let item = DiagnoseItem::new(name, level, serde_json::json!({"srcIp": src, "targetIp": dst, "rtt": rtt, "lossRate": loss}));
-                    if let Err(e) = svc.observe_diagnosis(&id, item).await {
+                    if let Err(e) = sink.diagnosis(&id, item).await {
                         tracing::warn!(diagnosis = %id, error = %e, "Failed to record a diagnosis probe; it runs again.");
-                        svc.diagnoses_waiting();
+                        source.diagnoses_waiting();
                     }
                 }
                 running.lock().await.remove(&id);
@@ -784,7 +723,7 @@ impl Reconciler {
             for (id, _) in &g.servers {
                 let max = g.gw.ssl_connections;
                 let online = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)).map(|s| s.established_count.min(max)).unwrap_or(0);
-                if let Err(e) = self.svc.observe_ipsec_server(id, online).await {
+                if let Err(e) = self.sink.ipsec_server(id, online).await {
                     tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
                 }
             }
@@ -846,7 +785,7 @@ impl Reconciler {
         if seen.get(conn_id) == Some(&o) {
             return;
         }
-        match self.svc.observe(conn_id, &o).await {
+        match self.sink.connection(conn_id, &o).await {
             Ok(changed) => {
                 if changed && seen.get(conn_id).is_none_or(|p| (&p.status, &p.tunnels) != (&o.status, &o.tunnels)) {
                     self.observed_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

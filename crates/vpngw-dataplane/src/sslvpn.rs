@@ -26,11 +26,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use vpngw_model::openvpn::{server_config, ServerSetup};
+use vpngw_model::pki;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
-use vpngw_service::dataplane::key_context;
-use vpngw_service::openvpn::{server_config, ServerSetup};
-use vpngw_service::pki;
-use vpngw_service::Service;
+use vpngw_plane::IntentSource;
 
 use crate::lab::{alive, kill_pid_file, spawn_detached};
 
@@ -202,10 +201,10 @@ impl SslPlane {
 
     /// Makes these OpenVPN servers run as desired, then observes them. Returns the first
     /// failure (each is logged).
-    pub async fn converge(&self, svc: &Service, desired: &[Desired]) -> Result<()> {
+    pub async fn converge(&self, source: &dyn IntentSource, desired: &[Desired]) -> Result<()> {
         let mut first = None;
         for d in desired {
-            if let Err(e) = self.converge_one(svc, d).await {
+            if let Err(e) = self.converge_one(source, d).await {
                 tracing::warn!(ssl_vpn_server = %d.id, error = format!("{e:#}"), "Could not converge an SSL-VPN server.");
                 first.get_or_insert(e.context(format!("SSL-VPN server {}", d.id)));
             }
@@ -238,10 +237,9 @@ impl SslPlane {
         Ok(())
     }
 
-    async fn converge_one(&self, svc: &Service, d: &Desired) -> Result<()> {
+    async fn converge_one(&self, source: &dyn IntentSource, d: &Desired) -> Result<()> {
         let dir = self.dir(&d.id);
         let s = &d.server;
-        let sealer = &svc.config.sealer;
         if !self.observed.logs.read().unwrap_or_else(|e| e.into_inner()).contains_key(&d.id) {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             self.observed.logs.write().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), dir.join("openvpn.log"));
@@ -250,7 +248,7 @@ impl SslPlane {
         // The CRL: re-signed only when the revoked set changes.
         let crl_digest = digest(&[&serde_json::to_string(&s.revoked)?]);
         if !(self.applied(&d.id, &dir, "crl.digest", &crl_digest) && dir.join("crl.pem").exists()) {
-            let ca_key = sealer.open(&key_context(&d.id, "ca_key"), &s.ca_key).context("open the CA key")?;
+            let ca_key = source.open_secret(&d.id, "ca_key", &s.ca_key)?;
             let crl = pki::crl(&s.ca_cert, &ca_key, &s.revoked, s.revoked.len() as u64 + 1, CRL_VALIDITY)?;
             write_file(&dir.join("crl.pem"), &crl, 0o644)?;
             self.record_applied(&d.id, &dir, "crl.digest", &crl_digest)?;
@@ -267,7 +265,7 @@ impl SslPlane {
             if running {
                 tracing::info!(ssl_vpn_server = %d.id, "The SSL-VPN server's configuration changed: restarting OpenVPN.");
             }
-            let server_key = sealer.open(&key_context(&d.id, "server_key"), &s.server_key).context("open the server key")?;
+            let server_key = source.open_secret(&d.id, "server_key", &s.server_key)?;
             self.sessions.lock().await.remove(&d.id);
             stop(&dir).await;
             write_file(&dir.join("ca.crt"), &s.ca_cert, 0o644)?;

@@ -66,3 +66,10 @@ pub struct Observation {
     /// negotiate is not loaded; empty when every tunnel is.
     pub unsupported: std::collections::BTreeMap<String, String>,
 }
+
+/// The Unix time of a log line that starts `YYYY-MM-DD HH:MM:SS` (OpenVPN's and vpngw's
+/// charons; `T` between date and time is accepted too), in UTC.
+pub fn log_line_time(line: &str) -> Option<i64> {
+    let stamp = line.get(..19)?.replacen('T', " ", 1);
+    chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc().timestamp())
+}

@@ -1,11 +1,19 @@
-//! The service's side of the data plane: what reconcilers read (intent) and write back
-//! (observations), and how the task engine learns that a change has really been applied.
+//! The service's side of the plane boundary (`vpngw-plane`): the store read as a data plane's
+//! [`IntentSource`], observations written through its [`ObservationSink`], and how the task
+//! engine learns that a change has really been applied.
 //!
-//! Handlers never call into the data plane. They commit intent and [`Service::intent_changed`]
-//! wakes the reconcilers; reconcilers report what they applied (and what they see live) through [`PlaneView`] and what
-//! they observed through [`Service::observe`], which only ever touches the observed fields.
+//! Handlers never call into the data plane's daemons. They commit intent, and
+//! [`Service::intent_changed`] wakes the data plane; it reports what it observes through the
+//! sink, which only ever touches the observed fields, and what it has applied as converged
+//! digests. Handlers ask a running plane for live facts (logs, diagnoses, SSL clients) only
+//! through the async [`LivePlane`] attached to the service.
 
-use vpngw_store::{Kind, ListQuery, Mutation, Scope, StoreError};
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use vpngw_api::{ApiError, Code};
+use vpngw_plane::{GatewayIntent, Intent, IntentSource, LivePlane, ObservationSink, PendingDiagnosis, PlaneError, Unreadable};
+use vpngw_store::{Kind, ListQuery, Mutation, Record, Scope, StoreError};
 
 pub use crate::handlers::{CustomerGateway, HealthCheck, IkeCfg, IpsecCfg, IpsecServer, Tunnel, VSwitch, VpnConnection, VpnGateway, VpnRoute, NOT_ESTABLISHED};
 pub use crate::handlers::{DiagnoseItem, GatewayDiagnosis, SslClient, SslVpnClientCert, SslVpnServer, PRIVATE_PROBE, PUBLIC_PROBE};
@@ -13,32 +21,193 @@ pub use crate::secrets::key_context;
 use crate::Service;
 pub use vpngw_model::plane::{gateway_digest, status, Diagnosis, Observation};
 
-/// What handlers may read of the data plane: what it has applied and what it observes live.
-pub trait PlaneView: Send + Sync {
-    /// The intent digest the data plane converged on, by resource id.
-    fn converged(&self, resource_id: &str) -> Option<String>;
-    /// The clients connected to an SSL-VPN server now.
-    fn ssl_clients(&self, _server_id: &str) -> Vec<SslClient> {
-        Vec::new()
+/// A live plane that cannot answer: `ServiceUnavailable`, which clients retry.
+fn unavailable(gateway: &str, e: PlaneError) -> ApiError {
+    tracing::warn!(gateway = %gateway, error = %e, "The data plane could not answer.");
+    ApiError::new(Code::ServiceUnavailable)
+}
+
+fn plane_error(e: StoreError) -> PlaneError {
+    PlaneError(e.to_string())
+}
+
+#[async_trait]
+impl IntentSource for Service {
+    async fn intent(&self) -> vpngw_plane::Result<Intent> {
+        self.read_intent().await.map_err(plane_error)
     }
-    /// An SSL-VPN server's log lines, oldest first.
-    fn ssl_log(&self, _server_id: &str) -> Vec<String> {
-        Vec::new()
+    async fn changed(&self) {
+        self.intent_changed.notified().await
     }
-    /// The lines of the charon serving a gateway that name one of `keys` (the connection, tunnel
-    /// or IPsec server ids its definitions are named after), oldest first.
-    fn ipsec_log(&self, _gateway_id: &str, _keys: &[String]) -> Vec<String> {
-        Vec::new()
+    async fn pending_diagnoses(&self) -> vpngw_plane::Result<Vec<PendingDiagnosis>> {
+        Ok(Service::pending_diagnoses(self).await.map_err(plane_error)?.into_iter().map(|(id, gateway_id, diagnosis)| PendingDiagnosis { id, gateway_id, diagnosis }).collect())
     }
-    /// For each tunnel of a gateway, given as (`key`, `peer_ip`): the newest negotiation failure
-    /// its charon logged in the last `window_s` seconds for the definitions named after `key` (a
-    /// connection or tunnel id) and the peer at `peer_ip`. The log is read once for them all.
-    fn ipsec_diagnoses(&self, _gateway_id: &str, tunnels: &[(&str, &str)], _window_s: i64) -> Vec<Option<Diagnosis>> {
-        vec![None; tunnels.len()]
+    fn diagnoses_waiting(&self) {
+        Service::diagnoses_waiting(self)
+    }
+    fn open_secret(&self, record: &str, field: &str, sealed: &str) -> vpngw_plane::Result<String> {
+        self.config.sealer.open(&key_context(record, field), sealed).map_err(|e| PlaneError(format!("open {field} of {record}: {e}")))
+    }
+}
+
+#[async_trait]
+impl ObservationSink for Service {
+    async fn connection(&self, id: &str, o: &Observation) -> vpngw_plane::Result<bool> {
+        self.observe(id, o).await.map_err(plane_error)
+    }
+    async fn ipsec_server(&self, id: &str, online: u32) -> vpngw_plane::Result<bool> {
+        self.observe_ipsec_server(id, online).await.map_err(plane_error)
+    }
+    async fn diagnosis(&self, id: &str, item: DiagnoseItem) -> vpngw_plane::Result<bool> {
+        self.observe_diagnosis(id, item).await.map_err(plane_error)
+    }
+    fn converged(&self, id: &str, digest: &str) {
+        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest.to_string());
+        self.tasks_changed.notify_one();
     }
 }
 
 impl Service {
+    /// Connects a live data plane: from now on `updating` ends only when it has applied a
+    /// change, and handlers ask it for logs, diagnoses and clients.
+    pub fn attach_dataplane(&self, live: std::sync::Arc<dyn LivePlane>) {
+        let _ = self.live.set(live);
+    }
+
+    /// The live data plane, if one is attached.
+    pub fn dataplane(&self) -> Option<&std::sync::Arc<dyn LivePlane>> {
+        self.live.get()
+    }
+
+    /// The clients connected to an SSL-VPN server now (its gateway's plane answers; without a
+    /// data plane there are none).
+    pub(crate) async fn live_ssl_clients(&self, gateway: Option<&str>, server: &str) -> Result<Vec<SslClient>, ApiError> {
+        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        live.ssl_clients(gw, server).await.map_err(|e| unavailable(gw, e))
+    }
+
+    /// An SSL-VPN server's log lines, oldest first.
+    pub(crate) async fn live_ssl_log(&self, gateway: Option<&str>, server: &str) -> Result<Vec<String>, ApiError> {
+        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        live.ssl_log(gw, server).await.map_err(|e| unavailable(gw, e))
+    }
+
+    /// The lines of a gateway's charon that name one of `keys`, oldest first.
+    pub(crate) async fn live_ipsec_log(&self, gateway: Option<&str>, keys: &[String]) -> Result<Vec<String>, ApiError> {
+        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        live.ipsec_log(gw, keys).await.map_err(|e| unavailable(gw, e))
+    }
+
+    /// The newest failure of each of a gateway's tunnels (`key`, `peer_ip`), one per tunnel.
+    pub(crate) async fn live_ipsec_diagnoses(&self, gateway: &str, tunnels: &[(String, String)], window_s: i64) -> Result<Vec<Option<Diagnosis>>, ApiError> {
+        let Some(live) = self.dataplane() else { return Ok(vec![None; tunnels.len()]) };
+        let found = live.ipsec_diagnoses(gateway, tunnels, window_s).await.map_err(|e| unavailable(gateway, e))?;
+        Ok(if found.len() == tunnels.len() { found } else { vec![None; tunnels.len()] })
+    }
+
+    /// The intent digest the data plane last reported it runs, by resource id.
+    pub fn converged(&self, id: &str) -> Option<String> {
+        self.applied.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Reads everything a data plane must hold. A document that cannot be read is listed as
+    /// such, and the gateway it belongs to (or whose connections it serves) is frozen.
+    pub async fn read_intent(&self) -> Result<Intent, StoreError> {
+        let store = &self.store;
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        fn read<T: serde::de::DeserializeOwned>(r: &Record, unreadable: &mut Vec<Unreadable>) -> Option<T> {
+            match serde_json::from_value::<T>(r.doc.clone()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    unreadable.push(Unreadable { kind: r.kind.as_str().to_string(), id: r.id.clone(), parent: r.parent.clone(), why: e.to_string() });
+                    None
+                }
+            }
+        }
+        let mut customer_gateways: HashMap<String, String> = HashMap::new();
+        for r in store.all(Kind::CustomerGateway).await? {
+            if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
+                customer_gateways.insert(r.id, c.ip_address);
+            }
+        }
+        let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
+        for r in store.all(Kind::VSwitch).await? {
+            let Some(v) = read::<VSwitch>(&r, &mut unreadable) else { continue };
+            if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
+                vswitches.entry(vpc).or_default().push(net);
+            }
+        }
+        let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
+        for r in store.all(Kind::VpnConnection).await? {
+            if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
+                conns.entry(p).or_default().push((r.id, c));
+            }
+        }
+        let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
+        for r in store.all(Kind::VpnRoute).await? {
+            if let (Some(route), Some(p)) = (read::<VpnRoute>(&r, &mut unreadable), r.parent) {
+                routes.entry(p).or_default().push(route);
+            }
+        }
+        let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
+        for r in store.all(Kind::IpsecServer).await? {
+            if let (Some(s), Some(p)) = (read::<IpsecServer>(&r, &mut unreadable), r.parent) {
+                servers.entry(p).or_default().push((r.id, s));
+            }
+        }
+        let now = crate::now_ms();
+        let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
+        for r in store.all(Kind::SslVpnClientCert).await? {
+            if let (Some(c), Some(p)) = (read::<SslVpnClientCert>(&r, &mut unreadable), r.parent) {
+                if c.not_after_ms > now {
+                    certs.entry(p).or_default().insert(r.id);
+                }
+            }
+        }
+        let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
+        let mut ssl_ids = HashSet::new();
+        let mut ssl_parent: HashMap<String, String> = HashMap::new();
+        for r in store.all(Kind::SslVpnServer).await? {
+            ssl_ids.insert(r.id.clone());
+            if let Some(p) = &r.parent {
+                ssl_parent.insert(r.id.clone(), p.clone());
+            }
+            if let (Some(s), Some(p)) = (read::<SslVpnServer>(&r, &mut unreadable), r.parent) {
+                let allowed = certs.remove(&r.id).unwrap_or_default();
+                ssl.entry(p).or_default().push((r.id, s, allowed));
+            }
+        }
+        let mut gateways = Vec::new();
+        let mut gateway_ids = Vec::new();
+        for r in store.all(Kind::VpnGateway).await? {
+            gateway_ids.push(r.id.clone());
+            let Some(gw) = read::<VpnGateway>(&r, &mut unreadable) else { continue };
+            let conns = conns.remove(&r.id).unwrap_or_default();
+            // What this gateway's data plane depends on that cannot be read.
+            let frozen = unreadable
+                .iter()
+                .find(|u| match Kind::parse(&u.kind) {
+                    Some(Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer) => u.parent.as_deref() == Some(r.id.as_str()),
+                    Some(Kind::SslVpnClientCert) => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
+                    Some(Kind::CustomerGateway) => conns.iter().any(|(_, c)| c.cgw_ids.contains(&u.id)),
+                    Some(Kind::VSwitch) => u.parent.is_some() && u.parent == r.parent,
+                    _ => false,
+                })
+                .map(|u| format!("{} {} cannot be read", u.kind, u.id));
+            gateways.push(GatewayIntent {
+                vpc_cidrs: r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default(),
+                routes: routes.remove(&r.id).unwrap_or_default(),
+                servers: servers.remove(&r.id).unwrap_or_default(),
+                ssl: ssl.remove(&r.id).unwrap_or_default(),
+                id: r.id,
+                gw,
+                conns,
+                frozen,
+            });
+        }
+        Ok(Intent { gateways, gateway_ids, ssl_ids, customer_gateways, unreadable })
+    }
+
     /// Reads a record's document, lets `f` change its observed fields, and commits it when `f`
     /// says something changed; all under the write lock, so a handler's read-modify-write and
     /// an observation never interleave. Returns whether anything changed.
@@ -137,7 +306,7 @@ impl Service {
         Ok(self.store.list(kind, scope, &q).await?.items.into_iter().filter_map(|r| serde_json::from_value(r.doc).ok().map(|d| (r.id, d))).collect())
     }
 
-    /// The intent digest the store holds for a resource, as [`PlaneView::converged`] reports it once applied.
+    /// The intent digest the store holds for a resource, as [`ObservationSink::converged`] reports it once applied.
     pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
         match kind {

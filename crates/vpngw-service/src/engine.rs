@@ -19,12 +19,14 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// Whether `task` must wait for the data plane. Waiting costs no write: the task stays due and
 /// the engine asks again after [`RECHECK`] or when a reconciler reports progress.
 async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
-    let Some(dp) = svc.dataplane() else { return Ok(false) };
+    if svc.dataplane().is_none() {
+        return Ok(false);
+    }
     if task.op != "status:active" || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
         return Ok(false);
     }
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
-    let done = want.is_none() || dp.converged(&task.resource_id) == want;
+    let done = want.is_none() || svc.converged(&task.resource_id) == want;
     let postpone = {
         let mut map = svc.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if done {

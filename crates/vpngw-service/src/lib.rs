@@ -47,9 +47,11 @@ pub struct Service {
     pub tasks_changed: Notify,
     /// Wakes the reconcilers when intent changed (any committed write, any applied step).
     pub intent_changed: Notify,
-    /// What the data plane has applied; `None` when there is no data plane (mode `none`), in
-    /// which case lifecycle steps take the configured transition time only.
-    converged: std::sync::OnceLock<Arc<dyn dataplane::PlaneView>>,
+    /// The live data plane; `None` when there is none (mode `none`), in which case lifecycle
+    /// steps take the configured transition time only.
+    live: std::sync::OnceLock<Arc<dyn vpngw_plane::LivePlane>>,
+    /// The intent digest the data plane runs, by resource id (its converged reports).
+    applied: std::sync::RwLock<std::collections::HashMap<String, String>>,
     /// When each lifecycle step first waited for the data plane (by task id; the engine's).
     pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Writers waiting for the write lock: the last of a burst commits the batch.
@@ -159,7 +161,8 @@ impl Service {
             tasks_changed: Notify::new(),
             intent_changed: Notify::new(),
             diagnoses_pending: std::sync::atomic::AtomicBool::new(true),
-            converged: Default::default(),
+            live: Default::default(),
+            applied: Default::default(),
             waiting: Default::default(),
             queued: Default::default(),
         })
@@ -236,15 +239,6 @@ impl Service {
             req.idem = Some(IdemEntry { account: principal.account, action: action.name.to_string(), token, digest, response: String::new(), created_ms: now_ms() });
         }
         call_handler(req).await
-    }
-
-    /// Connects the data plane: from now on `updating` ends only when it has applied a change.
-    pub fn attach_dataplane(&self, c: Arc<dyn dataplane::PlaneView>) {
-        let _ = self.converged.set(c);
-    }
-
-    pub fn dataplane(&self) -> Option<&Arc<dyn dataplane::PlaneView>> {
-        self.converged.get()
     }
 
     /// Runs `f` under the write lock, as a write scope (its reads see staged writes; its

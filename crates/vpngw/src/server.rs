@@ -72,7 +72,11 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
         vpngw_dataplane::config::Mode::None => None,
         mode => {
             tracing::info!(?mode, "Starting the data plane reconciler.");
-            Some(tokio::spawn(vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), cfg.dataplane.clone())?.run(rx.clone())))
+            // The embedded data plane: it reads intent from this service's store and reports
+            // back to it, through the same two interfaces a plane on another host would use.
+            let r = vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), svc.clone(), cfg.dataplane.clone())?;
+            svc.attach_dataplane(r.live());
+            Some(tokio::spawn(r.run(rx.clone())))
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);

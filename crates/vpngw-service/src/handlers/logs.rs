@@ -59,12 +59,7 @@ impl LogQuery {
     }
 }
 
-/// The Unix time of a log line that starts `YYYY-MM-DD HH:MM:SS` (OpenVPN's and vpngw's
-/// charons; `T` between date and time is accepted too), in UTC.
-pub fn log_line_time(line: &str) -> Option<i64> {
-    let stamp = line.get(..19)?.replacen('T', " ", 1);
-    chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc().timestamp())
-}
+pub use vpngw_model::plane::log_line_time;
 
 /// The charon lines of one connection, or of one of its tunnels (TunnelId, dual-tunnel only).
 pub async fn describe_vpn_connection_logs(req: &mut Req<'_>) -> HandlerResult {
@@ -78,10 +73,7 @@ pub async fn describe_vpn_connection_logs(req: &mut Req<'_>) -> HandlerResult {
         None => vec![rec.id.clone()],
     };
     let q = LogQuery::parse(&p, crate::now_ms() / 1000, Some(10))?;
-    let lines = match (req.svc.dataplane(), rec.parent.as_deref()) {
-        (Some(d), Some(gw)) => d.ipsec_log(gw, &keys),
-        _ => Vec::new(),
-    };
+    let lines = req.svc.live_ipsec_log(rec.parent.as_deref(), &keys).await?;
     let (_, page) = q.page(lines);
     Ok(obj(json!({"Count": page.len(), "PageNumber": q.number, "PageSize": q.size, "IsCompleted": true, "Data": {"Logs": page}})))
 }
@@ -91,10 +83,7 @@ pub async fn list_ipsec_server_logs(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let rec = load(req, Kind::IpsecServer, p.req("IpsecServerId")?, Code::InvalidIpsecServerId).await?;
     let q = LogQuery::parse(&p, crate::now_ms() / 1000, Some(10))?;
-    let lines = match (req.svc.dataplane(), rec.parent.as_deref()) {
-        (Some(d), Some(gw)) => d.ipsec_log(gw, std::slice::from_ref(&rec.id)),
-        _ => Vec::new(),
-    };
+    let lines = req.svc.live_ipsec_log(rec.parent.as_deref(), std::slice::from_ref(&rec.id)).await?;
     let (_, page) = q.page(lines);
     Ok(obj(json!({"Count": page.len(), "PageNumber": q.number, "PageSize": q.size, "IsCompleted": true, "Data": page})))
 }

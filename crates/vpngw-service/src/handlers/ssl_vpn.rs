@@ -202,7 +202,7 @@ pub async fn modify_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     }
     req.dry_run()?;
     let gw: VpnGateway = doc(&gw_rec)?;
-    let connections = req.svc.dataplane().map(|d| d.ssl_clients(&rec.id).len()).unwrap_or(0);
+    let connections = req.svc.live_ssl_clients(rec.parent.as_deref(), &rec.id).await?.len();
     let body = obj(server_json(req, &rec, &s, gw.ssl_connections, connections));
     if s == before {
         return req.commit(Vec::new(), body).await;
@@ -251,7 +251,7 @@ pub async fn describe_ssl_vpn_servers(req: &mut Req<'_>) -> HandlerResult {
     for rec in &page.items {
         let s: SslVpnServer = doc(rec)?;
         let max = ssl_connections(req, rec.parent.as_deref()).await?;
-        let connections = req.svc.dataplane().map(|d| d.ssl_clients(&rec.id).len()).unwrap_or(0);
+        let connections = req.svc.live_ssl_clients(rec.parent.as_deref(), &rec.id).await?.len();
         items.push(server_json(req, rec, &s, max, connections));
     }
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "SslVpnServers": {"SslVpnServer": items}})))
@@ -376,7 +376,7 @@ pub async fn describe_vpn_ssl_server_logs(req: &mut Req<'_>) -> HandlerResult {
         }
         None => None,
     };
-    let lines = req.svc.dataplane().map(|d| d.ssl_log(&srv.id)).unwrap_or_default();
+    let lines = req.svc.live_ssl_log(srv.parent.as_deref(), &srv.id).await?;
     let (total, page) = q.page(lines.into_iter().filter(|l| cert.as_deref().is_none_or(|c| l.contains(c))).collect());
     Ok(obj(json!({"Count": total, "PageNumber": q.number, "PageSize": q.size, "IsCompleted": true, "Data": {"Logs": page}})))
 }
@@ -386,9 +386,9 @@ pub async fn describe_ssl_vpn_clients(req: &mut Req<'_>) -> HandlerResult {
     let gw = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
     let (offset, limit, number, size) = validate::paging(&p)?;
     let mut clients = Vec::new();
-    if let Some(dp) = req.svc.dataplane() {
+    if req.svc.dataplane().is_some() {
         for s in super::children(req, Kind::SslVpnServer, &gw.id).await? {
-            clients.extend(dp.ssl_clients(&s.id));
+            clients.extend(req.svc.live_ssl_clients(Some(&gw.id), &s.id).await?);
         }
     }
     clients.sort_by(|x, y| (x.connected_ms, &x.common_name).cmp(&(y.connected_ms, &y.common_name)));
