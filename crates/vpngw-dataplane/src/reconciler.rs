@@ -15,7 +15,7 @@
 //! loaded under its name (which carries a fingerprint of its settings) is left alone, so a
 //! restart of vpngw never tears down an established SA.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -30,15 +30,16 @@ use vpngw_model::gateway::VpnGateway;
 use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_model::route::VpnRoute;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
-use vpngw_plane::{gateway_digest, log_line_time, status, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Unreadable};
+use vpngw_plane::{gateway_digest, log_line_time, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Unreadable};
 
-use crate::capabilities::{self, Capabilities};
+use crate::capabilities::Capabilities;
+use crate::charon::{disconnected, Charon, Connector, Vici};
 use crate::config::{DataPlaneConfig, Mode};
 use crate::health::{HealthChecks, Probe};
 use crate::ipsec::{self, ConnDef, Unsupported};
 use crate::lab::{Lab, Node, VpcView};
+use crate::plan;
 use crate::sslvpn::{self, SslObservations, SslPlane};
-use crate::vici::{Client, Message};
 
 /// reqid → (definition, child) of the definitions that wait for traffic, per charon.
 type TrapMap = HashMap<u32, (String, String)>;
@@ -114,30 +115,66 @@ fn now_s() -> i64 {
 }
 
 /// One gateway's intent.
-struct GatewayIntent {
-    id: String,
-    gw: VpnGateway,
-    vpc_addrs: Vec<Ipv4Addr>,
+pub struct GatewayIntent {
+    pub(crate) id: String,
+    pub(crate) gw: VpnGateway,
+    pub(crate) vpc_addrs: Vec<Ipv4Addr>,
     /// The VPC's CIDR blocks (its VSwitches).
-    vpc_cidrs: Vec<String>,
-    conns: Vec<(String, VpnConnection)>,
-    routes: Vec<VpnRoute>,
+    pub(crate) vpc_cidrs: Vec<String>,
+    pub(crate) conns: Vec<(String, VpnConnection)>,
+    pub(crate) routes: Vec<VpnRoute>,
     /// The gateway's IPsec server (at most one), by id.
-    servers: Vec<(String, IpsecServer)>,
+    pub(crate) servers: Vec<(String, IpsecServer)>,
     /// The gateway's SSL-VPN server (at most one), by id, with the ids of its client
     /// certificates that may connect (unexpired).
-    ssl: Vec<(String, SslVpnServer, HashSet<String>)>,
-    defs: Vec<ConnDef>,
-    unsupported: Vec<Unsupported>,
+    pub(crate) ssl: Vec<(String, SslVpnServer, HashSet<String>)>,
+    pub(crate) defs: Vec<ConnDef>,
+    pub(crate) unsupported: Vec<Unsupported>,
     /// Why this gateway's data plane is left exactly as it is: a document it depends on cannot
     /// be read (its connections, routes, servers, certificates, customer gateways or VSwitches).
-    frozen: Option<String>,
+    pub(crate) frozen: Option<String>,
     /// (connection id, intent digest) of each connection, and the gateway's digest.
-    conn_digests: Vec<(String, String)>,
-    digest: String,
+    pub(crate) conn_digests: Vec<(String, String)>,
+    pub(crate) digest: String,
 }
 
 impl GatewayIntent {
+    /// A gateway's definitions from its intent: `cgw_ip` gives customer gateways' addresses,
+    /// `health` each connection's usability for routing.
+    pub(crate) fn build(g: vpngw_plane::GatewayIntent, cgw_ip: &HashMap<String, String>, health: &HashMap<String, ipsec::Health>) -> GatewayIntent {
+        let mut defs = Vec::new();
+        let mut unsupported = Vec::new();
+        let plan = ipsec::RoutePlan::new(&g.routes, health);
+        for (id, s) in &g.servers {
+            match ipsec::server_definition(id, s) {
+                Ok(d) => defs.push(d),
+                Err(u) => unsupported.push(u),
+            }
+        }
+        for (id, c) in &g.conns {
+            let (d, u) = ipsec::definitions(id, c, cgw_ip, &plan);
+            defs.extend(d);
+            unsupported.extend(u);
+        }
+        let mut gi = GatewayIntent {
+            vpc_addrs: g.vpc_cidrs.iter().filter_map(|n| n.hosts().next()).collect(),
+            vpc_cidrs: g.vpc_cidrs.iter().map(|n| n.to_string()).collect(),
+            id: g.id,
+            gw: g.gw,
+            conns: g.conns,
+            routes: g.routes,
+            servers: g.servers,
+            ssl: g.ssl,
+            defs,
+            unsupported,
+            frozen: g.frozen,
+            conn_digests: Vec::new(),
+            digest: String::new(),
+        };
+        gi.digests();
+        gi
+    }
+
     /// Each connection's intent digest, and the digest of everything this gateway's data plane
     /// must apply (computed once per pass).
     fn digests(&mut self) {
@@ -168,7 +205,10 @@ pub struct Reconciler {
     /// The intent digest applied, by gateway or connection id (reported to the sink too).
     applied: RwLock<HashMap<String, String>>,
     ssl: SslPlane,
-    clients: Mutex<HashMap<PathBuf, Client>>,
+    /// How charons are reached, and a command connection to each (by socket).
+    connector: Arc<dyn Connector>,
+    charons: Mutex<HashMap<PathBuf, Box<dyn Charon>>>,
+    timing: Timing,
     /// What each charon can negotiate, asked when vpngw connects to it.
     caps: Mutex<HashMap<PathBuf, Arc<Capabilities>>>,
     listeners: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
@@ -178,7 +218,7 @@ pub struct Reconciler {
     trap_rx: Mutex<mpsc::UnboundedReceiver<(PathBuf, u32)>>,
     /// Per socket: reqid → (definition, child) of definitions that wait for traffic.
     trap_map: Mutex<HashMap<PathBuf, TrapMap>>,
-    last_initiate: Mutex<HashMap<String, Instant>>,
+    last_initiate: std::sync::Mutex<HashMap<String, Instant>>,
     observed: Mutex<HashMap<String, Observation>>,
     /// When each connection was first seen down (for [`Reconciler::steady`]).
     down_since: std::sync::Mutex<HashMap<String, Instant>>,
@@ -192,20 +232,30 @@ pub struct Reconciler {
     diagnosing: Arc<Mutex<HashSet<String>>>,
 }
 
-/// How long a connection must stay down before its routes move to their standbys.
-const DOWN_GRACE: Duration = Duration::from_secs(3);
+/// The reconciler's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a connection must stay down before its routes move to their standbys.
+    pub down_grace: Duration,
+    /// How often an initiator re-initiates a tunnel that has no IKE_SA at all.
+    pub reinitiate: Duration,
+}
 
-/// Definitions loaded per pipelined batch of VICI requests.
-const LOAD_BATCH: usize = 64;
-
-/// How often an initiator re-initiates a tunnel that has no IKE_SA at all.
-const REINITIATE: Duration = Duration::from_secs(5);
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { down_grace: Duration::from_secs(3), reinitiate: Duration::from_secs(5) }
+    }
+}
 
 impl Reconciler {
-    /// Fails when the lab cannot start its charons (a missing binary or plugin).
-    /// A data plane that reads intent from `source` and reports to `sink`. Fails when the lab
-    /// cannot start its charons (a missing binary or plugin).
+    /// A data plane that reads intent from `source`, reports to `sink` and drives charons over
+    /// VICI. Fails when the lab cannot start its charons (a missing binary or plugin).
     pub fn new(source: Arc<dyn IntentSource>, sink: Arc<dyn ObservationSink>, cfg: DataPlaneConfig) -> Result<Arc<Reconciler>> {
+        Reconciler::with(source, sink, cfg, Arc::new(Vici), Timing::default())
+    }
+
+    /// The same, with charons reached through `connector` (a fake one in scenario tests).
+    pub fn with(source: Arc<dyn IntentSource>, sink: Arc<dyn ObservationSink>, cfg: DataPlaneConfig, connector: Arc<dyn Connector>, timing: Timing) -> Result<Arc<Reconciler>> {
         let lab = (cfg.mode == Mode::Lab).then(|| Arc::new(Lab::new(&cfg)));
         if let Some(lab) = &lab {
             lab.check()?;
@@ -226,7 +276,9 @@ impl Reconciler {
             live,
             applied: Default::default(),
             ssl,
-            clients: Default::default(),
+            connector,
+            charons: Default::default(),
+            timing,
             caps: Default::default(),
             listeners: Default::default(),
             events: Arc::new(Notify::new()),
@@ -307,40 +359,8 @@ impl Reconciler {
         let mut intent = self.source.intent().await?;
         let mut out = Vec::new();
         for g in std::mem::take(&mut intent.gateways) {
-            let mut defs = Vec::new();
-            let mut unsupported = Vec::new();
             let health: HashMap<String, ipsec::Health> = g.conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
-            let plan = ipsec::RoutePlan::new(&g.routes, &health);
-            for (id, s) in &g.servers {
-                match ipsec::server_definition(id, s) {
-                    Ok(d) => defs.push(d),
-                    Err(u) => unsupported.push(u),
-                }
-            }
-            for (id, c) in &g.conns {
-                let (d, u) = ipsec::definitions(id, c, &intent.customer_gateways, &plan);
-                defs.extend(d);
-                unsupported.extend(u);
-            }
-            let vpc_addrs = g.vpc_cidrs.iter().filter_map(|n| n.hosts().next()).collect();
-            let vpc_cidrs = g.vpc_cidrs.iter().map(|n| n.to_string()).collect();
-            let mut gi = GatewayIntent {
-                id: g.id,
-                gw: g.gw,
-                vpc_addrs,
-                vpc_cidrs,
-                conns: g.conns,
-                routes: g.routes,
-                servers: g.servers,
-                ssl: g.ssl,
-                defs,
-                unsupported,
-                frozen: g.frozen,
-                conn_digests: Vec::new(),
-                digest: String::new(),
-            };
-            gi.digests();
-            out.push(gi);
+            out.push(GatewayIntent::build(g, &intent.customer_gateways, &health));
         }
         Ok((out, intent))
     }
@@ -363,13 +383,14 @@ impl Reconciler {
         }
     }
 
-    /// A connection counts as down for routing only after it has been down for [`DOWN_GRACE`]:
+    /// A connection counts as down for routing only after it has been down for
+    /// [`Timing::down_grace`]:
     /// a re-negotiation (which a route change itself causes) must not move routes back and forth.
     fn steady(&self, id: &str, mut h: ipsec::Health) -> ipsec::Health {
         let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
         if h.established {
             down.remove(id);
-        } else if down.entry(id.to_string()).or_insert_with(Instant::now).elapsed() < DOWN_GRACE {
+        } else if down.entry(id.to_string()).or_insert_with(Instant::now).elapsed() < self.timing.down_grace {
             h.established = true;
         }
         h
@@ -436,14 +457,14 @@ impl Reconciler {
                 }
             }
             let mut outcome = self.converge(t, &gws).await;
-            if outcome.as_ref().is_err_and(|e| e.chain().any(|c| c.downcast_ref::<crate::vici::ViciError>().is_some_and(|v| matches!(v, crate::vici::ViciError::Io(_))))) {
+            if outcome.as_ref().is_err_and(disconnected) {
                 // A restarted charon: the cached connection is gone. Reconnect at once.
-                self.clients.lock().await.remove(&t.socket);
+                self.charons.lock().await.remove(&t.socket);
                 outcome = self.converge(t, &gws).await;
             }
             if let Err(e) = outcome {
                 tracing::warn!(socket = %t.socket.display(), error = format!("{e:#}"), "Could not converge a charon; its tunnels are unknown until the next pass.");
-                self.clients.lock().await.remove(&t.socket);
+                self.charons.lock().await.remove(&t.socket);
                 for g in &gws {
                     for (id, _) in &g.conns {
                         self.record(id, Observation { plane: Some(format!("unknown: {e:#}")), ..Default::default() }).await;
@@ -540,7 +561,7 @@ impl Reconciler {
             tracing::info!(gateway = %gone, "Removing a deleted gateway's namespace and charon.");
             lab.remove_gateway(&gone).await?;
             let sock = lab.gateway_dir(&gone).join("charon.vici");
-            self.clients.lock().await.remove(&sock);
+            self.charons.lock().await.remove(&sock);
             if let Some(l) = self.listeners.lock().await.remove(&sock) {
                 l.abort();
             }
@@ -585,164 +606,72 @@ impl Reconciler {
     /// Makes one charon hold exactly the definitions of these gateways, then observes it.
     async fn converge(&self, t: &Target, gws: &[&GatewayIntent]) -> Result<()> {
         self.ensure_listener(&t.socket).await;
-        let mut clients = self.clients.lock().await;
-        if !clients.contains_key(&t.socket) {
-            // A command connection registers once for the events its streaming commands send.
-            let mut c = Client::connect(&t.socket).await.with_context(|| format!("connect to {}", t.socket.display()))?;
-            c.register("list-conn").await?;
-            c.register("list-sa").await?;
+        let mut charons = self.charons.lock().await;
+        if !charons.contains_key(&t.socket) {
+            let mut c = self.connector.connect(&t.socket).await?;
             // A (re)connected charon may have been restarted with other plugins: ask again.
-            let caps = Capabilities::query(&mut c).await.with_context(|| format!("ask {} for its algorithms", t.socket.display()))?;
+            let caps = c.capabilities().await.with_context(|| format!("ask {} for its algorithms", t.socket.display()))?;
             self.report_caps(&t.socket, &caps).await;
             self.caps.lock().await.insert(t.socket.clone(), Arc::new(caps));
-            clients.insert(t.socket.clone(), c);
+            charons.insert(t.socket.clone(), c);
         }
         let caps = self.caps.lock().await.get(&t.socket).cloned().unwrap_or_default();
-        let client = clients.get_mut(&t.socket).context("client")?;
-        // A definition that needs an algorithm this charon lacks is not loaded: it would load,
-        // and then every negotiation would fail. It is reported as unsupported, with the reason.
-        let mut lacking: Vec<Unsupported> = Vec::new();
-        let mut desired: BTreeMap<&str, &ConnDef> = BTreeMap::new();
-        for d in gws.iter().flat_map(|g| g.defs.iter()) {
-            let esp: Vec<&str> = d.children.iter().map(|ch| ch.esp_proposal.as_str()).collect();
-            match capabilities::why_not(&caps, &d.ike_proposal, &esp) {
-                Some(reason) => lacking.push(Unsupported { conn_id: d.conn_id.clone(), key: d.key.clone(), reason }),
-                None => {
-                    desired.insert(d.name.as_str(), d);
-                }
-            }
-        }
-        for u in &lacking {
+        let charon = charons.get_mut(&t.socket).context("charon")?;
+        let desired = plan::desired(gws.iter().flat_map(|g| g.defs.iter()), &caps, t.keep_unknown);
+        for u in &desired.withheld {
             if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
                 tracing::warn!(connection = %u.conn_id, tunnel = %u.key, reason = %u.reason, "This charon cannot negotiate the connection; it is not loaded and stays ike_sa_not_established.");
             }
         }
-        let (conns, _) = client.stream("list-conns", Some("list-conn"), Message::new()).await?;
-        let loaded: HashSet<String> = conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect();
 
-        // Deletes before adds: a changed tunnel's old definition goes first. It is unloaded
-        // before its SAs are closed, so that the peer, re-initiating at once, cannot land a new
-        // IKE_SA on it in between.
-        // While a stored document cannot be read, a definition named after no readable tunnel
-        // may be one of its tunnels: it stays. One whose tunnel is known but changed is replaced.
-        let known: HashSet<&str> = desired.values().map(|d| d.key.as_str()).chain(lacking.iter().map(|u| u.key.as_str())).collect();
-        let unknown = |n: &str| t.keep_unknown && !known.contains(ipsec::key_of(n));
-        for stale in loaded.iter().filter(|n| !desired.contains_key(n.as_str()) && !unknown(n)) {
+        // Deletes before adds: a changed tunnel's old definition goes first.
+        let changes = plan::changes(&desired, &charon.loaded().await?);
+        for stale in &changes.unload {
             tracing::info!(definition = %stale, "Unloading a stale definition.");
-            client.call("unload-conn", Message::new().kv("name", stale)).await?;
-            let _ = client.call("terminate", Message::new().kv("ike", stale).kv("force", "yes").kv("timeout", "-1")).await;
-            let _ = client.call("unload-shared", Message::new().kv("id", stale)).await;
-            if stale.starts_with("iss-") {
-                let _ = client.call("unload-pool", Message::new().kv("name", format!("{stale}-pool"))).await;
-            }
+            charon.unload(stale).await?;
         }
-        let missing: Vec<&ConnDef> = desired.iter().filter(|(n, _)| !loaded.contains(**n)).map(|(_, d)| *d).collect();
-        let mut just_loaded = HashSet::new();
-        for chunk in missing.chunks(LOAD_BATCH) {
-            let mut reqs = Vec::with_capacity(chunk.len() * 2);
-            for d in chunk {
-                tracing::info!(definition = %d.name, connection = %d.conn_id, "Loading a definition.");
-                reqs.push(("load-shared", d.load_shared()));
-                if let Some(pool) = d.load_pool() {
-                    reqs.push(("load-pool", pool));
-                }
-                reqs.push(("load-conn", d.load_conn()));
-            }
-            let mut answers = client.call_many(reqs).await?.into_iter();
-            for d in chunk {
-                let n = if d.pool.is_some() { 3 } else { 2 };
-                for a in answers.by_ref().take(n) {
-                    if let Err(e) = a {
-                        anyhow::bail!("load {}: {e}", d.name);
-                    }
-                }
-                just_loaded.insert(d.name.clone());
-            }
+        for d in &changes.load {
+            tracing::info!(definition = %d.name, connection = %d.conn_id, "Loading a definition.");
         }
+        if !changes.load.is_empty() {
+            charon.load(&changes.load).await?;
+        }
+        let just_loaded: HashSet<String> = changes.load.iter().map(|d| d.name.clone()).collect();
 
-        let (sas, _) = client.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
-        let mut states = ipsec::sa_states(&sas);
-        // An IKE_SA still named after a definition that is gone (one that landed on it while it
-        // was being replaced) is closed: charon would otherwise put the new definition's
-        // CHILD_SAs under it, where no status is read. Its tunnel is negotiated afresh.
-        for (name, sa) in ipsec::take_orphans(&mut states, |n| desired.contains_key(n) || unknown(n)) {
-            for id in &sa.ike_ids {
-                tracing::info!(definition = %name, ike_sa = %id, "Closing an IKE_SA of a definition that is no longer loaded.");
-                let _ = client.call("terminate", Message::new().kv("ike-id", id).kv("force", "yes").kv("timeout", "-1")).await;
-            }
-            let key = ipsec::key_of(&name);
-            just_loaded.extend(desired.values().filter(|d| d.key == key).map(|d| d.name.clone()));
-        }
-        // Initiators: initiate what was just loaded; re-initiate a tunnel without an IKE_SA, and
-        // a CHILD_SA that is missing under an established IKE_SA (a child can fail alone).
-        for d in desired.values().filter(|d| d.initiate) {
-            let state = states.get(&d.name);
-            let fresh = just_loaded.contains(&d.name);
-            let mut requests = Vec::new();
-            if !state.is_some_and(|s| s.present) {
-                if self.may_initiate(&d.name, fresh).await {
-                    requests.extend(d.children.iter().map(|ch| Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1")));
-                    if d.children.is_empty() {
-                        requests.push(Message::new().kv("ike", &d.name).kv("timeout", "-1"));
-                    }
-                }
-            } else if let Some(sa) = state.filter(|s| s.ike_established) {
-                for ch in d.children.iter().filter(|ch| !sa.installed.contains(&ch.name)) {
-                    if self.may_initiate(&ch.name, false).await {
-                        requests.push(Message::new().kv("child", &ch.name).kv("ike", &d.name).kv("timeout", "-1"));
-                    }
-                }
-            }
-            for m in requests {
-                if let Err(e) = client.call("initiate", m).await {
-                    tracing::debug!(definition = %d.name, error = %e, "initiate");
-                }
-            }
-        }
-        // An IPsec server's clients share the gateway's SslConnections with SSL-VPN clients: the
-        // newest clients past it are turned away.
-        for g in gws {
-            let ssl_online: usize = g.ssl.iter().map(|(id, _, _)| self.ssl.observed.clients(id).len()).sum();
-            for (id, _) in &g.servers {
-                let Some(sa) = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)) else { continue };
+        let mut states = charon.sas().await?;
+        // An IPsec server's clients share the gateway's SslConnections with SSL-VPN clients.
+        let servers: Vec<(String, usize)> = gws
+            .iter()
+            .flat_map(|g| {
+                let ssl_online: usize = g.ssl.iter().map(|(id, _, _)| self.ssl.observed.clients(id).len()).sum();
                 let max = (g.gw.ssl_connections as usize).saturating_sub(ssl_online);
-                let mut clients = sa.established.clone();
-                clients.sort();
-                for (_, unique) in clients.iter().take(clients.len().saturating_sub(max)) {
-                    tracing::info!(ipsec_server = %id, ike_sa = %unique, max, "Refusing a client past the gateway's SslConnections.");
-                    let _ = client.call("terminate", Message::new().kv("ike-id", unique).kv("force", "yes").kv("timeout", "-1")).await;
-                }
+                g.servers.iter().map(move |(id, _)| (id.clone(), max))
+            })
+            .collect();
+        let acts = plan::sa_actions(&desired, &mut states, &just_loaded, &servers, |name, fresh| self.may_initiate(name, fresh));
+        for (name, id) in &acts.close {
+            tracing::info!(definition = %name, ike_sa = %id, "Closing an IKE_SA of a definition that is no longer loaded.");
+            charon.terminate(id).await;
+        }
+        for (ike, child) in &acts.initiate {
+            charon.initiate(ike, child.as_deref()).await;
+        }
+        for (server, id) in &acts.refuse {
+            tracing::info!(ipsec_server = %server, ike_sa = %id, "Refusing a client past the gateway's SslConnections.");
+            charon.terminate(id).await;
+        }
+        let traps = ipsec::trap_reqids(&desired.defs.values().copied().collect::<Vec<_>>());
+        self.trap_map.lock().await.insert(t.socket.clone(), traps);
+        drop(charons);
+
+        let plan::Observed { servers, conns } = plan::observations(gws, &desired, &states);
+        for (id, online) in servers {
+            if let Err(e) = self.sink.ipsec_server(&id, online).await {
+                tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
             }
         }
-        let traps = ipsec::trap_reqids(&desired.values().copied().collect::<Vec<_>>());
-        self.trap_map.lock().await.insert(t.socket.clone(), traps);
-        drop(clients);
-
-        // Observe: an IPsec server's online clients, one status per tunnel, straight from the SAs.
-        for g in gws {
-            for (id, _) in &g.servers {
-                let max = g.gw.ssl_connections;
-                let online = g.defs.iter().find(|d| &d.key == id).and_then(|d| states.get(&d.name)).map(|s| s.established_count.min(max)).unwrap_or(0);
-                if let Err(e) = self.sink.ipsec_server(id, online).await {
-                    tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
-                }
-            }
-            for (id, c) in &g.conns {
-                // What this strongSwan cannot negotiate is recorded as such, not as converged.
-                let unsupported: BTreeMap<String, String> = g.unsupported.iter().chain(&lacking).filter(|u| &u.conn_id == id).map(|u| (u.key.clone(), u.reason.clone())).collect();
-                let plane = match unsupported.values().next() {
-                    Some(reason) => format!("unsupported: {reason}"),
-                    None => "converged".into(),
-                };
-                let mut o = Observation { plane: Some(plane), unsupported, ..Default::default() };
-                let st = |key: &str| desired.values().find(|d| d.key == key).map(|d| ipsec::status_of(d, states.get(&d.name))).unwrap_or(status::IKE_DOWN).to_string();
-                if c.dual() {
-                    o.tunnels = c.tunnels.iter().map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
-                } else {
-                    o.status = st(id);
-                }
-                self.record(id, o).await;
-            }
+        for (id, o) in conns {
+            self.record(&id, o).await;
         }
         Ok(())
     }
@@ -770,9 +699,9 @@ impl Reconciler {
         );
     }
 
-    async fn may_initiate(&self, name: &str, fresh: bool) -> bool {
-        let mut last = self.last_initiate.lock().await;
-        let due = fresh || last.get(name).is_none_or(|t| t.elapsed() >= REINITIATE);
+    fn may_initiate(&self, name: &str, fresh: bool) -> bool {
+        let mut last = self.last_initiate.lock().unwrap_or_else(|e| e.into_inner());
+        let due = fresh || last.get(name).is_none_or(|t| t.elapsed() >= self.timing.reinitiate);
         if due {
             last.insert(name.to_string(), Instant::now());
         }
@@ -799,15 +728,12 @@ impl Reconciler {
     /// Traffic hit a trap policy that libipsec cannot turn into an acquire: initiate its child.
     async fn on_trap(&self, socket: PathBuf, reqid: u32) {
         let Some((ike, child)) = self.trap_map.lock().await.get(&socket).and_then(|m| m.get(&reqid).cloned()) else { return };
-        if !self.may_initiate(&child, false).await {
+        if !self.may_initiate(&child, false) {
             return;
         }
         tracing::info!(definition = %ike, child = %child, "Traffic for a tunnel that waits for it: negotiating.");
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get_mut(&socket) {
-            if let Err(e) = c.call("initiate", Message::new().kv("child", &child).kv("ike", &ike).kv("timeout", "-1")).await {
-                tracing::debug!(error = %e, "initiate on traffic");
-            }
+        if let Some(c) = self.charons.lock().await.get_mut(&socket) {
+            c.initiate(&ike, Some(&child)).await;
         }
     }
 
@@ -817,7 +743,7 @@ impl Reconciler {
         if listeners.get(socket).is_some_and(|h| !h.is_finished()) {
             return;
         }
-        let (sock, events, traps) = (socket.clone(), self.events.clone(), self.traps.clone());
+        let (sock, events, traps, connector) = (socket.clone(), self.events.clone(), self.traps.clone(), self.connector.clone());
         listeners.insert(
             socket.clone(),
             tokio::spawn(async move {
@@ -826,7 +752,7 @@ impl Reconciler {
                 let mut backoff = Duration::from_millis(10);
                 loop {
                     let connected = Instant::now();
-                    if let Err(e) = listen(&sock, &events, &traps).await {
+                    if let Err(e) = connector.listen(&sock, &events, &traps).await {
                         tracing::debug!(socket = %sock.display(), error = %e, "Event connection closed; reconnecting.");
                     }
                     events.notify_one();
@@ -841,23 +767,4 @@ impl Reconciler {
 /// Whether a connection's failed health check (policy revoke_route) withdraws its routes.
 fn revoked(conns: &[(String, VpnConnection)], id: &str) -> bool {
     conns.iter().find(|(c, _)| c == id).is_some_and(|(_, c)| ipsec::Health::of(c).revoked)
-}
-
-async fn listen(socket: &std::path::Path, events: &Notify, traps: &mpsc::UnboundedSender<(PathBuf, u32)>) -> crate::vici::Result<()> {
-    let mut c = Client::connect(socket).await?;
-    for e in ["ike-updown", "child-updown", "ike-rekey", "child-rekey", "log"] {
-        c.register(e).await?;
-    }
-    events.notify_one();
-    loop {
-        let (name, msg) = c.next_event().await?;
-        if name == "log" {
-            if let Some(reqid) = ipsec::dropped_reqid(msg.str("msg")) {
-                let _ = traps.send((socket.to_path_buf(), reqid));
-            }
-            continue;
-        }
-        tracing::debug!(event = %name, "charon event.");
-        events.notify_one();
-    }
 }
