@@ -31,6 +31,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify};
 
 use crate::config::DataPlaneConfig;
+pub use crate::process::{alive, kill_pid_file, spawn_detached};
+use crate::process::{read_pid, run};
 
 /// The address every node's default route points at (on the internet side of its link).
 const UPLINK: &str = "169.254.0.1";
@@ -38,14 +40,6 @@ const UPLINK: &str = "169.254.0.1";
 /// Runs `ip` with these arguments.
 pub async fn ip(args: &[&str]) -> Result<String> {
     run("ip", args).await
-}
-
-async fn run(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new(cmd).args(args).output().await.with_context(|| format!("run {cmd}"))?;
-    if !out.status.success() {
-        bail!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `ip` where "already exists" counts as success.
@@ -79,18 +73,6 @@ fn plugin_package(plugin: &str) -> &'static str {
         }
         _ => "libstrongswan-extra-plugins (where gcrypt, curve25519 and the other extra plugins are)",
     }
-}
-
-/// Whether a process is alive (and not a zombie).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !matches!(s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z") | Some("X")),
-        Err(_) => false,
-    }
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// What a gateway's VPC sees of it (see [`Lab::ensure_vpc_routes`]).
@@ -492,13 +474,13 @@ impl Lab {
         std::fs::read_dir(self.run_dir.join("gw")).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
     }
 
-    /// Removes everything of this lab: charons, namespaces, files.
+    /// Removes everything of this lab: charons, namespaces, files (its OpenVPN servers are
+    /// the SSL-VPN plane's to stop: [`crate::sslvpn::stop_all`]).
     pub async fn teardown(&self) -> Result<()> {
         let keys: Vec<String> = self.charons.lock().await.keys().cloned().collect();
         for k in keys {
             self.stop_charon(&k).await;
         }
-        crate::sslvpn::stop_all(&self.run_dir.join("ssl")).await;
         for sub in ["gw", "site"] {
             if let Ok(d) = std::fs::read_dir(self.run_dir.join(sub)) {
                 for e in d.flatten() {
@@ -541,34 +523,6 @@ impl Lab {
         let _ = std::fs::remove_dir_all(self.site_dir(name));
         Ok(())
     }
-}
-
-/// Starts a daemon that outlives vpngw: in its own process group (a signal to vpngw's group
-/// does not reach it), output appended to `out`, its pid written to `pid_file`. The child is
-/// reaped by tokio's orphan reaper once dropped; liveness is read from /proc ([`alive`]).
-pub fn spawn_detached(mut cmd: tokio::process::Command, out: &Path, pid_file: &Path) -> Result<u32> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(out).with_context(|| format!("open {}", out.display()))?;
-    let child = cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0).spawn()?;
-    let pid = child.id().context("the process has no pid")?;
-    std::fs::write(pid_file, pid.to_string())?;
-    Ok(pid)
-}
-
-/// Stops the process a pid file names (TERM, then KILL after 2 s) and removes the file.
-pub async fn kill_pid_file(path: &Path) {
-    if let Some(pid) = read_pid(path).filter(|p| alive(*p)) {
-        let _ = run("kill", &["-TERM", &pid.to_string()]).await;
-        for _ in 0..40 {
-            if !alive(pid) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if alive(pid) {
-            let _ = run("kill", &["-KILL", &pid.to_string()]).await;
-        }
-    }
-    let _ = std::fs::remove_file(path);
 }
 
 /// Waits until a Unix socket accepts connections.

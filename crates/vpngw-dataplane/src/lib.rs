@@ -10,6 +10,7 @@ pub mod ipsec;
 pub mod lab;
 pub mod logs;
 pub mod plan;
+pub mod process;
 pub mod reconciler;
 #[cfg(test)]
 mod scenarios;

@@ -31,7 +31,7 @@ use vpngw_model::pki;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
 use vpngw_plane::IntentSource;
 
-use crate::lab::{alive, kill_pid_file, spawn_detached};
+use crate::process::{alive, kill_pid_file, spawn_detached};
 
 /// How long a server's CRL is valid (it is re-signed whenever a certificate is revoked).
 const CRL_VALIDITY: Duration = Duration::from_secs(20 * 365 * 86400);
@@ -369,7 +369,7 @@ pub async fn stop(dir: &Path) {
     kill_pid_file(&dir.join("openvpn.pid")).await;
 }
 
-/// Stops every OpenVPN under `root` (lab teardown).
+/// Stops every OpenVPN under `root` (when vpngw stops without `persist`, and `vpngw lab down`).
 pub async fn stop_all(root: &Path) {
     if let Ok(d) = std::fs::read_dir(root) {
         for e in d.flatten() {

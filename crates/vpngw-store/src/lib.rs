@@ -3,7 +3,7 @@
 //! One [`Store`] trait, at the level of the domain (resources of a [`Kind`] in an account's
 //! region, their tags, ClientToken results, scheduled lifecycle tasks, accounts and keys), and
 //! its SQLite backend ([`sqlite::SqliteStore`]). Handlers only ever see the trait, so a
-//! PostgreSQL backend can follow without touching them; [`conformance`] is the suite every
+//! PostgreSQL backend can follow without touching them; `conformance.rs` (test code) is the suite every
 //! backend must pass.
 //!
 //! What we store: intent (every resource as its handler wrote it), identity (accounts, keys),
@@ -18,7 +18,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-pub mod conformance;
+#[cfg(test)]
+mod conformance;
 pub mod sqlite;
 
 /// The kinds of resources the store holds.

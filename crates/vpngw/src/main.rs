@@ -267,7 +267,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = common.load()?;
             let lab = std::sync::Arc::new(vpngw_dataplane::lab::Lab::new(&cfg.dataplane));
             match cmd {
-                LabCmd::Down => lab.teardown().await?,
+                LabCmd::Down => {
+                    vpngw_dataplane::sslvpn::stop_all(&cfg.dataplane.run_dir().join("ssl")).await;
+                    lab.teardown().await?
+                }
                 LabCmd::Site { cmd: SiteCmd::Create { name, ip, subnet, swanctl } } => {
                     lab.check()?;
                     let sock = lab.create_site(&name, &[ip], &[subnet]).await?;
