@@ -143,7 +143,7 @@ def test_a_road_warrior_gets_an_address_from_the_pool_and_reaches_local_subnet()
         lab.stop()
 
 
-CERTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "crates", "vpngw", "tests", "fixtures", "certs")
+CERTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "crates", "vpngw-server", "tests", "fixtures", "certs")
 
 
 def import_cert(server, name, kind, account="alice"):

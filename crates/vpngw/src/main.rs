@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use vpngw::config::Config;
-use vpngw::server;
+use vpngw_server::config::Config;
+use vpngw_server::server;
 use vpngw_store::Store;
 
 /// glibc malloc's arena locks and consolidation were the largest cost of a request under load
@@ -83,9 +83,9 @@ enum Command {
         what: String,
     },
     /// Runs the benchmark and prints a table.
-    Bench(vpngw::bench::BenchArgs),
+    Bench(vpngw_bench::api::BenchArgs),
     /// Runs the IPsec data-plane benchmark in a lab (root, strongSwan) and prints a table.
-    BenchDataplane(vpngw::bench_dataplane::DataPlaneBenchArgs),
+    BenchDataplane(vpngw_bench::dataplane::DataPlaneBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
             let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("read {}", cert.display()))?;
             let key_pem = std::fs::read_to_string(&key).with_context(|| format!("read {}", key.display()))?;
-            let c = vpngw::cert::check(&cert_pem, &key_pem, &kind)?;
+            let c = vpngw_server::cert::check(&cert_pem, &key_pem, &kind)?;
             println!(
                 "{} certificate {:?} ({}), valid until {}",
                 c.certificate_type,
@@ -261,8 +261,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = vpngw_service::handlers::import_certificate(store.as_ref(), &sealer, acc.id, c).await?;
             println!("{id}");
         }
-        Command::Bench(args) => vpngw::bench::run(args).await?,
-        Command::BenchDataplane(args) => vpngw::bench_dataplane::run(args).await?,
+        Command::Bench(args) => vpngw_bench::api::run(args).await?,
+        Command::BenchDataplane(args) => vpngw_bench::dataplane::run(args).await?,
         Command::Lab { cmd, common } => {
             let cfg = common.load()?;
             let lab = std::sync::Arc::new(vpngw_dataplane::lab::Lab::new(&cfg.dataplane));

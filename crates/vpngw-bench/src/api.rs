@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::client::{Client, Scheme, Tweak};
-use crate::config::{AccountConfig, Config};
+use vpngw_server::client::{Client, Scheme, Tweak};
+use vpngw_server::config::{AccountConfig, Config};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -317,8 +317,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let cfg = bench_config(&dir);
-    let store = crate::server::open_store(&cfg.data_dir)?;
-    let running = crate::server::start(&cfg, store).await?;
+    let store = vpngw_server::server::open_store(&cfg.data_dir)?;
+    let running = vpngw_server::server::start(&cfg, store).await?;
     let endpoint = running.addr.to_string();
     let client = Client::new(endpoint.clone(), "BENCHAK", "benchsecret", Scheme::Acs3);
 

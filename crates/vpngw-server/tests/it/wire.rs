@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use sha2::{Digest, Sha256};
-use vpngw::client::Scheme;
 use vpngw_api::sign::{self, SignedRequest};
+use vpngw_server::client::Scheme;
 
 use super::Harness;
 
@@ -68,11 +68,11 @@ fn futures_stream(items: Vec<Result<Frame<Bytes>, std::io::Error>>) -> impl futu
 async fn a_body_over_the_limit_is_refused_before_anything_is_read() {
     let h = Harness::start("toolarge").await;
     let endpoint = h.running.addr.to_string();
-    let body = vec![b'a'; vpngw::http::MAX_BODY + 1];
+    let body = vec![b'a'; vpngw_server::http::MAX_BODY + 1];
     let req = hyper::Request::post(format!("http://{endpoint}/?Action=DescribeRegions&Version=2016-04-28"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(http_body_util::Full::new(Bytes::from(body)))
         .unwrap();
-    let client = vpngw::client::Client::new(endpoint, "", "", Scheme::Acs3);
+    let client = vpngw_server::client::Client::new(endpoint, "", "", Scheme::Acs3);
     assert_eq!(client.send(req).await.unwrap().status, 413);
 }

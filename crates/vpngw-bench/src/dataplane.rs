@@ -24,7 +24,7 @@ use vpngw_dataplane::ipsec::{ChildDef, ConnDef};
 use vpngw_dataplane::lab::{swanctl_load, Lab};
 use vpngw_dataplane::vici::{self, Client as Vici, Message};
 
-use crate::client::{Client, Scheme};
+use vpngw_server::client::{Client, Scheme};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataPlaneBenchArgs {
@@ -187,13 +187,13 @@ impl Bench {
 pub async fn run(args: DataPlaneBenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vpngw-bench-dp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = crate::bench::bench_config(&dir);
+    let mut cfg = crate::api::bench_config(&dir);
     cfg.dataplane.mode = Mode::Lab;
     cfg.dataplane.lab_name = format!("bench{}", std::process::id() % 10000);
     cfg.dataplane.reconcile_interval_ms = 1000;
     cfg.dataplane.persist = std::env::var_os("VPNGW_BENCH_KEEP").is_some();
-    let store = crate::server::open_store(&cfg.data_dir)?;
-    let running = crate::server::start(&cfg, store).await?;
+    let store = vpngw_server::server::open_store(&cfg.data_dir)?;
+    let running = vpngw_server::server::start(&cfg, store).await?;
     let client = Client::new(running.addr.to_string(), "BENCHAK", "benchsecret", Scheme::Acs3);
     let lab = Arc::new(Lab::new(&cfg.dataplane));
     let result = bench(&args, client, lab.clone(), dir.clone()).await;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use vpngw::client::{Client, Scheme, Tweak};
-use vpngw::config::{AccountConfig, Config};
-use vpngw::server;
+use vpngw_server::client::{Client, Scheme, Tweak};
+use vpngw_server::config::{AccountConfig, Config};
+use vpngw_server::server;
 
 mod wire;
 
