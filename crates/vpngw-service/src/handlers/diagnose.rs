@@ -4,7 +4,7 @@
 //! tunnels), TunnelIds names tunnels; with neither, every connection of VpnGatewayId (or of the
 //! region) is diagnosed. A tunnel whose IPsec SA is up is `Normal`; otherwise the newest failure
 //! its charon logged in the last ten minutes is reported with the documented fields. The
-//! FailedReasonCode values are vpngw's own (the documents list none); ARCHITECTURE.md has them.
+//! FailedReasonCode values are vpngw's own (the documents list none); docs/dataplane.md lists them.
 
 use std::collections::HashMap;
 
