@@ -14,6 +14,7 @@ pub mod pki;
 pub mod plane;
 pub mod proposal;
 pub mod route;
+pub mod rules;
 pub mod secret;
 pub mod ssl_vpn;
 pub mod vpc;

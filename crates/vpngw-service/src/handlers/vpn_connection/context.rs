@@ -3,16 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-
-pub(super) fn selectors_overlap(a: &VpnConnection, b: &VpnConnection) -> bool {
-    a.local_subnet.iter().any(|al| b.local_subnet.iter().any(|bl| overlaps(al, bl))) && a.remote_subnet.iter().any(|ar| b.remote_subnet.iter().any(|br| overlaps(ar, br)))
-}
-
-/// IKE settings that must agree between connections of one gateway and customer gateway.
-pub(super) fn same_ike(a: &IkeCfg, b: &IkeCfg) -> bool {
-    (&a.psk, &a.ike_version, &a.ike_mode, &a.ike_enc_alg, &a.ike_auth_alg, &a.ike_pfs, a.ike_lifetime)
-        == (&b.psk, &b.ike_version, &b.ike_mode, &b.ike_enc_alg, &b.ike_auth_alg, &b.ike_pfs, b.ike_lifetime)
-}
+use vpngw_model::rules::{self, ModelError};
 
 /// What a connection's checks need to know about its gateway.
 pub(super) struct GatewayView {
@@ -64,36 +55,21 @@ pub(super) async fn related(req: &Req<'_>, gateway_id: &str, c: &VpnConnection, 
     Ok((found.into_values().collect(), others_bgp))
 }
 
-/// The rules that compare a connection with the gateway's other connections (`others` holds at
-/// least those sharing a customer gateway and those with BGP).
+/// The rules that compare a connection with the gateway's other connections (the model's
+/// [`rules::siblings`]), in the error table's codes.
 pub(super) fn check_against_siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), ApiError> {
-    for o in others {
-        for (cgw, ike) in c.endpoints() {
-            for (ocgw, oike) in o.endpoints() {
-                if cgw == ocgw {
-                    if !same_ike(ike, oike) {
-                        return Err(ApiError::new(Code::SameVpnAndCgwDifferentIkeConfigs));
-                    }
-                    if selectors_overlap(c, o) {
-                        return Err(ApiError::new(Code::SameVpnAndCgwTrafficSelectorOverlap));
-                    }
-                }
-            }
-        }
-        for tc in c.tunnel_cidrs() {
-            if o.tunnel_cidrs().iter().any(|x| overlaps(x, tc)) {
-                return Err(ApiError::msg(Code::IllegalTunnelCidr, "The specified TunnelCidr is invalid: another IPsec connection of the VPN gateway uses it."));
-            }
-        }
-        if o.bgp_enabled() && !c.bgp_enabled() {
-            return Err(ApiError::new(Code::IllegalEnableBgp));
-        }
+    rules::siblings(c, others).map_err(model_error)
+}
+
+/// The code of the one error table for a rule of the model.
+pub(crate) fn model_error(e: ModelError) -> ApiError {
+    match e {
+        ModelError::SameCustomerGatewayOtherIke => ApiError::new(Code::SameVpnAndCgwDifferentIkeConfigs),
+        ModelError::SameCustomerGatewaySelectorsOverlap => ApiError::new(Code::SameVpnAndCgwTrafficSelectorOverlap),
+        ModelError::TunnelCidrInUse => ApiError::msg(Code::IllegalTunnelCidr, "The specified TunnelCidr is invalid: another IPsec connection of the VPN gateway uses it."),
+        ModelError::TunnelCidrsOverlap => ApiError::new(Code::IllegalTunnelCidr),
+        ModelError::BgpOffBesideBgp => ApiError::new(Code::IllegalEnableBgp),
     }
-    let cidrs = c.tunnel_cidrs();
-    if cidrs.len() == 2 && overlaps(cidrs[0], cidrs[1]) {
-        return Err(ApiError::new(Code::IllegalTunnelCidr));
-    }
-    Ok(())
 }
 
 /// Every tunnel's BGP follows EnableTunnelsBgp, and its IKE and BGP settings must suit its

@@ -242,12 +242,7 @@ pub(crate) fn subnets(v: &str, code: Code) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-pub(crate) fn overlaps(a: &str, b: &str) -> bool {
-    match (a.parse::<Ipv4Net>(), b.parse::<Ipv4Net>()) {
-        (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
-        _ => false,
-    }
-}
+pub(crate) use vpngw_model::rules::overlaps;
 
 pub(super) fn default_ike(national: bool, local_id: &str, remote_id: &str) -> IkeCfg {
     IkeCfg {

@@ -1,0 +1,82 @@
+//! Rules that are functions of the model alone. They answer with a [`ModelError`]; the service
+//! maps each to its code of the one error table.
+
+use crate::connection::{IkeCfg, VpnConnection};
+
+/// Why a rule refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelError {
+    /// Two connections of one gateway to one customer gateway with other IKE settings.
+    SameCustomerGatewayOtherIke,
+    /// Two connections of one gateway to one customer gateway whose selectors overlap.
+    SameCustomerGatewaySelectorsOverlap,
+    /// A TunnelCidr that another connection of the gateway uses.
+    TunnelCidrInUse,
+    /// The two tunnels of a dual-tunnel connection with overlapping TunnelCidrs.
+    TunnelCidrsOverlap,
+    /// BGP is off while another connection of the gateway has it on.
+    BgpOffBesideBgp,
+}
+
+/// Whether two CIDR blocks overlap (false when either is not one).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    match (a.parse::<ipnet::Ipv4Net>(), b.parse::<ipnet::Ipv4Net>()) {
+        (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
+        _ => false,
+    }
+}
+
+/// Whether two connections' traffic selectors overlap on both sides.
+pub fn selectors_overlap(a: &VpnConnection, b: &VpnConnection) -> bool {
+    a.local_subnet.iter().any(|al| b.local_subnet.iter().any(|bl| overlaps(al, bl))) && a.remote_subnet.iter().any(|ar| b.remote_subnet.iter().any(|br| overlaps(ar, br)))
+}
+
+/// IKE settings that must agree between connections of one gateway and customer gateway.
+pub fn same_ike(a: &IkeCfg, b: &IkeCfg) -> bool {
+    (&a.psk, &a.ike_version, &a.ike_mode, &a.ike_enc_alg, &a.ike_auth_alg, &a.ike_pfs, a.ike_lifetime)
+        == (&b.psk, &b.ike_version, &b.ike_mode, &b.ike_enc_alg, &b.ike_auth_alg, &b.ike_pfs, b.ike_lifetime)
+}
+
+/// The rules that compare a connection with the gateway's other connections (`others` holds at
+/// least those sharing a customer gateway and those with BGP).
+pub fn siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), ModelError> {
+    for o in others {
+        for (cgw, ike) in c.endpoints() {
+            for (ocgw, oike) in o.endpoints() {
+                if cgw == ocgw {
+                    if !same_ike(ike, oike) {
+                        return Err(ModelError::SameCustomerGatewayOtherIke);
+                    }
+                    if selectors_overlap(c, o) {
+                        return Err(ModelError::SameCustomerGatewaySelectorsOverlap);
+                    }
+                }
+            }
+        }
+        for tc in c.tunnel_cidrs() {
+            if o.tunnel_cidrs().iter().any(|x| overlaps(x, tc)) {
+                return Err(ModelError::TunnelCidrInUse);
+            }
+        }
+        if o.bgp_enabled() && !c.bgp_enabled() {
+            return Err(ModelError::BgpOffBesideBgp);
+        }
+    }
+    let cidrs = c.tunnel_cidrs();
+    if cidrs.len() == 2 && overlaps(cidrs[0], cidrs[1]) {
+        return Err(ModelError::TunnelCidrsOverlap);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_overlap_when_one_holds_the_other() {
+        assert!(overlaps("10.0.0.0/8", "10.1.0.0/16") && overlaps("10.1.0.0/16", "10.0.0.0/8"));
+        assert!(!overlaps("10.1.0.0/16", "10.2.0.0/16"));
+        assert!(!overlaps("10.1.0.0/16", "not a cidr"));
+    }
+}
