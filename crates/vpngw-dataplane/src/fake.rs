@@ -10,7 +10,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
-use vpngw_model::connection::VpnConnection;
+use vpngw_model::connection::{NegotiationStatus, VpnConnection};
 use vpngw_model::diagnosis::DiagnoseItem;
 use vpngw_model::gateway::VpnGateway;
 use vpngw_plane::{Intent, IntentSource, Observation, ObservationSink, PendingDiagnosis};
@@ -273,11 +273,12 @@ pub struct FakeStore {
 }
 
 impl FakeStore {
-    pub fn status(&self, id: &str) -> String {
-        self.observed.lock().unwrap().get(id).map(|o| o.status.clone()).unwrap_or_default()
+    /// The status last observed (`None`: none yet).
+    pub fn status(&self, id: &str) -> Option<NegotiationStatus> {
+        self.observed.lock().unwrap().get(id).and_then(|o| o.status)
     }
-    pub fn tunnel_status(&self, conn: &str, tunnel: &str) -> String {
-        self.observed.lock().unwrap().get(conn).and_then(|o| o.tunnels.get(tunnel).cloned()).unwrap_or_default()
+    pub fn tunnel_status(&self, conn: &str, tunnel: &str) -> Option<NegotiationStatus> {
+        self.observed.lock().unwrap().get(conn).and_then(|o| o.tunnels.get(tunnel).copied())
     }
     pub fn plane(&self, id: &str) -> String {
         self.observed.lock().unwrap().get(id).and_then(|o| o.plane.clone()).unwrap_or_default()
@@ -297,12 +298,12 @@ impl FakeStore {
 }
 
 fn apply(c: &mut VpnConnection, o: &Observation) {
-    if !o.status.is_empty() {
-        c.status = o.status.clone();
+    if let Some(s) = o.status {
+        c.status = s;
     }
     for t in &mut c.tunnels {
         if let Some(s) = o.tunnels.get(&t.tunnel_id) {
-            t.status = s.clone();
+            t.status = *s;
         }
     }
     if let Some(h) = &o.health {

@@ -146,7 +146,7 @@ pub struct Health {
 
 impl Health {
     pub fn of(c: &VpnConnection) -> Health {
-        let up = |s: &str| s != status::IKE_DOWN;
+        let up = |s: &status::NegotiationStatus| *s != status::IKE_DOWN;
         let established = if c.dual() { c.tunnels.iter().any(|t| up(&t.status)) } else { up(&c.status) };
         let revoked = c.health.enable && c.health.policy == "revoke_route" && c.health_status == "failed";
         Health { established, revoked }
@@ -443,7 +443,7 @@ pub fn take_orphans(states: &mut HashMap<String, SaState>, desired: impl Fn(&str
 const PHASE2_GRACE_SECS: u64 = 5;
 
 /// The API status of a definition from its SAs.
-pub fn status_of(def: &ConnDef, sa: Option<&SaState>) -> &'static str {
+pub fn status_of(def: &ConnDef, sa: Option<&SaState>) -> status::NegotiationStatus {
     let Some(sa) = sa.filter(|s| s.ike_established) else { return status::IKE_DOWN };
     if def.children.iter().all(|ch| sa.installed.iter().any(|n| n == &ch.name)) {
         status::IPSEC_UP

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const NOT_ESTABLISHED: &str = "ike_sa_not_established";
+pub use crate::state::NegotiationStatus;
+
+/// A new connection's status, and every tunnel's.
+pub const NOT_ESTABLISHED: NegotiationStatus = NegotiationStatus::IkeDown;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IkeCfg {
@@ -58,7 +61,7 @@ pub struct Tunnel {
     pub ipsec: IpsecCfg,
     pub bgp: BgpCfg,
     /// Negotiation status, owned by the data plane.
-    pub status: String,
+    pub status: NegotiationStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +85,7 @@ pub struct VpnConnection {
     pub enable_tunnels_bgp: bool,
     pub tunnels: Vec<Tunnel>,
     /// Negotiation status of a single-tunnel connection, owned by the data plane.
-    pub status: String,
+    pub status: NegotiationStatus,
     pub internet_ip: String,
     pub zone_no: String,
     pub resource_group_id: String,

@@ -17,4 +17,5 @@ pub mod route;
 pub mod rules;
 pub mod secret;
 pub mod ssl_vpn;
+pub mod state;
 pub mod vpc;

@@ -10,10 +10,11 @@ use crate::ssl_vpn::SslVpnServer;
 
 /// Statuses of the API's negotiation field (`Status` of a connection and of each tunnel).
 pub mod status {
-    pub const IKE_DOWN: &str = "ike_sa_not_established";
-    pub const IKE_UP: &str = "ike_sa_established";
-    pub const IPSEC_DOWN: &str = "ipsec_sa_not_established";
-    pub const IPSEC_UP: &str = "ipsec_sa_established";
+    pub use crate::state::NegotiationStatus;
+    pub const IKE_DOWN: NegotiationStatus = NegotiationStatus::IkeDown;
+    pub const IKE_UP: NegotiationStatus = NegotiationStatus::IkeUp;
+    pub const IPSEC_DOWN: NegotiationStatus = NegotiationStatus::IpsecDown;
+    pub const IPSEC_UP: NegotiationStatus = NegotiationStatus::IpsecUp;
 }
 
 /// What the data plane found wrong with a tunnel's negotiation (DiagnoseVpnConnections).
@@ -53,10 +54,10 @@ pub fn gateway_digest(gw: &VpnGateway, conns: &[(String, String)], routes: &[Vpn
 /// What a reconciler saw of one connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observation {
-    /// The single-tunnel status (ignored for dual-tunnel connections).
-    pub status: String,
+    /// The single-tunnel status (none for dual-tunnel connections).
+    pub status: Option<status::NegotiationStatus>,
     /// Status by tunnel id (dual-tunnel connections).
-    pub tunnels: HashMap<String, String>,
+    pub tunnels: HashMap<String, status::NegotiationStatus>,
     /// `success`/`failed`, or `None` to leave the health verdict as it is.
     pub health: Option<String>,
     /// The data plane's own state (`converged`, `unsupported: why`, or `unknown: why` after a

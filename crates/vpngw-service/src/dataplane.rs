@@ -273,15 +273,14 @@ impl Service {
     /// Returns whether anything changed.
     pub async fn observe(&self, conn_id: &str, o: &Observation) -> Result<bool, StoreError> {
         self.update_observed(Kind::VpnConnection, conn_id, |c: &mut VpnConnection| {
-            let snapshot =
-                |c: &VpnConnection| (c.status.clone(), c.tunnels.iter().map(|t| t.status.clone()).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
+            let snapshot = |c: &VpnConnection| (c.status, c.tunnels.iter().map(|t| t.status).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
             let before = snapshot(c);
-            if !o.status.is_empty() {
-                c.status = o.status.clone();
+            if let Some(s) = o.status {
+                c.status = s;
             }
             for t in c.tunnels.iter_mut() {
                 if let Some(s) = o.tunnels.get(&t.tunnel_id) {
-                    t.status = s.clone();
+                    t.status = *s;
                 }
             }
             if let Some(h) = &o.health {

@@ -105,7 +105,7 @@ impl Target {
 struct View<'a> {
     tunnel_id: &'a str,
     key: &'a str,
-    status: &'a str,
+    status: status::NegotiationStatus,
     cgw: &'a str,
     ike: &'a IkeCfg,
     ipsec: &'a IpsecCfg,
@@ -114,8 +114,8 @@ struct View<'a> {
 impl Target {
     fn view(&self) -> View<'_> {
         match self.tunnel.map(|i| &self.conn.tunnels[i]) {
-            Some(tu) => View { tunnel_id: &tu.tunnel_id, key: &tu.tunnel_id, status: &tu.status, cgw: &tu.customer_gateway_id, ike: &tu.ike, ipsec: &tu.ipsec },
-            None => View { tunnel_id: "", key: &self.rec.id, status: &self.conn.status, cgw: &self.conn.customer_gateway_id, ike: &self.conn.ike, ipsec: &self.conn.ipsec },
+            Some(tu) => View { tunnel_id: &tu.tunnel_id, key: &tu.tunnel_id, status: tu.status, cgw: &tu.customer_gateway_id, ike: &tu.ike, ipsec: &tu.ipsec },
+            None => View { tunnel_id: "", key: &self.rec.id, status: self.conn.status, cgw: &self.conn.customer_gateway_id, ike: &self.conn.ike, ipsec: &self.conn.ipsec },
         }
     }
 }

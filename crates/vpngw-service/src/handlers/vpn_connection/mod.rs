@@ -84,7 +84,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         health: HealthCheck { enable: false, sip: String::new(), dip: String::new(), interval: 3, retry: 3, policy: "revoke_route".into() },
         enable_tunnels_bgp: false,
         tunnels: Vec::new(),
-        status: NOT_ESTABLISHED.into(),
+        status: NOT_ESTABLISHED,
         internet_ip: g.gw.internet_ip.clone(),
         zone_no: g.zones.0.clone(),
         resource_group_id: g.gw.resource_group_id.clone(),
@@ -129,7 +129,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
                 ike: default_ike(g.national, &ip, &cgw.ip_address),
                 ipsec: default_ipsec(g.national),
                 bgp: default_bgp(),
-                status: NOT_ESTABLISHED.into(),
+                status: NOT_ESTABLISHED,
             };
             apply_tunnel(&mut t, spec, &at, g.national, c.enable_tunnels_bgp)?;
             if g.national && !explicit_remote_id {

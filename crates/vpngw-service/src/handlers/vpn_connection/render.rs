@@ -101,7 +101,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<St
         (true, s) => s,
     });
     for (k, val) in [
-        ("Status", json!(if c.dual() { c.tunnels[0].status.clone() } else { c.status.clone() })),
+        ("Status", json!(if c.dual() { c.tunnels[0].status } else { c.status })),
         ("State", json!(rec.status)),
         ("InternetIp", json!(c.internet_ip)),
         ("ZoneNo", json!(c.zone_no)),

@@ -22,7 +22,7 @@ fn base() -> VpnConnection {
         health: HealthCheck { enable: false, sip: String::new(), dip: String::new(), interval: 3, retry: 3, policy: "revoke_route".into() },
         enable_tunnels_bgp: false,
         tunnels: Vec::new(),
-        status: NOT_ESTABLISHED.into(),
+        status: NOT_ESTABLISHED,
         internet_ip: "198.51.100.1".into(),
         zone_no: "z".into(),
         resource_group_id: "rg".into(),

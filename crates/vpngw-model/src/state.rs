@@ -1,0 +1,53 @@
+//! The state machines of the model, as enums. On the wire and in stored documents each keeps the
+//! string the API documents.
+
+use serde::{Deserialize, Serialize};
+
+/// The negotiation status of a single-tunnel connection or of one tunnel (`Status` in the
+/// API): owned by the data plane, read from charon's SAs, never invented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NegotiationStatus {
+    /// No IKE_SA is established (also: not loaded, or what this data plane cannot negotiate).
+    #[default]
+    #[serde(rename = "ike_sa_not_established")]
+    IkeDown,
+    /// Phase 1 is up; phase 2 is still being negotiated.
+    #[serde(rename = "ike_sa_established")]
+    IkeUp,
+    /// Phase 1 has been up a while and a CHILD_SA is still missing.
+    #[serde(rename = "ipsec_sa_not_established")]
+    IpsecDown,
+    /// Every CHILD_SA is installed.
+    #[serde(rename = "ipsec_sa_established")]
+    IpsecUp,
+}
+
+impl NegotiationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NegotiationStatus::IkeDown => "ike_sa_not_established",
+            NegotiationStatus::IkeUp => "ike_sa_established",
+            NegotiationStatus::IpsecDown => "ipsec_sa_not_established",
+            NegotiationStatus::IpsecUp => "ipsec_sa_established",
+        }
+    }
+}
+
+impl std::fmt::Display for NegotiationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_documented_strings() {
+        for s in [NegotiationStatus::IkeDown, NegotiationStatus::IkeUp, NegotiationStatus::IpsecDown, NegotiationStatus::IpsecUp] {
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::String(s.as_str().into()));
+            assert_eq!(serde_json::from_value::<NegotiationStatus>(serde_json::Value::String(s.as_str().into())).unwrap(), s);
+        }
+    }
+}
