@@ -212,7 +212,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
         ipsec: &'a vpngw_model::connection::IpsecCfg,
         dpd: bool,
         nat: bool,
-        role: &'a str,
+        role: Option<vpngw_model::connection::TunnelRole>,
     }
     let tunnels: Vec<T> = if c.dual() {
         c.tunnels
@@ -226,11 +226,11 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
                 ipsec: &t.ipsec,
                 dpd: t.enable_dpd,
                 nat: t.enable_nat_traversal,
-                role: &t.role,
+                role: Some(t.role),
             })
             .collect()
     } else {
-        vec![T { key: conn_id.to_string(), tunnel: None, local: &c.internet_ip, cgw: &c.customer_gateway_id, ike: &c.ike, ipsec: &c.ipsec, dpd: c.enable_dpd, nat: c.enable_nat_traversal, role: "" }]
+        vec![T { key: conn_id.to_string(), tunnel: None, local: &c.internet_ip, cgw: &c.customer_gateway_id, ike: &c.ike, ipsec: &c.ipsec, dpd: c.enable_dpd, nat: c.enable_nat_traversal, role: None }]
     };
     let mut defs = Vec::new();
     let mut bad = Vec::new();

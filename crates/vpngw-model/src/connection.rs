@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use crate::state::NegotiationStatus;
+pub use crate::state::{NegotiationStatus, TunnelRole};
 
 /// A new connection's status, and every tunnel's.
 pub const NOT_ESTABLISHED: NegotiationStatus = NegotiationStatus::IkeDown;
@@ -50,7 +50,7 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tunnel {
     pub tunnel_id: String,
-    pub role: String,
+    pub role: TunnelRole,
     pub customer_gateway_id: String,
     pub internet_ip: String,
     pub zone_no: String,

@@ -74,10 +74,9 @@ pub fn child_selectors(ike_version: &str, local: &[String], remote: &[String]) -
 /// traffic takes the master while its SA is up and the slave otherwise. `None` for single-tunnel
 /// connections. kernel-libipsec does not pass manual priorities to its policy manager: there the
 /// most recently installed CHILD_SA carries the traffic, and the other takes over when it goes.
-pub fn tunnel_priority(role: &str) -> Option<u32> {
-    match role {
-        "master" => Some(1000),
-        "slave" => Some(2000),
-        _ => None,
+pub fn tunnel_priority(role: Option<crate::state::TunnelRole>) -> Option<u32> {
+    match role? {
+        crate::state::TunnelRole::Master => Some(1000),
+        crate::state::TunnelRole::Slave => Some(2000),
     }
 }

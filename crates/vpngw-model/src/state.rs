@@ -39,9 +39,39 @@ impl std::fmt::Display for NegotiationStatus {
     }
 }
 
+/// A tunnel's role in a dual-tunnel connection (`Role` in the API). Ordered master first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelRole {
+    Master,
+    Slave,
+}
+
+impl TunnelRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelRole::Master => "master",
+            TunnelRole::Slave => "slave",
+        }
+    }
+}
+
+impl std::fmt::Display for TunnelRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_keep_their_documented_strings_and_the_master_comes_first() {
+        assert_eq!(serde_json::to_value(TunnelRole::Master).unwrap(), serde_json::json!("master"));
+        assert_eq!(serde_json::from_value::<TunnelRole>(serde_json::json!("slave")).unwrap(), TunnelRole::Slave);
+        assert!(TunnelRole::Master < TunnelRole::Slave);
+    }
 
     #[test]
     fn statuses_keep_their_documented_strings() {

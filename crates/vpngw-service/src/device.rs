@@ -36,7 +36,7 @@ fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
             rid = identity(&t.ike.remote_id),
         ));
         let start = if t.effect_immediately { "start" } else { "trap" };
-        let priority = tunnel_priority(&t.role).map(|p| format!("        priority = {p}\n")).unwrap_or_default();
+        let priority = tunnel_priority(t.role).map(|p| format!("        priority = {p}\n")).unwrap_or_default();
         for (i, (l, r)) in child_selectors(&t.ike.ike_version, &t.local_subnet, &t.remote_subnet).iter().enumerate() {
             conns.push_str(&format!(
                 "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp}\n        rekey_time = {life}s\n{priority}        start_action = {start}\n        dpd_action = restart\n        close_action = {start}\n      }}\n",
@@ -85,7 +85,7 @@ mod tests {
             ipsec: IpsecCfg { ipsec_enc_alg: "aes".into(), ipsec_auth_alg: "sha1".into(), ipsec_pfs: pfs.into(), ipsec_lifetime: 3600 },
             enable_dpd: true,
             effect_immediately: true,
-            role: String::new(),
+            role: None,
             local_subnet: vec!["192.168.0.0/24".into(), "192.168.1.0/24".into()],
             remote_subnet: vec!["10.0.0.0/24".into()],
         }

@@ -14,7 +14,7 @@ pub(crate) struct PeerTunnel {
     pub enable_dpd: bool,
     pub effect_immediately: bool,
     /// `master`/`slave` for dual-tunnel connections, empty otherwise.
-    pub role: String,
+    pub role: Option<TunnelRole>,
     pub local_subnet: Vec<String>,
     pub remote_subnet: Vec<String>,
 }
@@ -42,7 +42,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
                 ipsec: t.ipsec.clone(),
                 enable_dpd: t.enable_dpd,
                 effect_immediately: c.effect_immediately,
-                role: t.role.clone(),
+                role: Some(t.role),
                 local_subnet: c.remote_subnet.clone(),
                 remote_subnet: c.local_subnet.clone(),
             })
@@ -57,7 +57,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
             ipsec: c.ipsec.clone(),
             enable_dpd: c.enable_dpd,
             effect_immediately: c.effect_immediately,
-            role: String::new(),
+            role: None,
             local_subnet: c.remote_subnet.clone(),
             remote_subnet: c.local_subnet.clone(),
         }]

@@ -13,7 +13,7 @@
 //! only when something negotiable changed, so a rename does not re-key.
 
 use std::collections::HashMap;
-pub use vpngw_model::connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VpnConnection, NOT_ESTABLISHED};
+pub use vpngw_model::connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, TunnelRole, VpnConnection, NOT_ESTABLISHED};
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
@@ -119,7 +119,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
             let explicit_remote_id = sub_object(spec, "TunnelIkeConfig").is_some_and(|o| o.contains_key("RemoteId"));
             let mut t = Tunnel {
                 tunnel_id: ids::new_id("tun"),
-                role: if master { "master" } else { "slave" }.into(),
+                role: if master { TunnelRole::Master } else { TunnelRole::Slave },
                 customer_gateway_id: cgw_id.clone(),
                 internet_ip: ip.clone(),
                 zone_no: zone,
@@ -140,7 +140,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
             c.tunnels.push(t);
         }
         // Master first, as Describe lists them.
-        c.tunnels.sort_by(|a, b| a.role.cmp(&b.role));
+        c.tunnels.sort_by_key(|t| t.role);
         c.cgw_ids = c.tunnels.iter().map(|t| t.customer_gateway_id.clone()).collect();
     } else {
         let cgw_id = p.req("CustomerGatewayId")?.to_string();

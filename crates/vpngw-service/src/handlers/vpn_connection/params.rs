@@ -368,7 +368,7 @@ pub(super) fn apply_single(c: &mut VpnConnection, p: &Params, dual: bool, nation
 pub(super) fn apply_tunnel_spec(c: &mut VpnConnection, tid: &str, spec: &Params, at: &str, national: bool) -> Result<(), ApiError> {
     let enable = c.enable_tunnels_bgp;
     let t = c.tunnels.iter_mut().find(|t| t.tunnel_id == tid).ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
-    if spec.opt("Role").is_some_and(|r| r != t.role) {
+    if spec.opt("Role").is_some_and(|r| r != t.role.as_str()) {
         return Err(ApiError::new(Code::IllegalRole));
     }
     if spec.opt("CustomerGatewayId").is_some_and(|x| x != t.customer_gateway_id) {
