@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use crate::state::{NegotiationStatus, TunnelRole};
+pub use crate::state::{NegotiationStatus, RoutingMode, TunnelRole};
 
 /// A new connection's status, and every tunnel's.
 pub const NOT_ESTABLISHED: NegotiationStatus = NegotiationStatus::IkeDown;
@@ -94,7 +94,7 @@ pub struct VpnConnection {
     /// `bgp` or `static`: kept beside the settings so that the gateway's BGP rules can find the
     /// BGP connections without reading every connection.
     #[serde(default)]
-    pub routing: String,
+    pub routing: RoutingMode,
     /// The health check's last verdict (`success`/`failed`), owned by the data plane; empty
     /// until a probe has run.
     #[serde(default)]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::BusinessStatus;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VpnGateway {
     pub name: String,
@@ -19,7 +21,7 @@ pub struct VpnGateway {
     pub internet_ip: String,
     pub dr_internet_ip: Option<String>,
     pub intranet_ip: String,
-    pub business_status: String,
+    pub business_status: BusinessStatus,
     pub auto_propagate: bool,
     pub enable_bgp: bool,
     pub end_ms: i64,

@@ -62,6 +62,65 @@ impl std::fmt::Display for TunnelRole {
     }
 }
 
+/// How a connection's routes are decided, kept beside its settings so that the gateway's BGP
+/// rules find its BGP connections with one query (`routing` = `bgp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RoutingMode {
+    /// Routes and traffic selectors (also: a document written before the field existed).
+    #[default]
+    Static,
+    /// BGP runs on the connection (or on its tunnels).
+    Bgp,
+}
+
+impl RoutingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingMode::Static => "static",
+            RoutingMode::Bgp => "bgp",
+        }
+    }
+}
+
+impl From<String> for RoutingMode {
+    fn from(s: String) -> Self {
+        if s == "bgp" {
+            RoutingMode::Bgp
+        } else {
+            RoutingMode::Static
+        }
+    }
+}
+
+impl From<RoutingMode> for String {
+    fn from(m: RoutingMode) -> String {
+        m.as_str().to_string()
+    }
+}
+
+/// A gateway's BusinessStatus: whether its account pays (an operator locks it with
+/// `vpngw admin lock`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BusinessStatus {
+    #[default]
+    Normal,
+    FinancialLocked,
+}
+
+impl BusinessStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusinessStatus::Normal => "Normal",
+            BusinessStatus::FinancialLocked => "FinancialLocked",
+        }
+    }
+    /// The value a DescribeVpnGateways filter names, in any case.
+    pub fn parse(s: &str) -> Option<BusinessStatus> {
+        [BusinessStatus::Normal, BusinessStatus::FinancialLocked].into_iter().find(|b| b.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +130,16 @@ mod tests {
         assert_eq!(serde_json::to_value(TunnelRole::Master).unwrap(), serde_json::json!("master"));
         assert_eq!(serde_json::from_value::<TunnelRole>(serde_json::json!("slave")).unwrap(), TunnelRole::Slave);
         assert!(TunnelRole::Master < TunnelRole::Slave);
+    }
+
+    #[test]
+    fn routing_modes_and_business_statuses_keep_their_strings() {
+        assert_eq!(serde_json::to_value(RoutingMode::Bgp).unwrap(), serde_json::json!("bgp"));
+        assert_eq!(serde_json::from_value::<RoutingMode>(serde_json::json!("static")).unwrap(), RoutingMode::Static);
+        assert_eq!(serde_json::from_value::<RoutingMode>(serde_json::json!("")).unwrap(), RoutingMode::Static, "an older document reads");
+        assert_eq!(serde_json::to_value(BusinessStatus::FinancialLocked).unwrap(), serde_json::json!("FinancialLocked"));
+        assert_eq!(BusinessStatus::parse("financiallocked"), Some(BusinessStatus::FinancialLocked));
+        assert_eq!(BusinessStatus::parse("x"), None);
     }
 
     #[test]

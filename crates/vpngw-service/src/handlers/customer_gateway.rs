@@ -78,7 +78,7 @@ pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResu
     // the change is refused.
     for conn in connections_using(req, &id).await? {
         let Some(gw) = req.store().get(Kind::VpnGateway, &req.scope, conn.parent.as_deref().unwrap_or_default()).await.map_err(store_error)? else { continue };
-        if doc::<super::vpn_gateway::VpnGateway>(&gw)?.business_status == super::vpn_gateway::BUSINESS_LOCKED {
+        if doc::<super::vpn_gateway::VpnGateway>(&gw)?.business_status == super::vpn_gateway::BusinessStatus::FinancialLocked {
             return Err(ApiError::new(Code::CgwVpnFinancialLocked));
         }
         if gw.status != "active" {

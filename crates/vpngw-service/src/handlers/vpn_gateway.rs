@@ -7,7 +7,7 @@
 //! `FinancialLocked` gets `VpnGateway.FinancialLocked`.
 
 use std::net::Ipv4Addr;
-pub use vpngw_model::gateway::{public_network, CertAssociation, VpnGateway};
+pub use vpngw_model::gateway::{public_network, BusinessStatus, CertAssociation, VpnGateway};
 
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
@@ -18,9 +18,6 @@ use super::{default_resource_group, doc, list_with_tags, load, load_tagged, obj,
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
 
-pub(crate) const BUSINESS_NORMAL: &str = "Normal";
-pub(crate) const BUSINESS_LOCKED: &str = "FinancialLocked";
-
 const BANDWIDTHS: &[u32] = &[5, 10, 20, 50, 100, 200, 500, 1000];
 const SSL_CONNECTIONS: &[u32] = &[5, 10, 20, 50, 100, 200, 500, 1000];
 const PERIODS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 24, 36];
@@ -29,7 +26,7 @@ const NO_END_MS: i64 = 4_102_415_999_000;
 
 /// Refuses a write to a gateway that is locked or busy.
 pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiError> {
-    if gw.business_status == BUSINESS_LOCKED {
+    if gw.business_status == BusinessStatus::FinancialLocked {
         return Err(ApiError::new(Code::VpnGatewayFinancialLocked));
     }
     if rec.status != "active" {
@@ -197,7 +194,7 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         internet_ip: ips[0].to_string(),
         dr_internet_ip: ips.get(1).map(|ip| ip.to_string()),
         intranet_ip,
-        business_status: BUSINESS_NORMAL.into(),
+        business_status: BusinessStatus::Normal,
         auto_propagate: true,
         enable_bgp: false,
         end_ms,
@@ -290,14 +287,8 @@ pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
         q.status = Some(s);
     }
     if let Some(b) = p.opt("BusinessStatus") {
-        let b = if b.eq_ignore_ascii_case(BUSINESS_NORMAL) {
-            BUSINESS_NORMAL
-        } else if b.eq_ignore_ascii_case(BUSINESS_LOCKED) {
-            BUSINESS_LOCKED
-        } else {
-            return Err(ApiError::invalid("BusinessStatus"));
-        };
-        q.fields.push(("business_status".into(), b.into()));
+        let b = BusinessStatus::parse(b).ok_or_else(|| ApiError::invalid("BusinessStatus"))?;
+        q.fields.push(("business_status".into(), b.as_str().into()));
     }
     super::field_filters(&mut q, p, &[("ResourceGroupId", "resource_group_id")]);
     let (page, tags) = list_with_tags(req, Kind::VpnGateway, &q).await?;
@@ -371,7 +362,7 @@ pub async fn set_financial_lock(svc: &crate::Service, id: &str, lock: bool) -> R
     svc.with_write_lock(async {
         let mut rec = svc.store.get_any(Kind::VpnGateway, id).await.map_err(store_error)?.ok_or_else(|| ApiError::new(Code::InvalidVpnGatewayId))?;
         let mut gw: VpnGateway = doc(&rec)?;
-        gw.business_status = if lock { BUSINESS_LOCKED } else { BUSINESS_NORMAL }.into();
+        gw.business_status = if lock { BusinessStatus::FinancialLocked } else { BusinessStatus::Normal };
         rec.doc = to_doc(&gw);
         svc.store.commit(vec![Mutation::Put(rec)]).await.map_err(store_error)
     })

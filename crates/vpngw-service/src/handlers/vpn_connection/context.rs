@@ -48,7 +48,7 @@ pub(super) async fn related(req: &Req<'_>, gateway_id: &str, c: &VpnConnection, 
         }
     }
     let mut others_bgp = false;
-    for r in list("routing", "bgp").await?.items.iter().filter(|r| r.id != except) {
+    for r in list("routing", RoutingMode::Bgp.as_str()).await?.items.iter().filter(|r| r.id != except) {
         others_bgp = true;
         found.insert(r.id.clone(), doc(r)?);
     }

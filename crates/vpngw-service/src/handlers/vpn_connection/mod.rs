@@ -13,7 +13,7 @@
 //! only when something negotiable changed, so a rename does not re-key.
 
 use std::collections::HashMap;
-pub use vpngw_model::connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, TunnelRole, VpnConnection, NOT_ESTABLISHED};
+pub use vpngw_model::connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, RoutingMode, Tunnel, TunnelRole, VpnConnection, NOT_ESTABLISHED};
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
@@ -89,7 +89,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         zone_no: g.zones.0.clone(),
         resource_group_id: g.gw.resource_group_id.clone(),
         negotiation_generation: 1,
-        routing: String::new(),
+        routing: RoutingMode::Static,
         health_status: String::new(),
         plane_state: String::new(),
         plane_unsupported: Default::default(),
@@ -167,7 +167,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     check_against_siblings(&c, &others)?;
 
     let bgp = c.bgp_enabled() || others_bgp;
-    c.routing = if c.bgp_enabled() { "bgp" } else { "static" }.into();
+    c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
     let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), "updating", to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
     let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
@@ -258,7 +258,7 @@ async fn commit_modify(
     }
     let (others, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
     check_against_siblings(&c, &others)?;
-    c.routing = if c.bgp_enabled() { "bgp" } else { "static" }.into();
+    c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
 
     let mut muts = Vec::new();
     let applied = c.negotiable() != before.negotiable() || c.bgp_enabled() != before.bgp_enabled() || c.health != before.health || c.bgp != before.bgp;

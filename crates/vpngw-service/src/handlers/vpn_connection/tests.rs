@@ -27,7 +27,7 @@ fn base() -> VpnConnection {
         zone_no: "z".into(),
         resource_group_id: "rg".into(),
         negotiation_generation: 1,
-        routing: "static".into(),
+        routing: RoutingMode::Static,
         health_status: String::new(),
         plane_state: String::new(),
         plane_unsupported: Default::default(),
