@@ -121,6 +121,67 @@ impl BusinessStatus {
     }
 }
 
+/// A resource's lifecycle state: a gateway's `Status`, a connection's `State` (the record's
+/// status in the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    Init,
+    Provisioning,
+    Active,
+    Updating,
+    Deleting,
+}
+
+impl Lifecycle {
+    pub const ALL: [Lifecycle; 5] = [Lifecycle::Init, Lifecycle::Provisioning, Lifecycle::Active, Lifecycle::Updating, Lifecycle::Deleting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Init => "init",
+            Lifecycle::Provisioning => "provisioning",
+            Lifecycle::Active => "active",
+            Lifecycle::Updating => "updating",
+            Lifecycle::Deleting => "deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lifecycle> {
+        Lifecycle::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle step the task engine applies when it falls due (stored as `status:<state>` or
+/// `delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOp {
+    /// The resource enters this state.
+    Become(Lifecycle),
+    /// The resource is removed.
+    Delete,
+}
+
+impl TaskOp {
+    pub fn encode(self) -> String {
+        match self {
+            TaskOp::Become(l) => format!("status:{l}"),
+            TaskOp::Delete => "delete".into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskOp> {
+        match s.strip_prefix("status:") {
+            Some(l) => Lifecycle::parse(l).map(TaskOp::Become),
+            None => (s == "delete").then_some(TaskOp::Delete),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +201,16 @@ mod tests {
         assert_eq!(serde_json::to_value(BusinessStatus::FinancialLocked).unwrap(), serde_json::json!("FinancialLocked"));
         assert_eq!(BusinessStatus::parse("financiallocked"), Some(BusinessStatus::FinancialLocked));
         assert_eq!(BusinessStatus::parse("x"), None);
+    }
+
+    #[test]
+    fn task_ops_read_back_what_they_write() {
+        for op in Lifecycle::ALL.into_iter().map(TaskOp::Become).chain([TaskOp::Delete]) {
+            assert_eq!(TaskOp::parse(&op.encode()), Some(op));
+        }
+        assert_eq!(TaskOp::Become(Lifecycle::Active).encode(), "status:active");
+        assert_eq!(TaskOp::parse("status:unknown"), None);
+        assert_eq!(TaskOp::parse("explode"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use vpngw_store::{Kind, Mutation, Task};
 
 use crate::{now_ms, Service};
+use vpngw_model::state::{Lifecycle, TaskOp};
 
 /// How long to wait before asking the data plane again.
 const RECHECK: Duration = Duration::from_millis(50);
@@ -22,7 +23,7 @@ async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_s
     if svc.dataplane().is_none() {
         return Ok(false);
     }
-    if task.op != "status:active" || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
+    if TaskOp::parse(&task.op) != Some(TaskOp::Become(Lifecycle::Active)) || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
         return Ok(false);
     }
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
@@ -79,20 +80,22 @@ async fn apply_one(svc: &Service, task: &Task) -> Result<bool, vpngw_store::Stor
     }
     let mut muts = vec![Mutation::DeleteTask { id: task.id.clone() }];
     if let Some(mut rec) = svc.store.get_any(task.kind, &task.resource_id).await? {
-        if let Some(status) = task.op.strip_prefix("status:") {
-            tracing::info!(resource = %rec.id, from = %rec.status, to = %status, "Resource changed state.");
-            rec.status = status.to_string();
-            muts.push(Mutation::Put(rec));
-        } else if task.op == "delete" {
-            tracing::info!(resource = %rec.id, "Resource deleted.");
-            for other in svc.store.tasks_of(&rec.id).await? {
-                if other.id != task.id {
-                    muts.push(Mutation::DeleteTask { id: other.id });
-                }
+        match TaskOp::parse(&task.op) {
+            Some(TaskOp::Become(status)) => {
+                tracing::info!(resource = %rec.id, from = %rec.status, to = %status, "Resource changed state.");
+                rec.status = status.as_str().to_string();
+                muts.push(Mutation::Put(rec));
             }
-            muts.push(Mutation::Delete { kind: rec.kind, id: rec.id });
-        } else {
-            tracing::warn!(op = %task.op, "Unknown task op; dropping it.");
+            Some(TaskOp::Delete) => {
+                tracing::info!(resource = %rec.id, "Resource deleted.");
+                for other in svc.store.tasks_of(&rec.id).await? {
+                    if other.id != task.id {
+                        muts.push(Mutation::DeleteTask { id: other.id });
+                    }
+                }
+                muts.push(Mutation::Delete { kind: rec.kind, id: rec.id });
+            }
+            None => tracing::warn!(op = %task.op, "Unknown task op; dropping it."),
         }
     }
     svc.store.commit(muts).await?;

@@ -18,7 +18,16 @@ use crate::{ids, store_error, HandlerResult, Req};
 pub async fn import_certificate(store: &dyn Store, sealer: &crate::secrets::Sealer, account: i64, mut cert: Certificate) -> Result<String, StoreError> {
     let id = ids::new_id("cert");
     cert.key_pem = sealer.seal(&crate::secrets::key_context(&id, "key_pem"), &cert.key_pem).into();
-    let rec = Record { kind: Kind::Certificate, id: id.clone(), account, region: String::new(), parent: None, status: "active".into(), created_ms: crate::now_ms(), doc: to_doc(&cert) };
+    let rec = Record {
+        kind: Kind::Certificate,
+        id: id.clone(),
+        account,
+        region: String::new(),
+        parent: None,
+        status: super::Lifecycle::Active.as_str().into(),
+        created_ms: crate::now_ms(),
+        doc: to_doc(&cert),
+    };
     store.commit(vec![Mutation::Put(rec)]).await?;
     Ok(id)
 }

@@ -81,7 +81,7 @@ pub async fn modify_customer_gateway_attribute(req: &mut Req<'_>) -> HandlerResu
         if doc::<super::vpn_gateway::VpnGateway>(&gw)?.business_status == super::vpn_gateway::BusinessStatus::FinancialLocked {
             return Err(ApiError::new(Code::CgwVpnFinancialLocked));
         }
-        if gw.status != "active" {
+        if gw.status != super::Lifecycle::Active.as_str() {
             return Err(ApiError::new(Code::CgwVpnConfiguring));
         }
     }

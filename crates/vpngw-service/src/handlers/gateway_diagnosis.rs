@@ -21,7 +21,7 @@ use vpngw_store::{Kind, Mutation, Record};
 use super::diagnose::{findings, targets_of};
 use super::vpn_connection::{load_cgws, VpnConnection};
 use super::vpn_route::VpnRoute;
-use super::{children, doc, iso_time, load, new_record, obj, to_doc};
+use super::{children, doc, iso_time, load, new_record, obj, to_doc, Lifecycle};
 use crate::{device, ids, store_error, HandlerResult, Req};
 
 /// Diagnoses kept per gateway; creating one more drops the oldest.
@@ -112,7 +112,7 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         }
     }
     let id = ids::new_id("vpndgn");
-    let mut muts = vec![Mutation::Put(new_record(req, Kind::VpnGatewayDiagnosis, &id, Some(gw.id.clone()), "active", to_doc(&d)))];
+    let mut muts = vec![Mutation::Put(new_record(req, Kind::VpnGatewayDiagnosis, &id, Some(gw.id.clone()), Lifecycle::Active.as_str(), to_doc(&d)))];
     let mut older = children(req, Kind::VpnGatewayDiagnosis, &gw.id).await?;
     older.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     muts.extend(older.into_iter().skip(KEPT - 1).map(|r| Mutation::Delete { kind: Kind::VpnGatewayDiagnosis, id: r.id }));

@@ -14,7 +14,7 @@ use vpngw_store::{Kind, ListQuery, Mutation, Record};
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child};
 use super::vpn_route::check_client_pool;
-use super::{default_resource_group, doc, iso_time, new_record, obj, to_doc};
+use super::{default_resource_group, doc, iso_time, new_record, obj, to_doc, Lifecycle};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
@@ -114,7 +114,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     apply(&mut s, &p)?;
     check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::IpsecServer).await?;
     req.dry_run()?;
-    let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
+    let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), Lifecycle::Active.as_str(), to_doc(&s));
     let body = obj(json!({
         "IpsecServerId": id, "IpsecServerName": s.name, "VpnGatewayId": gw_rec.id, "RegionId": req.scope.region,
         "CreationTime": iso_time(rec.created_ms),

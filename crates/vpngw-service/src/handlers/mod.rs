@@ -8,6 +8,7 @@ use vpngw_api::ApiError;
 use vpngw_store::{Kind, ListQuery, Mutation, Page, Record, Task};
 
 use crate::{store_error, Req};
+pub(crate) use vpngw_model::state::{Lifecycle, TaskOp};
 
 mod certificate;
 mod customer_gateway;
@@ -116,14 +117,14 @@ pub(crate) fn put_tagged(req: &Req<'_>, rec: Record, tags: Vec<(String, String)>
 /// Lifecycle tasks: each `(op, after)` step runs `after` from now. Each step falls due strictly
 /// after the one before it, so the engine (which applies due tasks in due order) never applies
 /// them out of order, even with a zero transition time.
-pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(&str, std::time::Duration)]) -> Vec<Mutation> {
+pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(TaskOp, std::time::Duration)]) -> Vec<Mutation> {
     let now = crate::now_ms();
     let mut last = i64::MIN;
     steps
         .iter()
         .map(|(op, after)| {
             last = (now + after.as_millis() as i64).max(last.saturating_add(1));
-            Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: (*op).to_string(), due_ms: last })
+            Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: op.encode(), due_ms: last })
         })
         .collect()
 }
@@ -152,13 +153,17 @@ mod tests {
     #[test]
     fn steps_fall_due_in_order_even_with_no_delay() {
         let zero = std::time::Duration::ZERO;
-        let due: Vec<i64> = super::schedule(vpngw_store::Kind::VpnGateway, "vpn-1", &[("status:provisioning", zero), ("status:active", zero), ("delete", zero)])
-            .into_iter()
-            .map(|m| match m {
-                vpngw_store::Mutation::PutTask(t) => t.due_ms,
-                _ => unreachable!("schedule only makes tasks"),
-            })
-            .collect();
+        let due: Vec<i64> = super::schedule(
+            vpngw_store::Kind::VpnGateway,
+            "vpn-1",
+            &[(super::TaskOp::Become(super::Lifecycle::Provisioning), zero), (super::TaskOp::Become(super::Lifecycle::Active), zero), (super::TaskOp::Delete, zero)],
+        )
+        .into_iter()
+        .map(|m| match m {
+            vpngw_store::Mutation::PutTask(t) => t.due_ms,
+            _ => unreachable!("schedule only makes tasks"),
+        })
+        .collect();
         assert!(due.windows(2).all(|w| w[0] < w[1]), "{due:?}");
     }
 }

@@ -20,7 +20,7 @@ use super::logs::LogQuery;
 use super::vpn_connection::{overlaps, subnets};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child, VpnGateway};
 use super::vpn_route::check_client_pool;
-use super::{default_resource_group, doc, load, new_record, obj, to_doc};
+use super::{default_resource_group, doc, load, new_record, obj, to_doc, Lifecycle};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
 use crate::validate::{self, cidr};
@@ -180,7 +180,7 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     s.ca_key = sealer.seal(&key_context(&id, "ca_key"), &ca.key_pem).into();
     s.server_cert = server.cert_pem;
     s.server_key = sealer.seal(&key_context(&id, "server_key"), &server.key_pem).into();
-    let rec = new_record(req, Kind::SslVpnServer, &id, Some(gw_rec.id.clone()), "active", to_doc(&s));
+    let rec = new_record(req, Kind::SslVpnServer, &id, Some(gw_rec.id.clone()), Lifecycle::Active.as_str(), to_doc(&s));
     let body = obj(json!({"SslVpnServerId": id, "Name": s.name}));
     let mut muts = vec![Mutation::Put(rec)];
     muts.extend(gateway_busy(req, gw_rec));
@@ -284,7 +284,7 @@ pub async fn create_ssl_vpn_client_cert(req: &mut Req<'_>) -> HandlerResult {
     };
     // A new certificate needs nothing from the data plane (OpenVPN accepts whatever the CA
     // signed), so the gateway does not go through `updating`.
-    let rec = new_record(req, Kind::SslVpnClientCert, &id, Some(srv_rec.id.clone()), "active", to_doc(&c));
+    let rec = new_record(req, Kind::SslVpnClientCert, &id, Some(srv_rec.id.clone()), Lifecycle::Active.as_str(), to_doc(&c));
     let body = obj(json!({"SslVpnClientCertId": id, "Name": c.name}));
     req.commit(vec![Mutation::Put(rec)], body).await
 }

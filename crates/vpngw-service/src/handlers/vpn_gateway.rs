@@ -14,7 +14,7 @@ use vpngw_api::{ApiError, Code};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::vpc::VSwitch;
-use super::{default_resource_group, doc, list_with_tags, load, load_tagged, obj, schedule, tags_json, to_doc};
+use super::{default_resource_group, doc, list_with_tags, load, load_tagged, obj, schedule, tags_json, to_doc, Lifecycle, TaskOp};
 use crate::validate::{self, opt_text, vpn_description, vpn_name};
 use crate::{ids::new_id, now_ms, store_error, HandlerResult, Req};
 
@@ -29,7 +29,7 @@ pub(crate) fn ensure_writable(rec: &Record, gw: &VpnGateway) -> Result<(), ApiEr
     if gw.business_status == BusinessStatus::FinancialLocked {
         return Err(ApiError::new(Code::VpnGatewayFinancialLocked));
     }
-    if rec.status != "active" {
+    if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnGatewayConfiguring));
     }
     Ok(())
@@ -66,8 +66,8 @@ pub(crate) async fn writable_child<T: serde::de::DeserializeOwned>(req: &crate::
 
 /// A change the data plane must apply: the gateway goes to `updating` until it has.
 pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutation> {
-    rec.status = "updating".into();
-    let mut muts = schedule(Kind::VpnGateway, &rec.id, &[("status:active", req.svc.config.transition)]);
+    rec.status = Lifecycle::Updating.as_str().into();
+    let mut muts = schedule(Kind::VpnGateway, &rec.id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]);
     muts.insert(0, Mutation::Put(rec));
     muts
 }
@@ -211,14 +211,14 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         account: req.scope.account,
         region: req.scope.region.clone(),
         parent: Some(vpc_rec.id.clone()),
-        status: "init".into(),
+        status: Lifecycle::Init.as_str().into(),
         created_ms: now,
         doc: to_doc(&gw),
     })];
     for ip in &ips {
         muts.push(Mutation::ClaimAddress { ip: ip.to_string(), owner: id.clone() });
     }
-    muts.extend(schedule(Kind::VpnGateway, &id, &[("status:provisioning", t / 3), ("status:active", t)]));
+    muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Provisioning), t / 3), (TaskOp::Become(Lifecycle::Active), t)]));
     req.commit(muts, body).await
 }
 
@@ -281,7 +281,7 @@ pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
     }
     if let Some(s) = p.opt("Status") {
         let s = s.to_ascii_lowercase();
-        if !["init", "provisioning", "active", "updating", "deleting"].contains(&s.as_str()) {
+        if Lifecycle::parse(&s).is_none() {
             return Err(ApiError::invalid("Status"));
         }
         q.status = Some(s);
@@ -316,8 +316,8 @@ pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
         if a != gw.auto_propagate {
             // Route propagation is data-plane configuration: the gateway applies it.
             gw.auto_propagate = a;
-            rec.status = "updating".into();
-            muts.extend(schedule(Kind::VpnGateway, &id, &[("status:active", req.svc.config.transition)]));
+            rec.status = Lifecycle::Updating.as_str().into();
+            muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
         }
     }
     rec.doc = to_doc(&gw);
@@ -349,11 +349,11 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     if !super::children(req, Kind::SslVpnServer, &id).await?.is_empty() {
         return Err(ApiError::new(Code::DependencyViolationSslVpnServer));
     }
-    rec.status = "deleting".into();
+    rec.status = Lifecycle::Deleting.as_str().into();
     let mut muts = vec![Mutation::Put(rec)];
     // Its diagnoses go with it.
     muts.extend(super::children(req, Kind::VpnGatewayDiagnosis, &id).await?.into_iter().map(|d| Mutation::Delete { kind: d.kind, id: d.id }));
-    muts.extend(schedule(Kind::VpnGateway, &id, &[("delete", req.svc.config.transition)]));
+    muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Delete, req.svc.config.transition)]));
     req.commit(muts, Default::default()).await
 }
 

@@ -24,7 +24,7 @@ use super::customer_gateway::CustomerGateway;
 use super::vpc::VSwitch;
 use super::vpn_gateway::{ensure_writable, VpnGateway};
 use super::vpn_route::{check_against, check_client_pools, check_publish, gateway_routes, VpnRoute, DBR, PBR, SYSTEM};
-use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc};
+use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc, Lifecycle, TaskOp};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
@@ -47,10 +47,10 @@ use routes::*;
 
 /// The gateway goes to `updating` with the connection, and shows whether any connection has BGP.
 fn gateway_updating(req: &Req<'_>, mut g: GatewayView, bgp: bool) -> Vec<Mutation> {
-    g.rec.status = "updating".into();
+    g.rec.status = Lifecycle::Updating.as_str().into();
     g.gw.enable_bgp = bgp;
     g.rec.doc = to_doc(&g.gw);
-    let mut muts = schedule(Kind::VpnGateway, &g.rec.id, &[("status:active", req.svc.config.transition)]);
+    let mut muts = schedule(Kind::VpnGateway, &g.rec.id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]);
     muts.insert(0, Mutation::Put(g.rec));
     muts
 }
@@ -168,12 +168,12 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
 
     let bgp = c.bgp_enabled() || others_bgp;
     c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
-    let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), "updating", to_doc(&c));
+    let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), Lifecycle::Updating.as_str(), to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
     let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
     let mut muts = put_tagged(req, rec, tags);
     muts.extend(routes);
-    muts.extend(schedule(Kind::VpnConnection, &id, &[("status:active", req.svc.config.transition)]));
+    muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
     muts.extend(gateway_updating(req, g, bgp));
     req.commit(muts, body).await
 }
@@ -233,7 +233,7 @@ async fn modifiable(req: &Req<'_>, id: &str) -> Result<(Record, VpnConnection, G
     let before: VpnConnection = doc(&rec)?;
     let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
     ensure_writable(&g.rec, &g.gw)?;
-    if rec.status != "active" {
+    if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
     }
     Ok((rec, before, g))
@@ -269,8 +269,8 @@ async fn commit_modify(
     let applied = applied || !routes.is_empty();
     muts.extend(routes);
     if applied {
-        rec.status = "updating".into();
-        muts.extend(schedule(Kind::VpnConnection, &id, &[("status:active", req.svc.config.transition)]));
+        rec.status = Lifecycle::Updating.as_str().into();
+        muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
         muts.extend(gateway_updating(req, g, c.bgp_enabled() || others_bgp));
     }
     rec.doc = to_doc(&c);
@@ -285,7 +285,7 @@ pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let rec = load(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
     let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
     ensure_writable(&g.rec, &g.gw)?;
-    if rec.status != "active" {
+    if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
     }
     let c: VpnConnection = doc(&rec)?;
