@@ -45,6 +45,11 @@ impl VpnRoute {
     pub fn same_target(&self, o: &VpnRoute) -> bool {
         self.route_kind == o.route_kind && self.route_dest == o.route_dest && (!self.policy() || (self.route_source == o.route_source && self.priority == o.priority))
     }
+    /// The same route with another weight.
+    pub fn with_weight(mut self, weight: u32) -> VpnRoute {
+        self.weight = weight;
+        self
+    }
     /// A system route made by a connection's AutoConfigRoute.
     pub fn system(kind: &str, dest: &str, source: &str, next_hop: &str) -> VpnRoute {
         VpnRoute {

@@ -2,6 +2,7 @@
 //! maps each to its code of the one error table.
 
 use crate::connection::{IkeCfg, VpnConnection};
+use crate::route::VpnRoute;
 
 /// Why a rule refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +17,10 @@ pub enum ModelError {
     TunnelCidrsOverlap,
     /// BGP is off while another connection of the gateway has it on.
     BgpOffBesideBgp,
+    /// A route with the same target and next hop exists.
+    RouteExists,
+    /// A route to the same target with the same weight exists (one active, one standby).
+    RouteSameWeight,
 }
 
 /// Whether two CIDR blocks overlap (false when either is not one).
@@ -69,9 +74,34 @@ pub fn siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), Model
     Ok(())
 }
 
+/// One active (weight 100) and one standby (weight 0) per target, on different connections:
+/// `route` against the gateway's other routes.
+pub fn route_pair(route: &VpnRoute, others: &[&VpnRoute]) -> Result<(), ModelError> {
+    for o in others.iter().filter(|o| route.same_target(o)) {
+        if o.next_hop == route.next_hop {
+            return Err(ModelError::RouteExists);
+        }
+        if o.weight == route.weight {
+            return Err(ModelError::RouteSameWeight);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_has_one_active_and_one_standby_on_different_connections() {
+        let r = |hop: &str, weight: u32| VpnRoute::system("dbr", "10.50.0.0/24", "", hop).with_weight(weight);
+        let active = r("vco-a", 100);
+        assert_eq!(route_pair(&r("vco-b", 0), &[&active]), Ok(()));
+        assert_eq!(route_pair(&r("vco-b", 100), &[&active]), Err(ModelError::RouteSameWeight));
+        assert_eq!(route_pair(&r("vco-a", 0), &[&active]), Err(ModelError::RouteExists));
+        let elsewhere = VpnRoute::system("dbr", "10.60.0.0/24", "", "vco-a");
+        assert_eq!(route_pair(&elsewhere, &[&active]), Ok(()), "another target");
+    }
 
     #[test]
     fn cidrs_overlap_when_one_holds_the_other() {

@@ -84,15 +84,11 @@ async fn check_next_hop(req: &Req<'_>, gw: &str, next_hop: &str) -> Result<(), A
 /// One active and one standby per destination, on different connections. (Client pools are
 /// [`check_client_pools`].)
 pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: bool) -> Result<(), ApiError> {
-    for o in others.iter().filter(|o| route.same_target(o)) {
-        if o.next_hop == route.next_hop {
-            return Err(ApiError::new(Code::RouteAlreadyExists));
-        }
-        if o.weight == route.weight {
-            return Err(ApiError::new(if on_modify { Code::RouteBackup } else { Code::RouteConflict }));
-        }
-    }
-    Ok(())
+    vpngw_model::rules::route_pair(route, others).map_err(|e| match e {
+        vpngw_model::rules::ModelError::RouteExists => ApiError::new(Code::RouteAlreadyExists),
+        vpngw_model::rules::ModelError::RouteSameWeight => ApiError::new(if on_modify { Code::RouteBackup } else { Code::RouteConflict }),
+        other => super::vpn_connection::model_error(other),
+    })
 }
 
 /// The gateways of a VPC (the route table they all publish into).

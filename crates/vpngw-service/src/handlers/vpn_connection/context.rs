@@ -69,6 +69,9 @@ pub(crate) fn model_error(e: ModelError) -> ApiError {
         ModelError::TunnelCidrInUse => ApiError::msg(Code::IllegalTunnelCidr, "The specified TunnelCidr is invalid: another IPsec connection of the VPN gateway uses it."),
         ModelError::TunnelCidrsOverlap => ApiError::new(Code::IllegalTunnelCidr),
         ModelError::BgpOffBesideBgp => ApiError::new(Code::IllegalEnableBgp),
+        // Outside a route's action (which maps these by its own context): a conflict.
+        ModelError::RouteExists => ApiError::new(Code::RouteAlreadyExists),
+        ModelError::RouteSameWeight => ApiError::new(Code::RouteConflict),
     }
 }
 

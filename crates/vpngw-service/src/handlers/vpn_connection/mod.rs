@@ -36,8 +36,8 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use context::load_cgws;
 use context::*;
+pub(crate) use context::{load_cgws, model_error};
 pub use download::download_vpn_connection_config;
 pub(crate) use download::PeerTunnel;
 use params::*;
