@@ -132,17 +132,15 @@ impl Capabilities {
 /// Why a definition with these proposals cannot be negotiated by a charon with `caps`, if it
 /// cannot: names each missing algorithm, where it is used and what would bring it.
 pub fn why_not(caps: &Capabilities, ike_proposal: &str, esp_proposals: &[&str]) -> Option<String> {
+    // Each missing algorithm is named once, where it is first needed.
+    let mut named = HashSet::new();
     let mut parts = Vec::new();
-    for l in caps.lacks(ike_proposal, true) {
-        parts.push(format!("{l} of the IKE proposal {ike_proposal}: {}", l.hint));
-    }
-    if caps.userspace_esp() {
-        let mut seen = HashSet::new();
-        for p in esp_proposals {
-            for l in caps.lacks(p, false) {
-                if seen.insert(l.name) && !parts.iter().any(|s: &String| s.contains(l.name)) {
-                    parts.push(format!("{l} of the ESP proposal {p}: {}", l.hint));
-                }
+    let esp: &[&str] = if caps.userspace_esp() { esp_proposals } else { &[] };
+    let proposals = std::iter::once((ike_proposal, true, "IKE")).chain(esp.iter().map(|p| (*p, false, "ESP")));
+    for (proposal, ike, what) in proposals {
+        for l in caps.lacks(proposal, ike) {
+            if named.insert(l.name) {
+                parts.push(format!("{l} of the {what} proposal {proposal}: {}", l.hint));
             }
         }
     }
@@ -195,6 +193,8 @@ mod tests {
         assert!(why.contains("DES_CBC") && why.contains("ESP proposal des-md5"), "{why}");
         let why = why_not(&c, "des-sha1-modp1024", &["des-sha1"]).unwrap();
         assert_eq!(why.matches("DES_CBC").count(), 1, "named once: {why}");
+        let why = why_not(&c, "3des-sha1-modp1024", &["des-sha1"]).unwrap();
+        assert!(why.contains("3DES_CBC (3des) of the IKE") && why.contains("DES_CBC (des) of the ESP"), "both named: {why}");
         let kernel = Capabilities { plugins: vec!["kernel-netlink".into()], ..c };
         assert_eq!(why_not(&kernel, "aes128-sha1-modp1024", &["des-md5"]), None, "the kernel's ESP is not charon's to judge");
         let empty = Capabilities::default();
