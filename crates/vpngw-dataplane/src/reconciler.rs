@@ -84,7 +84,7 @@ impl LivePlane for Live {
         blocking(move || crate::logs::lines(&path, |l| keys.iter().any(|k| l.contains(k.as_str())))).await
     }
     async fn ipsec_diagnoses(&self, gateway_id: &str, tunnels: &[(String, String)], window_s: i64) -> vpngw_plane::Result<Vec<Option<Diagnosis>>> {
-        let since = now_s() - window_s;
+        let since = vpngw_model::now_ms() / 1000 - window_s;
         let path = self.charon_log(gateway_id);
         let tunnels = tunnels.to_vec();
         blocking(move || {
@@ -104,14 +104,6 @@ impl Live {
             CharonLogs::PerGateway(dir) => Some(dir.join(gateway_id).join("charon.log")),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-fn now_s() -> i64 {
-    now_ms() / 1000
 }
 
 /// One gateway's intent.

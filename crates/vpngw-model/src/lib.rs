@@ -19,3 +19,8 @@ pub mod secret;
 pub mod ssl_vpn;
 pub mod state;
 pub mod vpc;
+
+/// The time now, in Unix milliseconds (the unit of every stored time).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -40,7 +40,7 @@ impl IntentSource for Service {
         self.intent_changed.notified().await
     }
     async fn pending_diagnoses(&self) -> vpngw_plane::Result<Vec<PendingDiagnosis>> {
-        Ok(Service::pending_diagnoses(self).await.map_err(plane_error)?.into_iter().map(|(id, gateway_id, diagnosis)| PendingDiagnosis { id, gateway_id, diagnosis }).collect())
+        Service::pending_diagnoses(self).await.map_err(plane_error)
     }
     fn diagnoses_waiting(&self) {
         Service::diagnoses_waiting(self)
@@ -242,7 +242,7 @@ impl Service {
     /// The diagnoses whose probes the data plane has yet to run, with their gateway; none
     /// (without reading the store) unless [`Service::diagnoses_waiting`] was said since the last
     /// call. A caller that cannot start one says it again.
-    pub async fn pending_diagnoses(&self) -> Result<Vec<(String, String, GatewayDiagnosis)>, StoreError> {
+    pub async fn pending_diagnoses(&self) -> Result<Vec<PendingDiagnosis>, StoreError> {
         if !self.diagnoses_pending.swap(false, std::sync::atomic::Ordering::SeqCst) {
             return Ok(Vec::new());
         }
@@ -251,8 +251,8 @@ impl Service {
             .all(Kind::VpnGatewayDiagnosis)
             .await?
             .into_iter()
-            .filter_map(|r| Some((r.id, r.parent?, serde_json::from_value::<GatewayDiagnosis>(r.doc).ok()?)))
-            .filter(|(_, _, d)| !d.pending.is_empty())
+            .filter_map(|r| Some(PendingDiagnosis { gateway_id: r.parent?, diagnosis: serde_json::from_value::<GatewayDiagnosis>(r.doc).ok()?, id: r.id }))
+            .filter(|p| !p.diagnosis.pending.is_empty())
             .collect())
     }
 

@@ -135,9 +135,7 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use vpngw_model::now_ms;
 
 macro_rules! make_dispatch {
     ($( ($name:ident, $access:ident, $handler:ident, [$($req:ident),*]) ),* $(,)?) => {
