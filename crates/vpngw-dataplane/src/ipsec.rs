@@ -170,13 +170,13 @@ impl RoutePlan {
                 slot.1 = Some(r);
             }
         }
-        let h = |r: &VpnRoute| health.get(&r.next_hop).copied().unwrap_or(Health { established: false, revoked: false });
+        let h = |r: &VpnRoute| health.get(r.next_hop.as_str()).copied().unwrap_or(Health { established: false, revoked: false });
         let mut owned: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for ((src, dest, _), (active, standby)) in targets {
             let owner =
                 [active, standby].into_iter().flatten().find(|r| h(r).usable()).or(active.filter(|r| !h(r).revoked)).or(if active.is_none() { standby.filter(|r| !h(r).revoked) } else { None });
             if let Some(r) = owner {
-                owned.entry(r.next_hop.clone()).or_default().push((src, dest));
+                owned.entry(r.next_hop.to_string()).or_default().push((src, dest));
             }
         }
         RoutePlan { owned }
@@ -218,8 +218,8 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
         c.tunnels
             .iter()
             .map(|t| T {
-                key: t.tunnel_id.clone(),
-                tunnel: Some(t.tunnel_id.clone()),
+                key: t.tunnel_id.to_string(),
+                tunnel: Some(t.tunnel_id.to_string()),
                 local: &t.internet_ip,
                 cgw: &t.customer_gateway_id,
                 ike: &t.ike,

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use crate::id::{CustomerGatewayId, TunnelId, VpnConnectionId};
 pub use crate::state::{NegotiationStatus, RoutingMode, TunnelRole};
 
 /// A new connection's status, and every tunnel's.
@@ -49,9 +50,9 @@ pub struct HealthCheck {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tunnel {
-    pub tunnel_id: String,
+    pub tunnel_id: TunnelId,
     pub role: TunnelRole,
-    pub customer_gateway_id: String,
+    pub customer_gateway_id: CustomerGatewayId,
     pub internet_ip: String,
     pub zone_no: String,
     pub enable_dpd: bool,
@@ -68,9 +69,9 @@ pub struct Tunnel {
 pub struct VpnConnection {
     pub name: String,
     /// The customer gateway of a single-tunnel connection ("" for dual-tunnel ones).
-    pub customer_gateway_id: String,
+    pub customer_gateway_id: CustomerGatewayId,
     /// Every customer gateway the connection uses (for filters and dependency checks).
-    pub cgw_ids: Vec<String>,
+    pub cgw_ids: Vec<CustomerGatewayId>,
     pub local_subnet: Vec<String>,
     pub remote_subnet: Vec<String>,
     pub effect_immediately: bool,
@@ -128,11 +129,11 @@ impl VpnConnection {
         }
     }
     /// (customer gateway, IKE settings) of each endpoint: one, or one per tunnel.
-    pub fn endpoints(&self) -> Vec<(&str, &IkeCfg)> {
+    pub fn endpoints(&self) -> Vec<(&CustomerGatewayId, &IkeCfg)> {
         if self.dual() {
-            self.tunnels.iter().map(|t| (t.customer_gateway_id.as_str(), &t.ike)).collect()
+            self.tunnels.iter().map(|t| (&t.customer_gateway_id, &t.ike)).collect()
         } else {
-            vec![(self.customer_gateway_id.as_str(), &self.ike)]
+            vec![(&self.customer_gateway_id, &self.ike)]
         }
     }
     pub fn tunnel_cidrs(&self) -> Vec<&str> {

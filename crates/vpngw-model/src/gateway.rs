@@ -2,14 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::id::VSwitchId;
 pub use crate::state::BusinessStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VpnGateway {
     pub name: String,
     pub description: String,
-    pub vswitch_id: String,
-    pub dr_vswitch_id: Option<String>,
+    pub vswitch_id: VSwitchId,
+    pub dr_vswitch_id: Option<VSwitchId>,
     pub bandwidth: u32,
     pub enable_ipsec: bool,
     pub enable_ssl: bool,

@@ -57,7 +57,7 @@ pub struct Observation {
     /// The single-tunnel status (none for dual-tunnel connections).
     pub status: Option<status::NegotiationStatus>,
     /// Status by tunnel id (dual-tunnel connections).
-    pub tunnels: HashMap<String, status::NegotiationStatus>,
+    pub tunnels: HashMap<crate::id::TunnelId, status::NegotiationStatus>,
     /// `success`/`failed`, or `None` to leave the health verdict as it is.
     pub health: Option<String>,
     /// The data plane's own state (`converged`, `unsupported: why`, or `unknown: why` after a

@@ -16,7 +16,7 @@ pub struct VpnRoute {
     /// Policy routes only.
     pub route_source: String,
     /// The connection the route points to.
-    pub next_hop: String,
+    pub next_hop: crate::id::VpnConnectionId,
     pub weight: u32,
     /// Policy routes only: 1..=100, smaller first.
     pub priority: u32,
@@ -44,6 +44,11 @@ impl VpnRoute {
     /// compete for the same traffic.
     pub fn same_target(&self, o: &VpnRoute) -> bool {
         self.route_kind == o.route_kind && self.route_dest == o.route_dest && (!self.policy() || (self.route_source == o.route_source && self.priority == o.priority))
+    }
+    /// The same route, published to the VPC's route table or not.
+    pub fn with_publish(mut self, publish_vpc: bool) -> VpnRoute {
+        self.publish_vpc = publish_vpc;
+        self
     }
     /// The same route with another weight.
     pub fn with_weight(mut self, weight: u32) -> VpnRoute {

@@ -4,8 +4,15 @@
 use crate::connection::{IkeCfg, VpnConnection};
 use crate::route::VpnRoute;
 
-/// Why a rule refuses.
+/// Whose client pool: an IPsec server's or an SSL-VPN server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Ipsec,
+    Ssl,
+}
+
+/// Why a rule refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// Two connections of one gateway to one customer gateway with other IKE settings.
     SameCustomerGatewayOtherIke,
@@ -21,6 +28,20 @@ pub enum ModelError {
     RouteExists,
     /// A route to the same target with the same weight exists (one active, one standby).
     RouteSameWeight,
+    /// A route that leads into a client pool of the VPC's gateways.
+    RouteIntoPool(Pool),
+    /// A client pool (this one) that overlaps the VPC or the gateway's other client pool.
+    ClientPoolOverlap(String),
+    /// A client pool of this kind of server that a route of the VPC's gateways leads into.
+    PoolIntoRoute(Pool),
+    /// Another VPN gateway's route to the same CIDR is in the VPC's route table.
+    VpcRouteConflict,
+    /// The VPC's route table holds as many VPN routes as it may.
+    VpcRouteQuota,
+    /// Too many policy routes on the gateway.
+    PolicyRouteQuota { existing: u64, new: u64, max: u64 },
+    /// Too many destination routes on the gateway.
+    DbrRouteQuota,
 }
 
 /// Whether two CIDR blocks overlap (false when either is not one).

@@ -189,7 +189,7 @@ impl Service {
                 .find(|u| match Kind::parse(&u.kind) {
                     Some(Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer) => u.parent.as_deref() == Some(r.id.as_str()),
                     Some(Kind::SslVpnClientCert) => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
-                    Some(Kind::CustomerGateway) => conns.iter().any(|(_, c)| c.cgw_ids.contains(&u.id)),
+                    Some(Kind::CustomerGateway) => conns.iter().any(|(_, c)| c.cgw_ids.iter().any(|x| *x == u.id)),
                     Some(Kind::VSwitch) => u.parent.is_some() && u.parent == r.parent,
                     _ => false,
                 })

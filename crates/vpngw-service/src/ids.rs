@@ -3,10 +3,7 @@
 use rand::Rng;
 
 pub fn new_id(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    let tail: String = (0..21).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
-    format!("{prefix}-{tail}")
+    vpngw_model::id::generate(prefix)
 }
 
 /// A request id: an upper-case UUID, as Alibaba's.

@@ -60,6 +60,18 @@ pub async fn run(store: impl Store) {
         let q = ListQuery { fields: vec![("cgw_ids[]".into(), cgw.into())], limit: 10, ..Default::default() };
         assert_eq!(store.list(Kind::VpnConnection, &a, &q).await.unwrap().total, n, "array membership filter");
     }
+    // A family: the root, then its descendants of the kinds asked for, oldest first.
+    store.commit(vec![Mutation::Put(rec(Kind::VpnRoute, "vrt-1", &a, Some("vpn-0"), "normal", json!({})))]).await.unwrap();
+    store.commit(vec![Mutation::Put(rec(Kind::VpnRoute, "vrt-b", &b, Some("vpn-0"), "normal", json!({})))]).await.unwrap();
+    let family = |kinds: &'static [Kind]| {
+        let (store, a) = (&store, &a);
+        async move { store.family(a, "vpc-1", kinds).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(family(&[Kind::VpnGateway, Kind::VpnRoute]).await, ["vpc-1", "vpn-0", "vpn-1", "vpn-2", "vpn-3", "vpn-4", "vrt-1"], "another account's child is not family");
+    assert_eq!(family(&[Kind::VpnGateway, Kind::VpnConnection]).await, ["vpc-1", "vpn-0", "vpn-1", "vpn-2", "vpn-3", "vpn-4", "vco-1"]);
+    assert_eq!(family(&[Kind::VpnRoute]).await, ["vpc-1"], "only through the kinds asked for");
+    assert!(store.family(&b, "vpc-1", &[Kind::VpnGateway]).await.unwrap().is_empty(), "another account's root");
+    store.commit(vec![Mutation::Delete { kind: Kind::VpnRoute, id: "vrt-1".into() }, Mutation::Delete { kind: Kind::VpnRoute, id: "vrt-b".into() }]).await.unwrap();
     let by_id = store.list(Kind::VpnGateway, &a, &ListQuery { ids: vec!["vpn-1".into(), "vpn-b".into()], limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(by_id.total, 1, "another account's id is never listed");
     assert_eq!(store.count(Kind::VpnGateway, &a, Some("vpc-1")).await.unwrap(), 5);

@@ -323,6 +323,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every record of a kind, of every account and region, oldest first (for reconcilers).
     async fn all(&self, kind: Kind) -> Result<Vec<Record>>;
     async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page>;
+    /// `root` (of any kind) and, in one read, its descendants of the given kinds: children whose
+    /// parent is `root`, their children, and so on, following only records of those kinds.
+    /// Oldest first, the root first. What a write's rules read: a VPC with its gateways and
+    /// their routes and servers, say. Empty if the scope has no `root`.
+    async fn family(&self, scope: &Scope, root: &str, kinds: &[Kind]) -> Result<Vec<Record>>;
     /// How many records of a kind the scope has (under one parent, if given).
     async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64>;
     /// The tags of these resources, each list sorted by key.

@@ -11,12 +11,14 @@ use vpngw_api::{ApiError, Code, Params};
 pub use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
+use super::neighbourhood::{check_client_pool, model_error, neighbourhood};
 use super::vpn_connection::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets, IkeCfg, IpsecCfg};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child};
-use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, iso_time, new_record, obj, to_doc, Lifecycle};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
+use vpngw_model::id::VpnGatewayId;
+use vpngw_model::rules::Pool;
 
 fn server_name(p: &Params) -> Result<Option<String>, ApiError> {
     match p.get("IpSecServerName") {
@@ -75,14 +77,12 @@ fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
 }
 
 /// Whether a gateway has an IPsec server (for CreateVpnConnection's conflict rule).
-pub(crate) async fn gateway_has_server(req: &Req<'_>, gw: &str) -> Result<bool, ApiError> {
-    Ok(!super::children(req, Kind::IpsecServer, gw).await?.is_empty())
-}
-
 pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let (gw_rec, gw) = ssl_gateway_for_server(req, p.req("VpnGatewayId")?).await?;
-    if gateway_has_server(req, &gw_rec.id).await? {
+    let gw_id = VpnGatewayId::new(gw_rec.id.as_str());
+    let read = neighbourhood(req, &gw_rec).await?;
+    if read.n.side(&gw_id).is_some_and(|s| s.ipsec_pool.is_some()) {
         return Err(ApiError::new(Code::IpsecServerExist));
     }
     if req.store().count(Kind::VpnConnection, &req.scope, Some(&gw_rec.id)).await.map_err(store_error)? > 0 {
@@ -112,7 +112,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
         online_client_count: 0,
     };
     apply(&mut s, &p)?;
-    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::IpsecServer).await?;
+    read.n.client_pool_ok(&gw_id, &s.client_ip_pool, Pool::Ipsec).map_err(model_error)?;
     req.dry_run()?;
     let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), Lifecycle::Active.as_str(), to_doc(&s));
     let body = obj(json!({
@@ -133,7 +133,7 @@ pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let (mut rec, before, gw_rec) = writable_server(req).await?;
     let mut s = before.clone();
     apply(&mut s, &p)?;
-    check_client_pool(req, &gw_rec, &s.client_ip_pool, Kind::IpsecServer).await?;
+    check_client_pool(req, &gw_rec, &s.client_ip_pool, Pool::Ipsec).await?;
     req.dry_run()?;
     if s == before {
         return req.commit(Vec::new(), Default::default()).await;

@@ -69,7 +69,7 @@ pub async fn describe_vpn_connection_logs(req: &mut Req<'_>) -> HandlerResult {
     let keys = match p.opt("TunnelId") {
         Some(t) if c.tunnels.iter().any(|x| x.tunnel_id == t) => vec![t.to_string()],
         Some(_) => return Err(ApiError::new(Code::IllegalTunnelId)),
-        None if c.dual() => c.tunnels.iter().map(|t| t.tunnel_id.clone()).collect(),
+        None if c.dual() => c.tunnels.iter().map(|t| t.tunnel_id.to_string()).collect(),
         None => vec![rec.id.clone()],
     };
     let q = LogQuery::parse(&p, crate::now_ms() / 1000, Some(10))?;

@@ -16,6 +16,7 @@ mod diagnose;
 mod gateway_diagnosis;
 mod ipsec_server;
 mod logs;
+mod neighbourhood;
 mod regions;
 mod resource_group;
 mod ssl_vpn;
@@ -83,11 +84,6 @@ pub(crate) async fn list_with_tags(req: &Req<'_>, kind: Kind, q: &ListQuery) -> 
 pub(crate) async fn children(req: &Req<'_>, kind: Kind, parent: &str) -> Result<Vec<Record>, ApiError> {
     let q = ListQuery { parent: Some(parent.to_string()), limit: u32::MAX as u64, ..Default::default() };
     Ok(req.store().list(kind, &req.scope, &q).await.map_err(store_error)?.items)
-}
-
-/// The ClientIpPool an IPsec or SSL-VPN server's record holds.
-pub(crate) fn client_pool(server: &Record) -> &str {
-    server.doc.get("client_ip_pool").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// Equality filters on document fields from optional parameters: `(parameter, field)` pairs.

@@ -17,14 +17,15 @@ pub use vpngw_model::ssl_vpn::{SslClient, SslVpnClientCert, SslVpnServer};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::logs::LogQuery;
+use super::neighbourhood::check_client_pool;
 use super::vpn_connection::{overlaps, subnets};
 use super::vpn_gateway::{gateway_busy, ssl_connections, ssl_gateway_for_server, writable_child, VpnGateway};
-use super::vpn_route::check_client_pool;
 use super::{default_resource_group, doc, load, new_record, obj, to_doc, Lifecycle};
 use crate::pki::{self, Revoked};
 use crate::secrets::key_context;
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
+use vpngw_model::rules::Pool;
 
 /// Ports an SSL-VPN server cannot use (sections 8.1 and 8.2).
 const FORBIDDEN_PORTS: &[u16] = &[22, 2222, 22222, 9000, 9001, 9002, 7505, 80, 443, 53, 68, 123, 4510, 4560, 500, 4500];
@@ -144,7 +145,7 @@ fn apply(s: &mut SslVpnServer, p: &Params) -> Result<(), ApiError> {
 /// IPsec-server pool, nor a route of the VPC's gateways ([`check_client_pool`]).
 async fn check_pool(req: &Req<'_>, gw: &Record, pool: &str) -> Result<(), ApiError> {
     check_pool_size(pool, doc::<VpnGateway>(gw)?.ssl_connections)?;
-    check_client_pool(req, gw, pool, Kind::SslVpnServer).await
+    check_client_pool(req, gw, pool, Pool::Ssl).await
 }
 
 fn pki_error(e: pki::PkiError) -> ApiError {
@@ -155,7 +156,8 @@ fn pki_error(e: pki::PkiError) -> ApiError {
 pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let (gw_rec, gw) = ssl_gateway_for_server(req, p.req("VpnGatewayId")?).await?;
-    if !super::children(req, Kind::SslVpnServer, &gw_rec.id).await?.is_empty() {
+    let read = super::neighbourhood::neighbourhood(req, &gw_rec).await?;
+    if read.n.side(&gw_rec.id.as_str().into()).is_some_and(|s| s.ssl_pool.is_some()) {
         return Err(ApiError::msg(Code::ResourceQuotaFull, "The quota of resource is full: a VPN gateway has one SSL-VPN server."));
     }
     let id = ids::new_id("vss");
@@ -171,7 +173,8 @@ pub async fn create_ssl_vpn_server(req: &mut Req<'_>) -> HandlerResult {
         ..Default::default()
     };
     apply(&mut s, &p)?;
-    check_pool(req, &gw_rec, &s.client_ip_pool).await?;
+    check_pool_size(&s.client_ip_pool, gw.ssl_connections)?;
+    read.n.client_pool_ok(&gw_rec.id.as_str().into(), &s.client_ip_pool, Pool::Ssl).map_err(super::neighbourhood::model_error)?;
     req.dry_run()?;
     let ca = pki::new_ca(&format!("vpngw SSL-VPN CA {id}"), CA_VALIDITY).map_err(pki_error)?;
     let server = pki::issue(&ca.cert_pem, &ca.key_pem, &id, pki::Role::Server, CA_VALIDITY).map_err(pki_error)?;

@@ -181,8 +181,8 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let gw = VpnGateway {
         name: name.unwrap_or_else(|| id.clone()),
         description: String::new(),
-        vswitch_id,
-        dr_vswitch_id,
+        vswitch_id: vswitch_id.into(),
+        dr_vswitch_id: dr_vswitch_id.map(Into::into),
         bandwidth,
         enable_ipsec,
         enable_ssl,

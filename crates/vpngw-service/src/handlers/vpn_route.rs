@@ -18,10 +18,14 @@ use vpngw_api::{ApiError, Code, Params};
 pub use vpngw_model::route::{VpnRoute, CUSTOM, DBR, DEFAULT_PRIORITY, PBR, SYSTEM};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
+use super::neighbourhood::{model_error, neighbourhood, Read};
 use super::vpn_gateway::{ensure_writable, gateway_busy, VpnGateway};
 use super::{doc, load, new_record, obj, to_doc};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
+use vpngw_model::id::VpnGatewayId;
+use vpngw_model::neighbourhood::Neighbourhood;
+use vpngw_model::rules::ModelError;
 
 /// Every route of a gateway.
 pub(crate) async fn gateway_routes(req: &Req<'_>, gw: &str) -> Result<Vec<(Record, VpnRoute)>, ApiError> {
@@ -63,13 +67,23 @@ fn overlay(p: &Params) -> Result<String, ApiError> {
     }
 }
 
-/// The gateway of a route action, writable, and its routes.
-async fn writable_gateway(req: &Req<'_>) -> Result<(Record, VpnGateway, Vec<(Record, VpnRoute)>), ApiError> {
+/// The gateway of a route action, writable, and its VPC as the route rules see it.
+async fn writable_gateway(req: &Req<'_>) -> Result<(Record, VpnGatewayId, Read), ApiError> {
     let rec = load(req, Kind::VpnGateway, req.params.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
     let gw: VpnGateway = doc(&rec)?;
     ensure_writable(&rec, &gw)?;
-    let routes = gateway_routes(req, &rec.id).await?;
-    Ok((rec, gw, routes))
+    let read = neighbourhood(req, &rec).await?;
+    Ok((rec.clone(), VpnGatewayId::new(rec.id), read))
+}
+
+/// The routes of gateway `gw` in a neighbourhood.
+fn routes_of<'a>(n: &'a Neighbourhood, gw: &VpnGatewayId) -> &'a [(String, VpnRoute)] {
+    n.side(gw).map(|s| s.routes.as_slice()).unwrap_or(&[])
+}
+
+/// The routes of gateway `gw` with their records.
+fn route_records(read: &Read, gw: &VpnGatewayId) -> Result<Vec<(Record, VpnRoute)>, ApiError> {
+    routes_of(&read.n, gw).iter().map(|(id, r)| Ok((read.record(id)?, r.clone()))).collect()
 }
 
 /// The next hop must be a connection of this gateway.
@@ -81,108 +95,23 @@ async fn check_next_hop(req: &Req<'_>, gw: &str, next_hop: &str) -> Result<(), A
     Ok(())
 }
 
-/// One active and one standby per destination, on different connections. (Client pools are
-/// [`check_client_pools`].)
+/// One active and one standby per destination, on different connections.
 pub(crate) fn check_against(route: &VpnRoute, others: &[&VpnRoute], on_modify: bool) -> Result<(), ApiError> {
     vpngw_model::rules::route_pair(route, others).map_err(|e| match e {
-        vpngw_model::rules::ModelError::RouteExists => ApiError::new(Code::RouteAlreadyExists),
-        vpngw_model::rules::ModelError::RouteSameWeight => ApiError::new(if on_modify { Code::RouteBackup } else { Code::RouteConflict }),
-        other => super::vpn_connection::model_error(other),
+        ModelError::RouteSameWeight if on_modify => ApiError::new(Code::RouteBackup),
+        other => model_error(other),
     })
-}
-
-/// The gateways of a VPC (the route table they all publish into).
-pub(crate) async fn vpc_gateways(req: &Req<'_>, vpc: Option<&str>) -> Result<Vec<Record>, ApiError> {
-    match vpc {
-        Some(vpc) => super::children(req, Kind::VpnGateway, vpc).await,
-        None => Ok(Vec::new()),
-    }
-}
-
-/// A route must not lead into a client pool of the VPC's gateways (whose routes the VPC's
-/// table holds): an IPsec server's (OperationFailed.RouteConflictWithIPsecServer) or an SSL-VPN
-/// server's (VpnRouteEntry.ConflictSSL).
-pub(crate) async fn check_client_pools(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute) -> Result<(), ApiError> {
-    for g in vpc_gateways(req, gw_rec.parent.as_deref()).await? {
-        for kind in [Kind::IpsecServer, Kind::SslVpnServer] {
-            for s in super::children(req, kind, &g.id).await? {
-                if super::vpn_connection::overlaps(super::client_pool(&s), &route.route_dest) {
-                    return Err(ApiError::new(route_conflict(kind)));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What a route that leads into a client pool of this kind of server is answered with.
-fn route_conflict(server: Kind) -> Code {
-    if server == Kind::SslVpnServer {
-        Code::RouteConflictSsl
-    } else {
-        Code::RouteConflictWithIpsecServer
-    }
-}
-
-/// The other side of [`check_client_pools`]: the ClientIpPool of a server of kind `own` on
-/// `gw` must overlap neither the gateway's VPC (IllegalParam.ClientIpPool), nor the gateway's
-/// other client pool (the other kind of server; the same code), nor a route of the VPC's
-/// gateways (the kind's route-conflict code).
-pub(crate) async fn check_client_pool(req: &Req<'_>, gw: &Record, pool: &str, own: Kind) -> Result<(), ApiError> {
-    use super::vpn_connection::overlaps;
-    if let Some(vpc) = gw.parent.as_deref() {
-        if let Some(v) = req.store().get(Kind::Vpc, &req.scope, vpc).await.map_err(store_error)? {
-            if v.doc.get("cidr_block").and_then(Value::as_str).is_some_and(|c| overlaps(c, pool)) {
-                return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-            }
-        }
-    }
-    let other = if own == Kind::SslVpnServer { Kind::IpsecServer } else { Kind::SslVpnServer };
-    if super::children(req, other, &gw.id).await?.iter().any(|s| overlaps(super::client_pool(s), pool)) {
-        return Err(ApiError::arg(Code::IllegalClientIpPool, pool));
-    }
-    for g in vpc_gateways(req, gw.parent.as_deref()).await? {
-        for (_, r) in gateway_routes(req, &g.id).await? {
-            if overlaps(&r.route_dest, pool) {
-                return Err(ApiError::new(route_conflict(own)));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Published routes go into the VPC's route table: one VPN gateway per CIDR there, and a quota.
-pub(crate) async fn check_publish(req: &Req<'_>, gw_rec: &Record, route: &VpnRoute, own: &[&VpnRoute]) -> Result<(), ApiError> {
-    if !route.publish_vpc {
-        return Ok(());
-    }
-    let gateways = vpc_gateways(req, gw_rec.parent.as_deref()).await?;
-    let mut table: std::collections::HashSet<String> = own.iter().filter(|r| r.publish_vpc).map(|r| r.route_dest.clone()).collect();
-    for g in gateways.iter().filter(|g| g.id != gw_rec.id) {
-        for (_, r) in gateway_routes(req, &g.id).await? {
-            if r.publish_vpc {
-                if r.route_dest == route.route_dest {
-                    return Err(ApiError::new(Code::VpcRouteConflict));
-                }
-                table.insert(r.route_dest.clone());
-            }
-        }
-    }
-    if !table.contains(&route.route_dest) && table.len() as u64 >= req.svc.config.quotas.vpc_vpn_route_entries {
-        return Err(ApiError::new(Code::VpcRouteQuota));
-    }
-    Ok(())
 }
 
 async fn create(req: &mut Req<'_>, kind: &str) -> HandlerResult {
     let p = req.params.clone();
-    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let (gw_rec, gw_id, read) = writable_gateway(req).await?;
     let policy = kind == PBR;
     let route = VpnRoute {
         route_kind: kind.into(),
         route_dest: net(&p, "RouteDest")?,
         route_source: if policy { net(&p, "RouteSource")? } else { String::new() },
-        next_hop: p.req("NextHop")?.to_string(),
+        next_hop: p.req("NextHop")?.into(),
         weight: weight(&p, "Weight")?,
         priority: if policy { priority(&p, "Priority")?.unwrap_or(DEFAULT_PRIORITY) } else { 0 },
         publish_vpc: p.opt_bool("PublishVpc")?.ok_or_else(|| ApiError::missing("PublishVpc"))?,
@@ -192,15 +121,15 @@ async fn create(req: &mut Req<'_>, kind: &str) -> HandlerResult {
         origin: String::new(),
     };
     check_next_hop(req, &gw_rec.id, &route.next_hop).await?;
-    let all: Vec<&VpnRoute> = routes.iter().map(|(_, r)| r).collect();
+    let all: Vec<&VpnRoute> = routes_of(&read.n, &gw_id).iter().map(|(_, r)| r).collect();
     check_against(&route, &all, false)?;
-    check_client_pools(req, &gw_rec, &route).await?;
+    read.n.route_clear_of_pools(&route).map_err(model_error)?;
     let same_kind = all.iter().filter(|r| r.route_kind == kind).count() as u64;
     let (quota, code) = if policy { (req.svc.config.quotas.pbr_routes_per_gateway, Code::PbrRoutesQuotaFull) } else { (req.svc.config.quotas.dbr_routes_per_gateway, Code::DbrRoutesQuotaFull) };
     if same_kind >= quota {
         return Err(ApiError::new(code));
     }
-    check_publish(req, &gw_rec, &route, &all).await?;
+    read.n.publish_ok(&gw_id, &route, &all, req.svc.config.quotas.vpc_vpn_route_entries).map_err(model_error)?;
     req.dry_run()?;
     let rec = new_record(req, Kind::VpnRoute, &ids::new_id("vrt"), Some(gw_rec.id.clone()), route.state(), to_doc(&route));
     let mut body = route_json(&rec, &route, true);
@@ -237,7 +166,8 @@ fn find<'a>(routes: &'a [(Record, VpnRoute)], p: &Params, kind: &str) -> Result<
 /// Applies a change to one route (weight and/or priority), checking the pair rules again.
 async fn modify(req: &mut Req<'_>, kind: &str, new_weight: Option<u32>, new_priority: Option<u32>) -> HandlerResult {
     let p = req.params.clone();
-    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let (gw_rec, gw_id, read) = writable_gateway(req).await?;
+    let routes = route_records(&read, &gw_id)?;
     let (rec, route) = find(&routes, &p, kind)?.clone();
     if route.entry_type == SYSTEM {
         return Err(ApiError::new(Code::RouteSystemEntry));
@@ -294,7 +224,8 @@ pub async fn modify_vpn_pbr_route_entry_attribute(req: &mut Req<'_>) -> HandlerR
 async fn delete(req: &mut Req<'_>, kind: &str) -> HandlerResult {
     let p = req.params.clone();
     overlay(&p)?;
-    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
+    let (gw_rec, gw_id, read) = writable_gateway(req).await?;
+    let routes = route_records(&read, &gw_id)?;
     let (rec, route) = find(&routes, &p, kind)?;
     if route.entry_type == SYSTEM {
         return Err(ApiError::new(Code::RouteSystemEntry));
@@ -322,18 +253,18 @@ pub async fn publish_vpn_route_entry(req: &mut Req<'_>) -> HandlerResult {
     let publish = p.opt_bool("PublishVpc")?.ok_or_else(|| ApiError::missing("PublishVpc"))?;
     let dest = net(&p, "RouteDest")?;
     let next_hop = p.req("NextHop")?.to_string();
-    let (gw_rec, _gw, routes) = writable_gateway(req).await?;
-    let matching: Vec<&(Record, VpnRoute)> = routes.iter().filter(|(_, r)| r.route_kind == kind && r.route_dest == dest && r.next_hop == next_hop).collect();
+    let (gw_rec, gw_id, read) = writable_gateway(req).await?;
+    let routes = routes_of(&read.n, &gw_id);
+    let matching: Vec<&(String, VpnRoute)> = routes.iter().filter(|(_, r)| r.route_kind == kind && r.route_dest == dest && r.next_hop == next_hop).collect();
     if matching.is_empty() {
         return Err(ApiError::new(Code::RouteNotFound));
     }
     let mut muts = Vec::new();
-    for (rec, route) in matching.into_iter().filter(|(_, r)| r.publish_vpc != publish) {
-        let mut changed = route.clone();
-        changed.publish_vpc = publish;
-        let others: Vec<&VpnRoute> = routes.iter().filter(|(r, _)| r.id != rec.id).map(|(_, r)| r).collect();
-        check_publish(req, &gw_rec, &changed, &others).await?;
-        let mut rec = rec.clone();
+    for (id, route) in matching.into_iter().filter(|(_, r)| r.publish_vpc != publish) {
+        let changed = route.clone().with_publish(publish);
+        let others: Vec<&VpnRoute> = routes.iter().filter(|(r, _)| r != id).map(|(_, r)| r).collect();
+        read.n.publish_ok(&gw_id, &changed, &others, req.svc.config.quotas.vpc_vpn_route_entries).map_err(model_error)?;
+        let mut rec = read.record(id)?;
         rec.status = changed.state().into();
         rec.doc = to_doc(&changed);
         muts.push(Mutation::Put(rec));

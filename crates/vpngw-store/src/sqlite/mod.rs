@@ -240,6 +240,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn family(&self, scope: &Scope, root: &str, kinds: &[Kind]) -> Result<Vec<Record>> {
+        let (scope, root) = (scope.clone(), root.to_string());
+        let kinds: Vec<String> = kinds.iter().map(|k| k.as_str().to_string()).collect();
+        self.read(move |c| {
+            // Each step looks children up by the parent index (kind, scope, parent).
+            let marks = vec!["?"; kinds.len()].join(", ");
+            let sql = format!(
+                "WITH RECURSIVE fam(id) AS (SELECT id FROM resources WHERE id = ?1 AND account_id = ?2 AND region = ?3 \
+                 UNION SELECT r.id FROM resources r JOIN fam ON r.parent_id = fam.id WHERE r.kind IN ({marks}) AND r.account_id = ?2 AND r.region = ?3) \
+                 SELECT {RECORD_COLS} FROM resources WHERE id IN (SELECT id FROM fam) ORDER BY (id = ?1) DESC, seq"
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![root.into(), scope.account.into(), scope.region.into()];
+            args.extend(kinds.into_iter().map(Into::into));
+            let mut s = c.prepare_cached(&sql).map_err(other)?;
+            let rows = s.query_map(params_from_iter(args.iter()), record).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
     async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64> {
         let (scope, parent) = (scope.clone(), parent.map(str::to_string));
         self.read(move |c| {

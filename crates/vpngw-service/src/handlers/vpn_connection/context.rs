@@ -1,96 +1,103 @@
-//! What a write's rules read from the store: the gateway with its kind and zones, the customer
-//! gateway, the sibling connections, and the rules that compare a connection with them.
+//! What a connection's write reads, in one step before any rule runs: its gateway with the VPC
+//! around it (routes, servers, zones), the customer gateways the write names, the sibling
+//! connections its rules compare with, and how many connections the gateway has. Everything
+//! after that step is a pure function of what it read, and the write ends in one commit.
 
 #[allow(unused_imports)]
 use super::*;
-use vpngw_model::rules::{self, ModelError};
+use crate::handlers::neighbourhood::{model_error, neighbourhood, route_quotas, Read};
+use vpngw_model::id::VpnGatewayId;
+use vpngw_model::rules;
 
-/// What a connection's checks need to know about its gateway.
+/// A connection's gateway and all that the connection's rules compare with.
 pub(super) struct GatewayView {
     pub(super) rec: Record,
     pub(super) gw: VpnGateway,
+    pub(super) id: VpnGatewayId,
     pub(super) national: bool,
     /// Zone of the gateway's vSwitch and of its disaster-recovery vSwitch.
     pub(super) zones: (String, String),
+    /// The VPC: every gateway's routes and client pools.
+    pub(super) vpc: Read,
+    /// The customer gateways the write names or the connection uses (those that exist).
+    pub(super) cgws: HashMap<CustomerGatewayId, CustomerGateway>,
+    /// The gateway's connections that share one of those customer gateways, or have BGP.
+    pub(super) siblings: Vec<(String, VpnConnection)>,
+    /// How many connections the gateway has.
+    pub(super) connections: u64,
 }
 
-pub(super) async fn gateway_view(req: &Req<'_>, id: &str) -> Result<GatewayView, ApiError> {
+/// Reads gateway `id` and what its connections' rules need, for a write that concerns the
+/// customer gateways `cgw_ids`.
+pub(super) async fn gateway_view(req: &Req<'_>, id: &str, cgw_ids: &[String]) -> Result<GatewayView, ApiError> {
     let rec = load(req, Kind::VpnGateway, id, Code::InvalidVpnGatewayId).await?;
     let gw: VpnGateway = doc(&rec)?;
-    let zone = |vsw: &str| {
-        let vsw = vsw.to_string();
-        async move {
-            match req.store().get(Kind::VSwitch, &req.scope, &vsw).await.map_err(store_error)? {
-                Some(r) => Ok::<String, ApiError>(doc::<VSwitch>(&r)?.zone_id),
-                None => Ok(String::new()),
-            }
-        }
-    };
-    let zones = (zone(&gw.vswitch_id).await?, zone(gw.dr_vswitch_id.as_deref().unwrap_or("")).await?);
-    Ok(GatewayView { national: gw.vpn_type == "NationalStandard", rec, gw, zones })
-}
-
-pub(super) async fn customer_gateway(req: &Req<'_>, id: &str) -> Result<CustomerGateway, ApiError> {
-    doc(&load(req, Kind::CustomerGateway, id, Code::InvalidCustomerGatewayId).await?)
-}
-
-/// The gateway's other connections that the rules compare `c` with: those sharing a customer
-/// gateway, and those with BGP. Returns them and whether any other connection has BGP.
-pub(super) async fn related(req: &Req<'_>, gateway_id: &str, c: &VpnConnection, except: &str) -> Result<(Vec<VpnConnection>, bool), ApiError> {
+    let vpc = neighbourhood(req, &rec).await?;
+    let zones = (vpc.n.zone(&gw.vswitch_id).to_string(), gw.dr_vswitch_id.as_ref().map(|v| vpc.n.zone(v).to_string()).unwrap_or_default());
+    let cgws = cgws_by_id(req, cgw_ids).await?;
+    let mut siblings: HashMap<String, VpnConnection> = HashMap::new();
     let list = |field: &str, value: &str| {
-        let q = ListQuery { parent: Some(gateway_id.to_string()), fields: vec![(field.to_string(), value.to_string())], limit: u32::MAX as u64, ..Default::default() };
+        let q = ListQuery { parent: Some(rec.id.clone()), fields: vec![(field.to_string(), value.to_string())], limit: u32::MAX as u64, ..Default::default() };
         async move { req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error) }
     };
-    let mut found: HashMap<String, VpnConnection> = HashMap::new();
-    for cgw in &c.cgw_ids {
-        for r in list("cgw_ids[]", cgw).await?.items.iter().filter(|r| r.id != except) {
-            found.insert(r.id.clone(), doc(r)?);
+    for cgw in cgws.keys() {
+        for r in list("cgw_ids[]", cgw).await?.items {
+            siblings.insert(r.id.clone(), doc(&r)?);
         }
     }
-    let mut others_bgp = false;
-    for r in list("routing", RoutingMode::Bgp.as_str()).await?.items.iter().filter(|r| r.id != except) {
-        others_bgp = true;
-        found.insert(r.id.clone(), doc(r)?);
+    for r in list("routing", RoutingMode::Bgp.as_str()).await?.items {
+        siblings.insert(r.id.clone(), doc(&r)?);
     }
-    Ok((found.into_values().collect(), others_bgp))
+    let connections = req.store().count(Kind::VpnConnection, &req.scope, Some(&rec.id)).await.map_err(store_error)?;
+    Ok(GatewayView { national: gw.vpn_type == "NationalStandard", id: VpnGatewayId::new(rec.id.as_str()), rec, gw, zones, vpc, cgws, siblings: siblings.into_iter().collect(), connections })
 }
 
-/// The rules that compare a connection with the gateway's other connections (the model's
-/// [`rules::siblings`]), in the error table's codes.
-pub(super) fn check_against_siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), ApiError> {
-    rules::siblings(c, others).map_err(model_error)
-}
+impl GatewayView {
+    /// A customer gateway the write names: it must exist.
+    pub(super) fn customer_gateway(&self, id: &str) -> Result<&CustomerGateway, ApiError> {
+        self.cgws.get(id).ok_or_else(|| ApiError::new(Code::InvalidCustomerGatewayId))
+    }
 
-/// The code of the one error table for a rule of the model.
-pub(crate) fn model_error(e: ModelError) -> ApiError {
-    match e {
-        ModelError::SameCustomerGatewayOtherIke => ApiError::new(Code::SameVpnAndCgwDifferentIkeConfigs),
-        ModelError::SameCustomerGatewaySelectorsOverlap => ApiError::new(Code::SameVpnAndCgwTrafficSelectorOverlap),
-        ModelError::TunnelCidrInUse => ApiError::msg(Code::IllegalTunnelCidr, "The specified TunnelCidr is invalid: another IPsec connection of the VPN gateway uses it."),
-        ModelError::TunnelCidrsOverlap => ApiError::new(Code::IllegalTunnelCidr),
-        ModelError::BgpOffBesideBgp => ApiError::new(Code::IllegalEnableBgp),
-        // Outside a route's action (which maps these by its own context): a conflict.
-        ModelError::RouteExists => ApiError::new(Code::RouteAlreadyExists),
-        ModelError::RouteSameWeight => ApiError::new(Code::RouteConflict),
+    /// The rules that compare connection `id` (as `c`) with the gateway's other connections
+    /// (the model's [`rules::siblings`]). Answers whether any other has BGP.
+    pub(super) fn check_siblings(&self, id: &str, c: &VpnConnection) -> Result<bool, ApiError> {
+        let others: Vec<VpnConnection> = self.siblings.iter().filter(|(sid, _)| sid != id).map(|(_, o)| o.clone()).collect();
+        rules::siblings(c, &others).map_err(model_error)?;
+        Ok(others.iter().any(VpnConnection::bgp_enabled))
+    }
+
+    /// Every tunnel's BGP follows EnableTunnelsBgp, and its IKE and BGP settings must suit its
+    /// customer gateway.
+    pub(super) fn check_tunnels(&self, c: &mut VpnConnection) -> Result<(), ApiError> {
+        let enable = c.enable_tunnels_bgp;
+        for t in c.tunnels.iter_mut() {
+            t.bgp.enable = enable;
+            check_ike(&t.ike, self.national, "TunnelIkeConfig")?;
+            check_bgp(&mut t.bgp, self.customer_gateway(&t.customer_gateway_id)?)?;
+        }
+        Ok(())
+    }
+
+    /// The mutations that make connection `conn_id`'s system routes match `c` (`None`: the
+    /// connection goes, and every route to it with it): the model's plan, as records.
+    pub(super) fn route_mutations(&self, req: &Req<'_>, conn_id: &str, c: Option<&VpnConnection>) -> Result<Vec<Mutation>, ApiError> {
+        let changes = self.vpc.n.connection_routes(&self.id, conn_id, c, route_quotas(req)).map_err(model_error)?;
+        let mut muts: Vec<Mutation> = changes.delete.into_iter().map(|id| Mutation::Delete { kind: Kind::VpnRoute, id }).collect();
+        for w in changes.add {
+            muts.push(Mutation::Put(new_record(req, Kind::VpnRoute, &ids::new_id("vrt"), Some(self.rec.id.clone()), w.state(), to_doc(&w))));
+        }
+        Ok(muts)
+    }
+
+    /// The customer gateways of connection `c`.
+    pub(super) fn cgws_of(&self, c: &VpnConnection) -> HashMap<CustomerGatewayId, CustomerGateway> {
+        c.cgw_ids.iter().filter_map(|id| self.cgws.get(id).map(|g| (id.clone(), g.clone()))).collect()
     }
 }
 
-/// Every tunnel's BGP follows EnableTunnelsBgp, and its IKE and BGP settings must suit its
-/// customer gateway.
-pub(super) async fn check_tunnels(req: &Req<'_>, c: &mut VpnConnection, national: bool) -> Result<(), ApiError> {
-    let enable = c.enable_tunnels_bgp;
-    for t in c.tunnels.iter_mut() {
-        t.bgp.enable = enable;
-        check_ike(&t.ike, national, "TunnelIkeConfig")?;
-        let cgw = customer_gateway(req, &t.customer_gateway_id).await?;
-        check_bgp(&mut t.bgp, &cgw)?;
-    }
-    Ok(())
-}
-
-/// The customer gateways of these connections, in one read.
-pub(crate) async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result<HashMap<String, CustomerGateway>, ApiError> {
-    let mut ids: Vec<String> = conns.iter().flat_map(|c| c.cgw_ids.iter().cloned()).collect();
+/// The customer gateways of the caller with these ids, in one read (missing ones are absent).
+async fn cgws_by_id(req: &Req<'_>, ids: &[String]) -> Result<HashMap<CustomerGatewayId, CustomerGateway>, ApiError> {
+    let mut ids = ids.to_vec();
     ids.sort();
     ids.dedup();
     if ids.is_empty() {
@@ -98,5 +105,19 @@ pub(crate) async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result
     }
     let q = ListQuery { limit: ids.len() as u64, ids, ..Default::default() };
     let page = req.store().list(Kind::CustomerGateway, &req.scope, &q).await.map_err(store_error)?;
-    page.items.iter().map(|r| Ok((r.id.clone(), doc(r)?))).collect()
+    page.items.iter().map(|r| Ok((CustomerGatewayId::new(r.id.as_str()), doc(r)?))).collect()
+}
+
+/// The customer gateways of these connections, in one read.
+pub(crate) async fn load_cgws(req: &Req<'_>, conns: &[&VpnConnection]) -> Result<HashMap<CustomerGatewayId, CustomerGateway>, ApiError> {
+    let ids: Vec<String> = conns.iter().flat_map(|c| c.cgw_ids.iter().map(|x| x.to_string())).collect();
+    cgws_by_id(req, &ids).await
+}
+
+/// The customer gateways a create or modify names: CustomerGatewayId, and each
+/// TunnelOptionsSpecification's (a malformed parameter names none here; its check says why).
+pub(super) fn named_cgws(p: &Params) -> Vec<String> {
+    let mut ids: Vec<String> = p.opt("CustomerGatewayId").map(str::to_string).into_iter().collect();
+    ids.extend(p.objects("TunnelOptionsSpecification").unwrap_or_default().iter().filter_map(|s| s.opt("CustomerGatewayId").map(str::to_string)));
+    ids
 }

@@ -35,7 +35,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
             .iter()
             .map(|t| PeerTunnel {
                 name: format!("{}-{}", rec.id, t.role),
-                tunnel_id: t.tunnel_id.clone(),
+                tunnel_id: t.tunnel_id.to_string(),
                 local: cgw_ip(&t.customer_gateway_id),
                 remote: t.internet_ip.clone(),
                 ike: peer_ike(&t.ike),

@@ -13,7 +13,7 @@
 //! only when something negotiable changed, so a rename does not re-key.
 
 use std::collections::HashMap;
-pub use vpngw_model::connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, RoutingMode, Tunnel, TunnelRole, VpnConnection, NOT_ESTABLISHED};
+pub use vpngw_model::connection::{BgpCfg, CustomerGatewayId, HealthCheck, IkeCfg, IpsecCfg, RoutingMode, Tunnel, TunnelId, TunnelRole, VpnConnection, NOT_ESTABLISHED};
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
@@ -21,9 +21,7 @@ use vpngw_api::{ApiError, Code, Params};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::customer_gateway::CustomerGateway;
-use super::vpc::VSwitch;
 use super::vpn_gateway::{ensure_writable, VpnGateway};
-use super::vpn_route::{check_against, check_client_pools, check_publish, gateway_routes, VpnRoute, DBR, PBR, SYSTEM};
 use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged, schedule, tags_json, to_doc, Lifecycle, TaskOp};
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
@@ -32,44 +30,44 @@ mod context;
 mod download;
 mod params;
 mod render;
-mod routes;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use context::load_cgws;
 use context::*;
-pub(crate) use context::{load_cgws, model_error};
 pub use download::download_vpn_connection_config;
 pub(crate) use download::PeerTunnel;
 use params::*;
 pub(crate) use params::{apply_ike, apply_ipsec, check_ike, check_ipsec, overlaps, psk_ok, subnets};
 use render::*;
-use routes::*;
 
 /// The gateway goes to `updating` with the connection, and shows whether any connection has BGP.
-fn gateway_updating(req: &Req<'_>, mut g: GatewayView, bgp: bool) -> Vec<Mutation> {
-    g.rec.status = Lifecycle::Updating.as_str().into();
-    g.gw.enable_bgp = bgp;
-    g.rec.doc = to_doc(&g.gw);
-    let mut muts = schedule(Kind::VpnGateway, &g.rec.id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]);
-    muts.insert(0, Mutation::Put(g.rec));
+fn gateway_updating(req: &Req<'_>, g: &GatewayView, bgp: bool) -> Vec<Mutation> {
+    let (mut rec, mut gw) = (g.rec.clone(), g.gw.clone());
+    rec.status = Lifecycle::Updating.as_str().into();
+    gw.enable_bgp = bgp;
+    rec.doc = to_doc(&gw);
+    let mut muts = schedule(Kind::VpnGateway, &rec.id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]);
+    muts.insert(0, Mutation::Put(rec));
     muts
 }
 
 pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let g = gateway_view(req, p.req("VpnGatewayId")?).await?;
+    let g = gateway_view(req, p.req("VpnGatewayId")?, &named_cgws(&p)).await?;
+    // Everything below decides from what was read, and ends in one commit.
     ensure_writable(&g.rec, &g.gw)?;
     if !g.gw.enable_ipsec {
         return Err(ApiError::new(Code::IpsecVpnDisabled));
     }
-    if super::ipsec_server::gateway_has_server(req, &g.rec.id).await? {
+    if g.vpc.n.side(&g.id).is_some_and(|s| s.ipsec_pool.is_some()) {
         return Err(ApiError::new(Code::IpsecServerAndVpnConnectionConflict));
     }
     let dual = g.gw.dr_vswitch_id.is_some();
     let id = ids::new_id("vco");
     let mut c = VpnConnection {
         name: id.clone(),
-        customer_gateway_id: String::new(),
+        customer_gateway_id: CustomerGatewayId::default(),
         cgw_ids: Vec::new(),
         local_subnet: Vec::new(),
         remote_subnet: Vec::new(),
@@ -96,7 +94,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
-    let mut cgws: HashMap<String, CustomerGateway> = HashMap::new();
+    let mut cgws: HashMap<CustomerGatewayId, CustomerGateway> = HashMap::new();
 
     if dual {
         apply_single(&mut c, &p, true, g.national)?;
@@ -113,14 +111,14 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("TunnelOptionsSpecification.{}", i + 1);
             let cgw_id = spec.req("CustomerGatewayId")?.to_string();
-            let cgw = customer_gateway(req, &cgw_id).await?;
+            let cgw = g.customer_gateway(&cgw_id)?.clone();
             let master = spec.opt("Role") == Some("master");
             let (ip, zone) = if master { (g.gw.internet_ip.clone(), g.zones.0.clone()) } else { (g.gw.dr_internet_ip.clone().unwrap_or_default(), g.zones.1.clone()) };
             let explicit_remote_id = sub_object(spec, "TunnelIkeConfig").is_some_and(|o| o.contains_key("RemoteId"));
             let mut t = Tunnel {
-                tunnel_id: ids::new_id("tun"),
+                tunnel_id: TunnelId::generate(),
                 role: if master { TunnelRole::Master } else { TunnelRole::Slave },
-                customer_gateway_id: cgw_id.clone(),
+                customer_gateway_id: cgw_id.as_str().into(),
                 internet_ip: ip.clone(),
                 zone_no: zone,
                 enable_dpd: true,
@@ -136,7 +134,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
                 return Err(ApiError::new(Code::MissingRemoteId));
             }
             check_bgp(&mut t.bgp, &cgw)?;
-            cgws.insert(cgw_id, cgw);
+            cgws.insert(cgw_id.into(), cgw);
             c.tunnels.push(t);
         }
         // Master first, as Describe lists them.
@@ -144,37 +142,36 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         c.cgw_ids = c.tunnels.iter().map(|t| t.customer_gateway_id.clone()).collect();
     } else {
         let cgw_id = p.req("CustomerGatewayId")?.to_string();
-        let cgw = customer_gateway(req, &cgw_id).await?;
+        let cgw = g.customer_gateway(&cgw_id)?.clone();
         c.ike.remote_id = cgw.ip_address.clone();
         apply_single(&mut c, &p, false, g.national)?;
         if g.national && !p.json_object("IkeConfig")?.is_some_and(|o| o.contains_key("RemoteId")) {
             return Err(ApiError::new(Code::MissingRemoteId));
         }
         check_bgp(&mut c.bgp, &cgw)?;
-        c.customer_gateway_id = cgw_id.clone();
-        c.cgw_ids = vec![cgw_id.clone()];
-        cgws.insert(cgw_id, cgw);
+        c.customer_gateway_id = cgw_id.as_str().into();
+        c.cgw_ids = vec![c.customer_gateway_id.clone()];
+        cgws.insert(cgw_id.into(), cgw);
     }
     for cgw in cgws.values() {
         if cgw.ip_address == g.gw.internet_ip || g.gw.dr_internet_ip.as_deref() == Some(cgw.ip_address.as_str()) {
             return Err(ApiError::new(Code::CustomerGatewayConflictVpnIp));
         }
     }
-    if req.store().count(Kind::VpnConnection, &req.scope, Some(&g.rec.id)).await.map_err(store_error)? >= req.svc.config.quotas.vpn_connections_per_gateway {
+    if g.connections >= req.svc.config.quotas.vpn_connections_per_gateway {
         return Err(ApiError::new(Code::VpnConnectionsQuotaFull));
     }
-    let (others, others_bgp) = related(req, &g.rec.id, &c, "").await?;
-    check_against_siblings(&c, &others)?;
+    let others_bgp = g.check_siblings(&id, &c)?;
 
     let bgp = c.bgp_enabled() || others_bgp;
     c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
     let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), Lifecycle::Updating.as_str(), to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
-    let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
+    let routes = g.route_mutations(req, &id, Some(&c))?;
     let mut muts = put_tagged(req, rec, tags);
     muts.extend(routes);
     muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-    muts.extend(gateway_updating(req, g, bgp));
+    muts.extend(gateway_updating(req, &g, bgp));
     req.commit(muts, body).await
 }
 
@@ -193,11 +190,10 @@ pub async fn modify_vpn_connection_attribute(req: &mut Req<'_>) -> HandlerResult
             let tid = spec.opt("TunnelId").ok_or_else(|| ApiError::new(Code::IllegalTunnelId))?;
             apply_tunnel_spec(&mut c, tid, spec, &format!("TunnelOptionsSpecification.{}", i + 1), g.national)?;
         }
-        check_tunnels(req, &mut c, g.national).await?;
+        g.check_tunnels(&mut c)?;
     } else {
         apply_single(&mut c, &p, false, g.national)?;
-        let cgw = customer_gateway(req, &c.customer_gateway_id).await?;
-        check_bgp(&mut c.bgp, &cgw)?;
+        check_bgp(&mut c.bgp, g.customer_gateway(&c.customer_gateway_id)?)?;
     }
     let touches_selectors = p.opt("LocalSubnet").is_some() || p.opt("RemoteSubnet").is_some() || p.opt("IkeConfig").is_some() || p.has("TunnelOptionsSpecification");
     commit_modify(req, rec, before, c, g, touches_selectors, |rec, c, cgws| connection_json(rec, c, cgws, Shape::Modify, None)).await
@@ -214,7 +210,7 @@ pub async fn modify_tunnel_attribute(req: &mut Req<'_>) -> HandlerResult {
     let (rec, before, g) = modifiable(req, &id).await?;
     let mut c = before.clone();
     apply_tunnel_spec(&mut c, &tid, &spec, "TunnelOptionsSpecification", g.national)?;
-    check_tunnels(req, &mut c, g.national).await?;
+    g.check_tunnels(&mut c)?;
     let touches_selectors = !spec.is_empty();
     commit_modify(req, rec, before, c, g, touches_selectors, move |rec, c, cgws| {
         let all = connection_json(rec, c, cgws, Shape::Modify, None);
@@ -231,7 +227,7 @@ pub async fn modify_tunnel_attribute(req: &mut Req<'_>) -> HandlerResult {
 async fn modifiable(req: &Req<'_>, id: &str) -> Result<(Record, VpnConnection, GatewayView), ApiError> {
     let rec = load(req, Kind::VpnConnection, id, Code::InvalidVpnConnectionId).await?;
     let before: VpnConnection = doc(&rec)?;
-    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
+    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default(), &[before.cgw_ids.iter().map(|x| x.to_string()).collect(), named_cgws(&req.params)].concat()).await?;
     ensure_writable(&g.rec, &g.gw)?;
     if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
@@ -249,15 +245,14 @@ async fn commit_modify(
     mut c: VpnConnection,
     g: GatewayView,
     touches_selectors: bool,
-    body: impl FnOnce(&Record, &VpnConnection, &HashMap<String, CustomerGateway>) -> Value,
+    body: impl FnOnce(&Record, &VpnConnection, &HashMap<CustomerGatewayId, CustomerGateway>) -> Value,
 ) -> HandlerResult {
     let id = rec.id.clone();
     let ikev1 = if c.dual() { c.tunnels.iter().any(|t| t.ike.ike_version == "ikev1") } else { c.ike.ike_version == "ikev1" };
     if touches_selectors && ikev1 && (c.local_subnet.len() > 1 || c.remote_subnet.len() > 1) {
         return Err(ApiError::new(Code::ModifyIkeV1WithMultiRoutes));
     }
-    let (others, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
-    check_against_siblings(&c, &others)?;
+    let others_bgp = g.check_siblings(&id, &c)?;
     c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
 
     let mut muts = Vec::new();
@@ -265,17 +260,16 @@ async fn commit_modify(
     if c.negotiable() != before.negotiable() {
         c.negotiation_generation += 1;
     }
-    let routes = sync_routes(req, &g.rec, &id, Some(&c)).await?;
+    let routes = g.route_mutations(req, &id, Some(&c))?;
     let applied = applied || !routes.is_empty();
     muts.extend(routes);
     if applied {
         rec.status = Lifecycle::Updating.as_str().into();
         muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-        muts.extend(gateway_updating(req, g, c.bgp_enabled() || others_bgp));
+        muts.extend(gateway_updating(req, &g, c.bgp_enabled() || others_bgp));
     }
     rec.doc = to_doc(&c);
-    let cgws = load_cgws(req, &[&c]).await?;
-    let body = obj(body(&rec, &c, &cgws));
+    let body = obj(body(&rec, &c, &g.cgws_of(&c)));
     muts.insert(0, Mutation::Put(rec));
     req.commit(muts, body).await
 }
@@ -283,16 +277,16 @@ async fn commit_modify(
 pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("VpnConnectionId")?.to_string();
     let rec = load(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
-    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default()).await?;
+    let c: VpnConnection = doc(&rec)?;
+    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default(), &c.cgw_ids.iter().map(|x| x.to_string()).collect::<Vec<_>>()).await?;
     ensure_writable(&g.rec, &g.gw)?;
     if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
     }
-    let c: VpnConnection = doc(&rec)?;
-    let (_, others_bgp) = related(req, &g.rec.id, &c, &id).await?;
-    let mut muts = sync_routes(req, &g.rec, &id, None).await?;
+    let others_bgp = g.siblings.iter().any(|(sid, o)| *sid != id && o.bgp_enabled());
+    let mut muts = g.route_mutations(req, &id, None)?;
     muts.push(Mutation::Delete { kind: Kind::VpnConnection, id });
-    muts.extend(gateway_updating(req, g, others_bgp));
+    muts.extend(gateway_updating(req, &g, others_bgp));
     req.commit(muts, Default::default()).await
 }
 

@@ -371,7 +371,7 @@ pub(super) fn apply_tunnel_spec(c: &mut VpnConnection, tid: &str, spec: &Params,
     if spec.opt("Role").is_some_and(|r| r != t.role.as_str()) {
         return Err(ApiError::new(Code::IllegalRole));
     }
-    if spec.opt("CustomerGatewayId").is_some_and(|x| x != t.customer_gateway_id) {
+    if spec.opt("CustomerGatewayId").is_some_and(|x| t.customer_gateway_id != x) {
         return Err(ApiError::new(Code::TunnelCustomerGatewayImmutable));
     }
     apply_tunnel(t, spec, at, national, enable)

@@ -40,7 +40,7 @@ pub(super) fn bgp_status(enabled: bool) -> &'static str {
     }
 }
 
-pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<String, CustomerGateway>, shape: Shape, tags: Option<&Vec<(String, String)>>) -> Value {
+pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<CustomerGatewayId, CustomerGateway>, shape: Shape, tags: Option<&Vec<(String, String)>>) -> Value {
     let text = shape != Shape::Modify;
     let b = |v: bool| if text { json!(v.to_string()) } else { json!(v) };
     let asn = |v: Option<u32>| match (v, text) {

@@ -103,6 +103,11 @@ fn bgp_rules() {
     assert_eq!(asn.local_asn, 123 * 65536 + 456);
 }
 
+/// The model's sibling rules, in the error table's codes.
+fn check_against_siblings(c: &VpnConnection, others: &[VpnConnection]) -> Result<(), ApiError> {
+    vpngw_model::rules::siblings(c, others).map_err(crate::handlers::neighbourhood::model_error)
+}
+
 #[test]
 fn sibling_rules() {
     let a = base();
