@@ -38,6 +38,45 @@ pub struct BgpCfg {
     pub local_bgp_ip: String,
 }
 
+/// The gateway side's AS number when none is given.
+pub const DEFAULT_LOCAL_ASN: u32 = 45104;
+
+impl Default for BgpCfg {
+    fn default() -> BgpCfg {
+        BgpCfg { enable: false, local_asn: DEFAULT_LOCAL_ASN, tunnel_cidr: String::new(), local_bgp_ip: String::new() }
+    }
+}
+
+impl BgpCfg {
+    /// With BGP on: a tunnel CIDR, a customer-gateway ASN (`peer_asn`), and the local BGP
+    /// address inside the /30 (the first usable address when not given, which this sets).
+    pub fn settle(&mut self, peer_asn: Option<u32>) -> Result<(), crate::rules::ModelError> {
+        use crate::rules::ModelError;
+        if !self.enable {
+            return Ok(());
+        }
+        if self.tunnel_cidr.is_empty() {
+            return Err(ModelError::MissingTunnelCidr);
+        }
+        if peer_asn.is_none() {
+            return Err(ModelError::MissingPeerAsn);
+        }
+        let net: ipnet::Ipv4Net = self.tunnel_cidr.parse().map_err(|_| ModelError::BadTunnelCidr)?;
+        let hosts: Vec<String> = net.hosts().map(|h| h.to_string()).collect();
+        if self.local_bgp_ip.is_empty() {
+            self.local_bgp_ip = hosts.first().cloned().ok_or(ModelError::BadTunnelCidr)?;
+        } else if !hosts.contains(&self.local_bgp_ip) {
+            return Err(ModelError::LocalBgpIpOutside);
+        }
+        Ok(())
+    }
+
+    /// The peer's BGP address: the other usable address of the /30.
+    pub fn peer_ip(&self) -> String {
+        self.tunnel_cidr.parse::<ipnet::Ipv4Net>().ok().and_then(|n| n.hosts().find(|h| h.to_string() != self.local_bgp_ip)).map(|h| h.to_string()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub enable: bool,

@@ -2,6 +2,87 @@
 //! mapping for the gateway's charon and the customer-side configuration alike.
 
 use crate::connection::{IkeCfg, IpsecCfg};
+use crate::rules::ModelError;
+
+/// The encryption algorithms of a gateway type, the same for IKE (phase 1) and IPsec (phase 2).
+pub const NORMAL_ENCS: &[&str] = &["aes", "aes192", "aes256", "des", "3des"];
+pub const NORMAL_AUTHS: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512"];
+/// A NationalStandard (ShangMi) gateway's.
+pub const NATIONAL_ENCS: &[&str] = &["sm4"];
+pub const NATIONAL_AUTHS: &[&str] = &["sm3"];
+pub const DH_GROUPS: &[&str] = &["group1", "group2", "group5", "group14"];
+/// The characters a pre-shared key may have besides letters and digits.
+pub const PSK_SPECIALS: &str = "~!`@#$%^&*()_-+={}[]|;:',.<>/?";
+
+/// (encryption, integrity) algorithms of a gateway type.
+pub fn algorithms(national: bool) -> (&'static [&'static str], &'static [&'static str]) {
+    if national {
+        (NATIONAL_ENCS, NATIONAL_AUTHS)
+    } else {
+        (NORMAL_ENCS, NORMAL_AUTHS)
+    }
+}
+
+/// 1 to 100 characters: letters, digits and [`PSK_SPECIALS`].
+pub fn psk_ok(p: &str) -> bool {
+    (1..=100).contains(&p.chars().count()) && p.chars().all(|c| c.is_ascii_alphanumeric() || PSK_SPECIALS.contains(c))
+}
+
+/// IKE settings against the gateway type's sets; the refusal names the field.
+pub fn check_ike(c: &IkeCfg, national: bool) -> Result<(), ModelError> {
+    let (versions, modes): (&[&str], &[&str]) = if national { (&["ikev1"], &["main"]) } else { (&["ikev1", "ikev2"], &["main", "aggressive"]) };
+    let (encs, auths) = algorithms(national);
+    let checks: [(&'static str, bool); 8] = [
+        ("Psk", psk_ok(&c.psk)),
+        ("IkeVersion", versions.contains(&c.ike_version.as_str())),
+        ("IkeMode", modes.contains(&c.ike_mode.as_str())),
+        ("IkeEncAlg", encs.contains(&c.ike_enc_alg.as_str())),
+        ("IkeAuthAlg", auths.contains(&c.ike_auth_alg.as_str())),
+        ("IkePfs", DH_GROUPS.contains(&c.ike_pfs.as_str())),
+        ("LocalId", c.local_id.chars().count() <= 100),
+        ("RemoteId", c.remote_id.chars().count() <= 100),
+    ];
+    match checks.into_iter().find(|(_, ok)| !ok) {
+        Some((field, _)) => Err(ModelError::InvalidSetting(field)),
+        None => Ok(()),
+    }
+}
+
+/// IPsec settings against the gateway type's sets.
+pub fn check_ipsec(c: &IpsecCfg, national: bool) -> Result<(), ModelError> {
+    let (encs, auths) = algorithms(national);
+    if !encs.contains(&c.ipsec_enc_alg.as_str()) {
+        return Err(ModelError::InvalidSetting("IpsecEncAlg"));
+    }
+    if !auths.contains(&c.ipsec_auth_alg.as_str()) {
+        return Err(ModelError::IpsecAuthAlg);
+    }
+    if c.ipsec_pfs != "disabled" && !DH_GROUPS.contains(&c.ipsec_pfs.as_str()) {
+        return Err(ModelError::IpsecPfs);
+    }
+    Ok(())
+}
+
+/// A new connection's IKE settings (IKEv1 main mode, group2, a day; MD5 and AES, or the
+/// ShangMi pair), with a generated PSK.
+pub fn default_ike(national: bool, psk: String, local_id: &str, remote_id: &str) -> IkeCfg {
+    IkeCfg {
+        psk: psk.into(),
+        ike_version: "ikev1".into(),
+        ike_mode: "main".into(),
+        ike_enc_alg: if national { "sm4" } else { "aes" }.into(),
+        ike_auth_alg: if national { "sm3" } else { "md5" }.into(),
+        ike_pfs: "group2".into(),
+        ike_lifetime: 86400,
+        local_id: local_id.into(),
+        remote_id: remote_id.into(),
+    }
+}
+
+/// A new connection's IPsec settings.
+pub fn default_ipsec(national: bool) -> IpsecCfg {
+    IpsecCfg { ipsec_enc_alg: if national { "sm4" } else { "aes" }.into(), ipsec_auth_alg: if national { "sm3" } else { "md5" }.into(), ipsec_pfs: "group2".into(), ipsec_lifetime: 86400 }
+}
 
 fn enc(alg: &str) -> Result<&'static str, String> {
     Ok(match alg {
@@ -78,5 +159,29 @@ pub fn tunnel_priority(role: Option<crate::state::TunnelRole>) -> Option<u32> {
     match role? {
         crate::state::TunnelRole::Master => Some(1000),
         crate::state::TunnelRole::Slave => Some(2000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ModelError;
+
+    #[test]
+    fn each_gateway_type_takes_its_own_algorithm_sets() {
+        let normal = default_ike(false, "k3y".into(), "a", "b");
+        assert_eq!(check_ike(&normal, false), Ok(()));
+        assert_eq!(check_ike(&normal, true), Err(ModelError::InvalidSetting("IkeEncAlg")), "a ShangMi gateway takes sm4 only");
+        assert_eq!(check_ike(&default_ike(true, "k3y".into(), "a", "b"), true), Ok(()));
+        let bad_psk = default_ike(false, "no spaces".into(), "a", "b");
+        assert_eq!(check_ike(&bad_psk, false), Err(ModelError::InvalidSetting("Psk")));
+        let mut ipsec = default_ipsec(false);
+        assert_eq!(check_ipsec(&ipsec, false), Ok(()));
+        ipsec.ipsec_pfs = "disabled".into();
+        assert_eq!(check_ipsec(&ipsec, false), Ok(()), "PFS may be off in phase 2");
+        ipsec.ipsec_pfs = "group3".into();
+        assert_eq!(check_ipsec(&ipsec, false), Err(ModelError::IpsecPfs));
+        ipsec.ipsec_auth_alg = "sm3".into();
+        assert_eq!(check_ipsec(&ipsec, false), Err(ModelError::IpsecAuthAlg));
     }
 }

@@ -42,6 +42,20 @@ pub enum ModelError {
     PolicyRouteQuota { existing: u64, new: u64, max: u64 },
     /// Too many destination routes on the gateway.
     DbrRouteQuota,
+    /// A setting outside its allowed set or limits (the API's name of the field).
+    InvalidSetting(&'static str),
+    /// An IPsec integrity algorithm the gateway type does not have.
+    IpsecAuthAlg,
+    /// An IPsec PFS group that is neither a DH group nor `disabled`.
+    IpsecPfs,
+    /// BGP on without a TunnelCidr.
+    MissingTunnelCidr,
+    /// BGP on with a customer gateway that has no ASN.
+    MissingPeerAsn,
+    /// A TunnelCidr that is not a block with two usable addresses.
+    BadTunnelCidr,
+    /// A LocalBgpIp outside the TunnelCidr's usable addresses.
+    LocalBgpIpOutside,
 }
 
 /// Whether two CIDR blocks overlap (false when either is not one).

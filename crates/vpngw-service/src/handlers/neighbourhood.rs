@@ -97,6 +97,23 @@ pub(crate) fn model_error(e: ModelError) -> ApiError {
             ApiError::msg(Code::PolicyRouteQuota, format!("The maximum number of policy-based routes is exceeded. Existing routes: {existing}. Routes to be created: {new}. Maximum routes: {max}."))
         }
         ModelError::DbrRouteQuota => ApiError::new(Code::DbrRoutesQuotaFull),
+        // The caller names the parameter (see `setting_error`); alone, the field.
+        ModelError::InvalidSetting(field) => ApiError::invalid(field),
+        ModelError::IpsecAuthAlg => ApiError::new(Code::NotSupportIpsecAuthAlg),
+        ModelError::IpsecPfs => ApiError::new(Code::NotSupportIpsecPfs),
+        ModelError::MissingTunnelCidr => ApiError::new(Code::MissingTunnelCidr),
+        ModelError::MissingPeerAsn => ApiError::new(Code::MissingCustomerGatewayAsn),
+        ModelError::BadTunnelCidr => ApiError::new(Code::IllegalTunnelCidr),
+        ModelError::LocalBgpIpOutside => ApiError::new(Code::IllegalLocalBgpIp),
+    }
+}
+
+/// A rule about the settings of parameter `at` (IkeConfig, TunnelIkeConfig, ...): an invalid
+/// field is named under it.
+pub(crate) fn setting_error(at: &str) -> impl Fn(ModelError) -> ApiError + '_ {
+    move |e| match e {
+        ModelError::InvalidSetting(field) => ApiError::invalid(&format!("{at}.{field}")),
+        other => model_error(other),
     }
 }
 

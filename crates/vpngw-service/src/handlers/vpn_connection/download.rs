@@ -80,7 +80,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
             .map(|t| {
                 json!({
                     "TunnelId": t.tunnel_id, "TunnelCidr": t.bgp.tunnel_cidr,
-                    "LocalBgpIp": peer_bgp_ip(&t.bgp), "PeerBgpIp": t.bgp.local_bgp_ip,
+                    "LocalBgpIp": t.bgp.peer_ip(), "PeerBgpIp": t.bgp.local_bgp_ip,
                     "LocalAsn": cgws.get(&t.customer_gateway_id).and_then(|g| g.asn).map(|n| n.to_string()).unwrap_or_default(),
                     "PeerAsn": t.bgp.local_asn.to_string(),
                 })
@@ -89,7 +89,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
         cfg["BgpConfigs"] = json!({ "BgpConfig": bgp });
     } else if c.bgp.enable {
         cfg["BgpConfigs"] = json!({"BgpConfig": [{
-            "TunnelCidr": c.bgp.tunnel_cidr, "LocalBgpIp": peer_bgp_ip(&c.bgp), "PeerBgpIp": c.bgp.local_bgp_ip,
+            "TunnelCidr": c.bgp.tunnel_cidr, "LocalBgpIp": c.bgp.peer_ip(), "PeerBgpIp": c.bgp.local_bgp_ip,
             "LocalAsn": cgws.get(&c.customer_gateway_id).and_then(|g| g.asn).map(|n| n.to_string()).unwrap_or_default(),
             "PeerAsn": c.bgp.local_asn.to_string(),
         }]});

@@ -78,7 +78,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         remote_ca_certificate: String::new(),
         ike: default_ike(g.national, &g.gw.internet_ip, ""),
         ipsec: default_ipsec(g.national),
-        bgp: default_bgp(),
+        bgp: BgpCfg::default(),
         health: HealthCheck { enable: false, sip: String::new(), dip: String::new(), interval: 3, retry: 3, policy: "revoke_route".into() },
         enable_tunnels_bgp: false,
         tunnels: Vec::new(),
@@ -126,7 +126,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
                 remote_ca_certificate: String::new(),
                 ike: default_ike(g.national, &ip, &cgw.ip_address),
                 ipsec: default_ipsec(g.national),
-                bgp: default_bgp(),
+                bgp: BgpCfg::default(),
                 status: NOT_ESTABLISHED,
             };
             apply_tunnel(&mut t, spec, &at, g.national, c.enable_tunnels_bgp)?;

@@ -3,29 +3,9 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::handlers::neighbourhood::{model_error, setting_error};
 
-pub(super) const DEFAULT_LOCAL_ASN: u32 = 45104;
-
-pub(super) const PSK_SPECIALS: &str = "~!`@#$%^&*()_-+={}[]|;:',.<>/?";
-
-/// The algorithms of each gateway type, the same for IKE (phase 1) and IPsec (phase 2).
-pub(super) const NORMAL_ENCS: &[&str] = &["aes", "aes192", "aes256", "des", "3des"];
-
-pub(super) const NORMAL_AUTHS: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512"];
-
-pub(super) const NATIONAL_ENCS: &[&str] = &["sm4"];
-
-pub(super) const NATIONAL_AUTHS: &[&str] = &["sm3"];
-
-pub(super) const DH_GROUPS: &[&str] = &["group1", "group2", "group5", "group14"];
-
-pub(super) fn algorithms(national: bool) -> (&'static [&'static str], &'static [&'static str]) {
-    if national {
-        (NATIONAL_ENCS, NATIONAL_AUTHS)
-    } else {
-        (NORMAL_ENCS, NORMAL_AUTHS)
-    }
-}
+pub(crate) use vpngw_model::proposal::psk_ok;
 
 /// A JSON config value as text: the SDKs send numbers or strings (`"IkeLifetime":86400`,
 /// `"interval":"3"`).
@@ -55,10 +35,6 @@ pub(super) fn sub_object(p: &Params, prefix: &str) -> Option<Map<String, Value>>
 
 pub(super) fn lifetime(v: &Value, name: &str) -> Result<u32, ApiError> {
     text(v).and_then(|s| s.trim().parse::<u32>().ok()).filter(|n| *n <= 86400).ok_or_else(|| ApiError::invalid(name))
-}
-
-pub(crate) fn psk_ok(p: &str) -> bool {
-    (1..=100).contains(&p.chars().count()) && p.chars().all(|c| c.is_ascii_alphanumeric() || PSK_SPECIALS.contains(c))
 }
 
 pub(crate) fn apply_ike(c: &mut IkeCfg, o: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
@@ -158,77 +134,18 @@ pub(super) fn apply_health(c: &mut HealthCheck, o: &Map<String, Value>) -> Resul
     Ok(())
 }
 
-/// Every value of the settings against the gateway type's allowed sets.
+/// Every value of the settings against the gateway type's allowed sets (the model's).
 pub(crate) fn check_ike(c: &IkeCfg, national: bool, at: &str) -> Result<(), ApiError> {
-    let bad = |f: &str| Err(ApiError::invalid(&format!("{at}.{f}")));
-    if !psk_ok(&c.psk) {
-        return bad("Psk");
-    }
-    let (versions, modes): (&[&str], &[&str]) = if national { (&["ikev1"], &["main"]) } else { (&["ikev1", "ikev2"], &["main", "aggressive"]) };
-    let (encs, auths) = algorithms(national);
-    if !versions.contains(&c.ike_version.as_str()) {
-        return bad("IkeVersion");
-    }
-    if !modes.contains(&c.ike_mode.as_str()) {
-        return bad("IkeMode");
-    }
-    if !encs.contains(&c.ike_enc_alg.as_str()) {
-        return bad("IkeEncAlg");
-    }
-    if !auths.contains(&c.ike_auth_alg.as_str()) {
-        return bad("IkeAuthAlg");
-    }
-    if !DH_GROUPS.contains(&c.ike_pfs.as_str()) {
-        return bad("IkePfs");
-    }
-    if c.local_id.chars().count() > 100 {
-        return bad("LocalId");
-    }
-    if c.remote_id.chars().count() > 100 {
-        return bad("RemoteId");
-    }
-    Ok(())
+    vpngw_model::proposal::check_ike(c, national).map_err(setting_error(at))
 }
 
 pub(crate) fn check_ipsec(c: &IpsecCfg, national: bool, at: &str) -> Result<(), ApiError> {
-    let (encs, auths) = algorithms(national);
-    if !encs.contains(&c.ipsec_enc_alg.as_str()) {
-        return Err(ApiError::invalid(&format!("{at}.IpsecEncAlg")));
-    }
-    if !auths.contains(&c.ipsec_auth_alg.as_str()) {
-        return Err(ApiError::new(Code::NotSupportIpsecAuthAlg));
-    }
-    if c.ipsec_pfs != "disabled" && !DH_GROUPS.contains(&c.ipsec_pfs.as_str()) {
-        return Err(ApiError::new(Code::NotSupportIpsecPfs));
-    }
-    Ok(())
+    vpngw_model::proposal::check_ipsec(c, national).map_err(setting_error(at))
 }
 
-/// With BGP on: a tunnel CIDR, a customer-gateway ASN, and the local BGP address inside the /30
-/// (the first usable address when not given).
+/// The model's BGP rule against the customer gateway's ASN.
 pub(super) fn check_bgp(c: &mut BgpCfg, cgw: &CustomerGateway) -> Result<(), ApiError> {
-    if !c.enable {
-        return Ok(());
-    }
-    if c.tunnel_cidr.is_empty() {
-        return Err(ApiError::new(Code::MissingTunnelCidr));
-    }
-    if cgw.asn.is_none() {
-        return Err(ApiError::new(Code::MissingCustomerGatewayAsn));
-    }
-    let net: Ipv4Net = c.tunnel_cidr.parse().map_err(|_| ApiError::new(Code::IllegalTunnelCidr))?;
-    let hosts: Vec<String> = net.hosts().map(|h| h.to_string()).collect();
-    if c.local_bgp_ip.is_empty() {
-        c.local_bgp_ip = hosts[0].clone();
-    } else if !hosts.contains(&c.local_bgp_ip) {
-        return Err(ApiError::new(Code::IllegalLocalBgpIp));
-    }
-    Ok(())
-}
-
-/// The peer's BGP address: the other usable address of the /30.
-pub(super) fn peer_bgp_ip(c: &BgpCfg) -> String {
-    c.tunnel_cidr.parse::<Ipv4Net>().ok().and_then(|n| n.hosts().find(|h| h.to_string() != c.local_bgp_ip)).map(|h| h.to_string()).unwrap_or_default()
+    c.settle(cgw.asn).map_err(model_error)
 }
 
 /// A comma-separated list of CIDR blocks written exactly.
@@ -245,26 +162,10 @@ pub(crate) fn subnets(v: &str, code: Code) -> Result<Vec<String>, ApiError> {
 pub(crate) use vpngw_model::rules::overlaps;
 
 pub(super) fn default_ike(national: bool, local_id: &str, remote_id: &str) -> IkeCfg {
-    IkeCfg {
-        psk: ids::secret(16).into(),
-        ike_version: "ikev1".into(),
-        ike_mode: "main".into(),
-        ike_enc_alg: if national { "sm4" } else { "aes" }.into(),
-        ike_auth_alg: if national { "sm3" } else { "md5" }.into(),
-        ike_pfs: "group2".into(),
-        ike_lifetime: 86400,
-        local_id: local_id.into(),
-        remote_id: remote_id.into(),
-    }
+    vpngw_model::proposal::default_ike(national, ids::secret(16), local_id, remote_id)
 }
 
-pub(super) fn default_ipsec(national: bool) -> IpsecCfg {
-    IpsecCfg { ipsec_enc_alg: if national { "sm4" } else { "aes" }.into(), ipsec_auth_alg: if national { "sm3" } else { "md5" }.into(), ipsec_pfs: "group2".into(), ipsec_lifetime: 86400 }
-}
-
-pub(super) fn default_bgp() -> BgpCfg {
-    BgpCfg { enable: false, local_asn: DEFAULT_LOCAL_ASN, tunnel_cidr: String::new(), local_bgp_ip: String::new() }
-}
+pub(super) use vpngw_model::proposal::default_ipsec;
 
 pub(super) const SINGLE_TUNNEL_PARAMS: &[&str] = &["CustomerGatewayId", "IkeConfig", "IpsecConfig", "HealthCheckConfig", "BgpConfig", "EnableDpd", "EnableNatTraversal", "RemoteCaCertificate"];
 

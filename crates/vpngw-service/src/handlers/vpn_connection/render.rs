@@ -61,7 +61,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
                 "RemoteCaCertificate": t.remote_ca_certificate, "TunnelIkeConfig": ike_json(&t.ike, text), "TunnelIpsecConfig": ipsec_json(&t.ipsec, text),
                 "TunnelBgpConfig": {
                     "LocalAsn": asn(Some(t.bgp.local_asn)), "PeerAsn": asn(peer_asn), "TunnelCidr": t.bgp.tunnel_cidr,
-                    "LocalBgpIp": t.bgp.local_bgp_ip, "PeerBgpIp": peer_bgp_ip(&t.bgp), "BgpStatus": bgp_status(t.bgp.enable),
+                    "LocalBgpIp": t.bgp.local_bgp_ip, "PeerBgpIp": t.bgp.peer_ip(), "BgpStatus": bgp_status(t.bgp.enable),
                 },
             });
             if shape != Shape::Modify {
@@ -84,7 +84,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
         },
         "VpnBgpConfig": {
             "EnableBgp": c.bgp.enable.to_string(), "LocalAsn": c.bgp.local_asn, "TunnelCidr": c.bgp.tunnel_cidr,
-            "LocalBgpIp": c.bgp.local_bgp_ip, "PeerBgpIp": peer_bgp_ip(&c.bgp), "PeerAsn": cgw.and_then(|g| g.asn),
+            "LocalBgpIp": c.bgp.local_bgp_ip, "PeerBgpIp": c.bgp.peer_ip(), "PeerAsn": cgw.and_then(|g| g.asn),
             "AuthKey": cgw.map(|g| g.auth_key.clone()).unwrap_or_default(), "Status": bgp_status(c.bgp.enable),
         },
         "TunnelOptionsSpecification": {"TunnelOptions": tunnels},

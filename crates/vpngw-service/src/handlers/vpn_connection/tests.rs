@@ -18,7 +18,7 @@ fn base() -> VpnConnection {
         remote_ca_certificate: String::new(),
         ike: default_ike(false, "198.51.100.1", "203.0.113.1"),
         ipsec: default_ipsec(false),
-        bgp: default_bgp(),
+        bgp: BgpCfg::default(),
         health: HealthCheck { enable: false, sip: String::new(), dip: String::new(), interval: 3, retry: 3, policy: "revoke_route".into() },
         enable_tunnels_bgp: false,
         tunnels: Vec::new(),
@@ -88,17 +88,16 @@ fn validation_table() {
 #[test]
 fn bgp_rules() {
     let cgw = |asn| CustomerGateway { name: String::new(), description: String::new(), ip_address: "203.0.113.1".into(), asn, auth_key: Default::default(), resource_group_id: String::new() };
-    let mut b = default_bgp();
-    b.enable = true;
+    let mut b = BgpCfg { enable: true, ..Default::default() };
     assert_eq!(check_bgp(&mut b.clone(), &cgw(Some(65000))).unwrap_err().code, Code::MissingTunnelCidr);
     b.tunnel_cidr = "169.254.10.0/30".into();
     assert_eq!(check_bgp(&mut b.clone(), &cgw(None)).unwrap_err().code, Code::MissingCustomerGatewayAsn);
     let mut ok = b.clone();
     check_bgp(&mut ok, &cgw(Some(65000))).unwrap();
-    assert_eq!((ok.local_bgp_ip.as_str(), peer_bgp_ip(&ok).as_str()), ("169.254.10.1", "169.254.10.2"));
+    assert_eq!((ok.local_bgp_ip.as_str(), ok.peer_ip().as_str()), ("169.254.10.1", "169.254.10.2"));
     b.local_bgp_ip = "169.254.10.3".into();
     assert_eq!(check_bgp(&mut b, &cgw(Some(65000))).unwrap_err().code, Code::IllegalLocalBgpIp);
-    let mut asn = default_bgp();
+    let mut asn = BgpCfg::default();
     apply_bgp(&mut asn, &serde_json::from_str(r#"{"LocalAsn": "123.456"}"#).unwrap()).unwrap();
     assert_eq!(asn.local_asn, 123 * 65536 + 456);
 }
