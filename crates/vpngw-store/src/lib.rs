@@ -2,9 +2,9 @@
 //!
 //! One [`Store`] trait, at the level of the domain (resources of a [`Kind`] in an account's
 //! region, their tags, ClientToken results, scheduled lifecycle tasks, accounts and keys), and
-//! its SQLite backend ([`sqlite::SqliteStore`]). Handlers only ever see the trait, so a
-//! PostgreSQL backend can follow without touching them; `conformance.rs` (test code) is the suite every
-//! backend must pass.
+//! its two backends: the embedded SQLite file ([`sqlite::SqliteStore`], one process) and
+//! PostgreSQL ([`postgres::PgStore`], any number of servers on one database). Handlers only ever
+//! see the trait; `conformance.rs` (test code) is the suite both backends pass.
 //!
 //! What we store: intent (every resource as its handler wrote it), identity (accounts, keys),
 //! ClientToken results, and the lifecycle tasks that move resources between states, so that a
@@ -20,6 +20,7 @@ use async_trait::async_trait;
 
 #[cfg(test)]
 mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 /// The kinds of resources the store holds.
@@ -297,6 +298,75 @@ pub(crate) fn restore_scope(v: Option<u64>) {
     }
 }
 
+/// The right to drive the data plane: held by one process of a cluster at a time
+/// ([`Store::lead`]). Dropping it gives it up.
+pub struct Leadership {
+    lost: Option<tokio::sync::oneshot::Receiver<()>>,
+    hold: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Leadership {
+    /// Held for as long as the process runs (a store no other process shares).
+    pub fn for_good() -> Leadership {
+        Leadership { lost: None, hold: None }
+    }
+
+    /// Held until `lost` fires; `hold` keeps it (aborted when this is dropped).
+    pub fn until(lost: tokio::sync::oneshot::Receiver<()>, hold: tokio::task::JoinHandle<()>) -> Leadership {
+        Leadership { lost: Some(lost), hold: Some(hold) }
+    }
+
+    /// Returns once the leadership is lost (never, for [`Leadership::for_good`]).
+    pub async fn lost(&mut self) {
+        match self.lost.as_mut() {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        if let Some(h) = self.hold.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The in-process SignatureNonce window of a store no other process shares: sharded maps of
+/// `key → when seen` (Unix seconds).
+pub struct LocalNonces {
+    shards: Vec<std::sync::Mutex<HashMap<String, i64>>>,
+}
+
+impl Default for LocalNonces {
+    fn default() -> Self {
+        LocalNonces { shards: (0..16).map(|_| Default::default()).collect() }
+    }
+}
+
+impl LocalNonces {
+    /// Records `key` seen at `now_s`; false if it was seen at or after `horizon_s` already.
+    pub fn fresh(&self, key: &str, now_s: i64, horizon_s: i64) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let Ok(mut seen) = self.shards[h.finish() as usize % self.shards.len()].lock() else { return false };
+        if seen.len() > 4096 && seen.len().is_power_of_two() {
+            seen.retain(|_, t| *t >= horizon_s);
+        }
+        match seen.get(key) {
+            Some(t) if *t >= horizon_s => false,
+            _ => {
+                seen.insert(key.to_string(), now_s);
+                true
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("conflict: {0}")]
@@ -362,6 +432,37 @@ pub trait Store: Send + Sync + 'static {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => self.flush().await?,
             }
         }
+    }
+
+    /// Ends the current write scope (called by whoever ran it, before it lets the next one
+    /// start): a backend shared between servers may commit the open batch only outside a
+    /// scope, lest another server write between a scope's reads and its writes.
+    async fn end_scope(&self) {}
+
+    /// Records that `key` (an AccessKey and a SignatureNonce) was used at `now_s`: false if it
+    /// was used at or after `horizon_s` already, by this process or any other of the cluster.
+    async fn fresh_nonce(&self, key: &str, now_s: i64, horizon_s: i64) -> Result<bool>;
+
+    /// The intent digest the data plane reports it runs for a resource (observed state).
+    async fn set_converged(&self, id: &str, digest: &str) -> Result<()>;
+    async fn converged(&self, id: &str) -> Result<Option<String>>;
+
+    /// Changes committed by other processes: the value moves on each (None: no other process
+    /// writes this store).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Whether other processes may write this store while this one runs (a cache of what it
+    /// read may then be stale).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits until this process may drive the data plane: the only one of those sharing the
+    /// store.
+    async fn lead(&self) -> Result<Leadership> {
+        Ok(Leadership::for_good())
     }
 
     async fn create_account(&self, name: &str) -> Result<Account>;

@@ -55,6 +55,9 @@ struct Inner {
     writer: Mutex<Writer>,
     readers: Vec<Mutex<Reader>>,
     next: AtomicUsize,
+    /// One process uses the file: the nonce window and the converged digests live in memory.
+    nonces: crate::LocalNonces,
+    converged: Mutex<HashMap<String, String>>,
 }
 
 fn other<E: std::fmt::Display>(e: E) -> StoreError {
@@ -73,14 +76,14 @@ impl SqliteStore {
             configure(&r)?;
             readers.push(Mutex::new(Reader::new(r)));
         }
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(writer)), readers, next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(writer)), readers, next: AtomicUsize::new(0), nonces: Default::default(), converged: Default::default() }) })
     }
 
     /// A private in-memory database (one connection), for tests.
     pub fn memory() -> Result<Self> {
         let c = Connection::open_in_memory().map_err(other)?;
         migrate(&c)?;
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(c)), readers: Vec::new(), next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(Writer::new(c)), readers: Vec::new(), next: AtomicUsize::new(0), nonces: Default::default(), converged: Default::default() }) })
     }
 
     /// Reads run inline on the calling task: a point read or a page of an index takes
@@ -401,6 +404,19 @@ impl Store for SqliteStore {
             Ok(Durable(w.open.then(|| w.outcome.subscribe())))
         })
         .await
+    }
+
+    async fn fresh_nonce(&self, key: &str, now_s: i64, horizon_s: i64) -> Result<bool> {
+        Ok(self.inner.nonces.fresh(key, now_s, horizon_s))
+    }
+
+    async fn set_converged(&self, id: &str, digest: &str) -> Result<()> {
+        self.inner.converged.lock().map_err(other)?.insert(id.to_string(), digest.to_string());
+        Ok(())
+    }
+
+    async fn converged(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.inner.converged.lock().map_err(other)?.get(id).cloned())
     }
 
     async fn create_account(&self, name: &str) -> Result<Account> {

@@ -1,0 +1,579 @@
+//! The PostgreSQL backend: any number of `vpngw serve` processes, on any number of hosts, on
+//! one database, answering as one service.
+//!
+//! **Writes.** Each server has one writer connection. A batch is a transaction that first takes
+//! the cluster's write lock (`pg_advisory_xact_lock`, released by its COMMIT): batches of
+//! different servers never overlap, and a batch sees every batch committed before it. Inside a
+//! server, writes are staged into the open batch under savepoints and committed together (group
+//! commit, `synchronous_commit = on`: an answer leaves only once its batch is durable). Reads of
+//! a write scope go to the writer, inside the batch, so a handler's checks and its commit see
+//! one state, whichever server wrote last; and a batch is never committed from outside while a
+//! scope of this server runs in it ([`Store::end_scope`]), lest another server write between
+//! the scope's reads and its writes.
+//!
+//! **Reads** outside a write scope go to a pool and see what is committed: exact on every
+//! server, with no cache.
+//!
+//! **Across servers** live here too: ClientToken results and tasks (in the batch), the
+//! SignatureNonce window (`nonces`, one insert per signed request), the data plane's converged
+//! digests, wake-ups (NOTIFY at each commit, LISTEN on a connection of its own) and the data
+//! plane's leader (a session advisory lock held by one server's connection).
+//!
+//! The pool's connections run with `synchronous_commit = off`: what they write (nonces,
+//! converged digests) is not intent. A database crash may forget the last moments of the nonce
+//! window, never an acknowledged write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+use crate::*;
+
+mod schema;
+mod writer;
+
+use writer::*;
+
+/// The advisory locks of a cluster (arbitrary, fixed numbers).
+const WRITE_LOCK: i64 = 0x7670_6e67_0001;
+const MIGRATE_LOCK: i64 = 0x7670_6e67_0002;
+const LEAD_LOCK: i64 = 0x7670_6e67_0003;
+/// Connections in each server's pool.
+const POOL_SIZE: usize = 32;
+
+const RECORD_COLS: &str = "kind, id, account_id, region, parent_id, status, created_ms, doc";
+
+fn other<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    pool: Pool,
+    writer: tokio::sync::Mutex<Writer>,
+    /// A write scope of this server runs in the open batch.
+    pinned: AtomicBool,
+    changes: tokio::sync::watch::Sender<u64>,
+    nonce_inserts: AtomicU64,
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.listener.lock().ok().and_then(|mut h| h.take()) {
+            h.abort();
+        }
+    }
+}
+
+fn record(r: &tokio_postgres::Row) -> Record {
+    let kind: String = r.get(0);
+    Record { kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), id: r.get(1), account: r.get(2), region: r.get(3), parent: r.get(4), status: r.get(5), created_ms: r.get(6), doc: r.get(7) }
+}
+
+fn task(r: &tokio_postgres::Row) -> Task {
+    let kind: String = r.get(1);
+    Task { id: r.get(0), kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), resource_id: r.get(2), op: r.get(3), due_ms: r.get(4) }
+}
+
+/// A connection to read with: the writer (inside the open batch) in a write scope, else one of
+/// the pool.
+enum Conn<'a> {
+    Writer(tokio::sync::MutexGuard<'a, Writer>),
+    Pool(Box<deadpool_postgres::Object>),
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &deadpool_postgres::Object {
+        match self {
+            // `conn()` opened the batch, so the writer has its connection.
+            Conn::Writer(w) => w.conn.as_ref().expect("an open batch has a connection"),
+            Conn::Pool(o) => o.as_ref(),
+        }
+    }
+}
+
+/// Query arguments built alongside dynamic SQL.
+struct Args {
+    values: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Args {
+    fn new() -> Args {
+        Args { values: Vec::new() }
+    }
+    /// Adds a value and returns its placeholder.
+    fn push(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.values.push(Box::new(v));
+        format!("${}", self.values.len())
+    }
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+/// `AND column IN (resources with this tag)` for each tag filter.
+fn tag_clauses(sql: &mut String, args: &mut Args, column: &str, tags: &[(String, Option<String>)]) {
+    for (k, v) in tags {
+        let key = args.push(k.clone());
+        match v {
+            Some(v) => {
+                let value = args.push(v.clone());
+                sql.push_str(&format!(" AND {column} IN (SELECT resource_id FROM tags WHERE key = {key} AND value = {value})"));
+            }
+            None => sql.push_str(&format!(" AND {column} IN (SELECT resource_id FROM tags WHERE key = {key})")),
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`; a socket
+    /// directory as `?host=/path`), brings its schema up to date and starts listening for the
+    /// other servers' changes.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?;
+        let (mut client, conn) = config.connect(NoTls).await.map_err(|e| StoreError::Other(format!("cannot connect to PostgreSQL: {e}")))?;
+        let driver = tokio::spawn(conn);
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let _ = driver.await;
+
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move { client.batch_execute("SET synchronous_commit = off").await.map_err(deadpool_postgres::HookError::Backend) })
+            }))
+            .build()
+            .map_err(other)?;
+        let inner = Arc::new(Inner {
+            config,
+            pool,
+            writer: tokio::sync::Mutex::new(Writer::new()),
+            pinned: AtomicBool::new(false),
+            changes: tokio::sync::watch::channel(0).0,
+            nonce_inserts: AtomicU64::new(0),
+            listener: std::sync::Mutex::new(None),
+        });
+        let handle = tokio::spawn(listen(inner.config.clone(), inner.changes.clone()));
+        *inner.listener.lock().map_err(other)? = Some(handle);
+        Ok(PgStore { inner })
+    }
+
+    async fn conn(&self) -> Result<Conn<'_>> {
+        if crate::in_write_scope() {
+            let mut w = self.inner.writer.lock().await;
+            crate::scope_batch(w.batch);
+            w.begin(&self.inner.pool).await?;
+            self.inner.pinned.store(true, Ordering::SeqCst);
+            return Ok(Conn::Writer(w));
+        }
+        Ok(Conn::Pool(Box::new(self.inner.pool.get().await.map_err(other)?)))
+    }
+
+    async fn query(&self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        let c = self.conn().await?;
+        let st = c.prepare_cached(sql).await.map_err(other)?;
+        c.query(&st, args).await.map_err(other)
+    }
+
+    /// Runs `sql` in a transaction of its own, durable on return.
+    async fn durable_write(&self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        let mut c = self.inner.pool.get().await.map_err(other)?;
+        let tx = c.transaction().await.map_err(other)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = on").await.map_err(other)?;
+        let rows = tx.query(sql, args).await;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match e.code() {
+                    Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+                    _ => other(e),
+                })
+            }
+        };
+        tx.commit().await.map_err(other)?;
+        Ok(rows)
+    }
+}
+
+/// Turns the other servers' NOTIFYs into ticks of `changes`, reconnecting when the connection
+/// breaks.
+async fn listen(config: tokio_postgres::Config, changes: tokio::sync::watch::Sender<u64>) {
+    use futures_util::StreamExt;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+                let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let driver = tokio::spawn(messages.for_each(move |m| {
+                    if let Ok(tokio_postgres::AsyncMessage::Notification(_)) = m {
+                        let _ = tx.send(());
+                    }
+                    std::future::ready(())
+                }));
+                if client.batch_execute("LISTEN vpngw_changes").await.is_ok() {
+                    // A tick now too: whatever happened while we were not listening.
+                    changes.send_modify(|v| *v = v.wrapping_add(1));
+                    while rx.recv().await.is_some() {
+                        changes.send_modify(|v| *v = v.wrapping_add(1));
+                    }
+                }
+                driver.abort();
+                tracing::warn!("The PostgreSQL connection that listens for other servers' changes broke; reconnecting.");
+            }
+            Err(e) => tracing::warn!(error = %e, "Cannot connect to PostgreSQL to listen for changes; retrying."),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn get(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<Record>> {
+        let sql = format!("SELECT {RECORD_COLS} FROM resources WHERE id = $1 AND kind = $2 AND account_id = $3 AND region = $4");
+        Ok(self.query(&sql, &[&id, &kind.as_str(), &scope.account, &scope.region]).await?.first().map(record))
+    }
+
+    async fn get_tagged(&self, kind: Kind, scope: &Scope, id: &str) -> Result<Option<(Record, Vec<(String, String)>)>> {
+        let sql = format!(
+            "SELECT {RECORD_COLS}, (SELECT COALESCE(json_agg(json_build_array(t.key, t.value) ORDER BY t.key), '[]'::json) FROM tags t WHERE t.resource_id = r.id) \
+             FROM resources r WHERE id = $1 AND kind = $2 AND account_id = $3 AND region = $4"
+        );
+        let rows = self.query(&sql, &[&id, &kind.as_str(), &scope.account, &scope.region]).await?;
+        Ok(rows.first().map(|r| {
+            let tags: serde_json::Value = r.get(8);
+            let tags = serde_json::from_value::<Vec<(String, String)>>(tags).unwrap_or_default();
+            (record(r), tags)
+        }))
+    }
+
+    async fn get_any(&self, kind: Kind, id: &str) -> Result<Option<Record>> {
+        let sql = format!("SELECT {RECORD_COLS} FROM resources WHERE id = $1 AND kind = $2");
+        Ok(self.query(&sql, &[&id, &kind.as_str()]).await?.first().map(record))
+    }
+
+    async fn all(&self, kind: Kind) -> Result<Vec<Record>> {
+        let sql = format!("SELECT {RECORD_COLS} FROM resources WHERE kind = $1 ORDER BY seq");
+        Ok(self.query(&sql, &[&kind.as_str()]).await?.iter().map(record).collect())
+    }
+
+    async fn family(&self, scope: &Scope, root: &str, kinds: &[Kind]) -> Result<Vec<Record>> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let sql = format!(
+            "WITH RECURSIVE fam(id) AS (SELECT id FROM resources WHERE id = $1 AND account_id = $2 AND region = $3 \
+             UNION SELECT r.id FROM resources r JOIN fam ON r.parent_id = fam.id WHERE r.kind = ANY($4) AND r.account_id = $2 AND r.region = $3) \
+             SELECT {RECORD_COLS} FROM resources WHERE id IN (SELECT id FROM fam) ORDER BY (id = $1) DESC, seq"
+        );
+        Ok(self.query(&sql, &[&root, &scope.account, &scope.region, &kinds]).await?.iter().map(record).collect())
+    }
+
+    async fn list(&self, kind: Kind, scope: &Scope, q: &ListQuery) -> Result<Page> {
+        let mut args = Args::new();
+        let (k, a, r) = (args.push(kind.as_str().to_string()), args.push(scope.account), args.push(scope.region.clone()));
+        let mut filter = format!(" FROM resources WHERE kind = {k} AND account_id = {a} AND region = {r}");
+        if !q.ids.is_empty() {
+            filter.push_str(&format!(" AND id = ANY({})", args.push(q.ids.clone())));
+        }
+        if let Some(p) = &q.parent {
+            filter.push_str(&format!(" AND parent_id = {}", args.push(p.clone())));
+        }
+        if let Some(s) = &q.status {
+            filter.push_str(&format!(" AND status = {}", args.push(s.clone())));
+        }
+        for (f, v) in &q.fields {
+            let (name, contains) = match f.strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (f.as_str(), false),
+            };
+            if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                return Err(StoreError::Other(format!("bad field name {f}")));
+            }
+            let value = args.push(v.clone());
+            if contains {
+                filter.push_str(&format!(" AND doc->'{name}' ? {value}"));
+            } else {
+                filter.push_str(&format!(" AND doc->>'{name}' = {value}"));
+            }
+        }
+        tag_clauses(&mut filter, &mut args, "id", &q.tags);
+        let c = self.conn().await?;
+        let count = c.prepare_cached(&format!("SELECT COUNT(*){filter}")).await.map_err(other)?;
+        let total: i64 = c.query_one(&count, &args.refs()).await.map_err(other)?.get(0);
+        let (limit, offset) = (args.push(q.limit.min(i64::MAX as u64) as i64), args.push(q.offset.min(i64::MAX as u64) as i64));
+        let page = c.prepare_cached(&format!("SELECT {RECORD_COLS}{filter} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}")).await.map_err(other)?;
+        let items = c.query(&page, &args.refs()).await.map_err(other)?.iter().map(record).collect();
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64> {
+        let rows = match parent {
+            Some(p) => {
+                self.query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND account_id = $2 AND region = $3 AND parent_id = $4", &[&kind.as_str(), &scope.account, &scope.region, &p]).await?
+            }
+            None => self.query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND account_id = $2 AND region = $3", &[&kind.as_str(), &scope.account, &scope.region]).await?,
+        };
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+    }
+
+    async fn tags(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = ids.to_vec();
+        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for r in self.query("SELECT resource_id, key, value FROM tags WHERE resource_id = ANY($1) ORDER BY resource_id, key", &[&ids]).await? {
+            out.entry(r.get(0)).or_default().push((r.get(1), r.get(2)));
+        }
+        Ok(out)
+    }
+
+    async fn list_tags(&self, kind: Kind, scope: &Scope, ids: &[String], having: &[(String, Option<String>)], offset: u64, limit: u64) -> Result<Vec<TagRow>> {
+        let mut args = Args::new();
+        let (k, a, r) = (args.push(kind.as_str().to_string()), args.push(scope.account), args.push(scope.region.clone()));
+        let mut sql = format!("SELECT t.resource_id, t.key, t.value FROM tags t JOIN resources r ON r.id = t.resource_id WHERE t.kind = {k} AND t.account_id = {a} AND t.region = {r}");
+        if !ids.is_empty() {
+            sql.push_str(&format!(" AND t.resource_id = ANY({})", args.push(ids.to_vec())));
+        }
+        tag_clauses(&mut sql, &mut args, "t.resource_id", having);
+        let (l, o) = (args.push(limit.min(i64::MAX as u64) as i64), args.push(offset.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(" ORDER BY r.seq, t.key LIMIT {l} OFFSET {o}"));
+        Ok(self.query(&sql, &args.refs()).await?.iter().map(|r| TagRow { kind, resource_id: r.get(0), key: r.get(1), value: r.get(2) }).collect())
+    }
+
+    async fn idem_get(&self, account: i64, action: &str, token: &str) -> Result<Option<IdemEntry>> {
+        let rows = self.query("SELECT digest, response, created_ms FROM idempotency WHERE account_id = $1 AND action = $2 AND token = $3", &[&account, &action, &token]).await?;
+        Ok(rows.first().map(|r| IdemEntry { account, action: action.to_string(), token: token.to_string(), digest: r.get(0), response: r.get(1), created_ms: r.get(2) }))
+    }
+
+    async fn due_tasks(&self, now_ms: i64) -> Result<Vec<Task>> {
+        Ok(self.query("SELECT id, kind, resource_id, op, due_ms FROM tasks WHERE due_ms <= $1 ORDER BY due_ms, id", &[&now_ms]).await?.iter().map(task).collect())
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(self.query("SELECT MIN(due_ms) FROM tasks", &[]).await?.first().and_then(|r| r.get(0)))
+    }
+
+    async fn tasks_of(&self, resource_id: &str) -> Result<Vec<Task>> {
+        Ok(self.query("SELECT id, kind, resource_id, op, due_ms FROM tasks WHERE resource_id = $1 ORDER BY due_ms", &[&resource_id]).await?.iter().map(task).collect())
+    }
+
+    async fn claimed_addresses(&self) -> Result<Vec<String>> {
+        Ok(self.query("SELECT ip FROM addresses", &[]).await?.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn stage(&self, mutations: Vec<Mutation>) -> Result<Durable> {
+        let mut w = self.inner.writer.lock().await;
+        if crate::in_write_scope() {
+            self.inner.pinned.store(true, Ordering::SeqCst);
+        }
+        w.stage(&self.inner.pool, mutations).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // From outside a running scope, its batch must wait for it to end.
+        if !crate::in_write_scope() && self.inner.pinned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.writer.lock().await.flush().await
+    }
+
+    async fn staged(&self) -> Result<Durable> {
+        let w = self.inner.writer.lock().await;
+        w.check_scope()?;
+        Ok(Durable(w.open.then(|| w.outcome.subscribe())))
+    }
+
+    async fn end_scope(&self) {
+        self.inner.pinned.store(false, Ordering::SeqCst);
+    }
+
+    async fn fresh_nonce(&self, key: &str, now_s: i64, horizon_s: i64) -> Result<bool> {
+        let c = self.inner.pool.get().await.map_err(other)?;
+        let st = c.prepare_cached("INSERT INTO nonces (key, seen_s) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET seen_s = EXCLUDED.seen_s WHERE nonces.seen_s < $3").await.map_err(other)?;
+        let fresh = c.execute(&st, &[&key, &now_s, &horizon_s]).await.map_err(other)? == 1;
+        // Now and then, forget what is outside every window.
+        if self.inner.nonce_inserts.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            let _ = c.execute("DELETE FROM nonces WHERE seen_s < $1", &[&horizon_s]).await;
+        }
+        Ok(fresh)
+    }
+
+    async fn set_converged(&self, id: &str, digest: &str) -> Result<()> {
+        let c = self.inner.pool.get().await.map_err(other)?;
+        let st = c.prepare_cached("INSERT INTO converged (resource_id, digest) VALUES ($1, $2) ON CONFLICT (resource_id) DO UPDATE SET digest = EXCLUDED.digest").await.map_err(other)?;
+        c.execute(&st, &[&id, &digest]).await.map_err(other)?;
+        Ok(())
+    }
+
+    async fn converged(&self, id: &str) -> Result<Option<String>> {
+        let c = self.inner.pool.get().await.map_err(other)?;
+        let st = c.prepare_cached("SELECT digest FROM converged WHERE resource_id = $1").await.map_err(other)?;
+        Ok(c.query_opt(&st, &[&id]).await.map_err(other)?.map(|r| r.get(0)))
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.inner.changes.subscribe())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn lead(&self) -> Result<Leadership> {
+        loop {
+            match self.inner.config.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    let mut driver = tokio::spawn(connection);
+                    let won: bool = match client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEAD_LOCK]).await {
+                        Ok(row) => row.get(0),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Cannot ask PostgreSQL for the data plane's leadership; retrying.");
+                            false
+                        }
+                    };
+                    if won {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let hold = tokio::spawn(async move {
+                            // The session holds the lock for as long as it lives.
+                            let _client = client;
+                            let _ = (&mut driver).await;
+                            let _ = tx.send(());
+                        });
+                        return Ok(Leadership::until(rx, hold));
+                    }
+                    driver.abort();
+                }
+                Err(e) => tracing::warn!(error = %e, "Cannot connect to PostgreSQL to ask for the data plane's leadership; retrying."),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn create_account(&self, name: &str) -> Result<Account> {
+        let rows = self.durable_write("INSERT INTO accounts (name, created_ms) VALUES ($1, $2) RETURNING id", &[&name, &now_ms()]).await.map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("account {name} exists")),
+            e => e,
+        })?;
+        Ok(Account { id: rows.first().map(|r| r.get(0)).unwrap_or(0), name: name.to_string() })
+    }
+
+    async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        Ok(self.query("SELECT id, name FROM accounts WHERE name = $1", &[&name]).await?.first().map(|r| Account { id: r.get(0), name: r.get(1) }))
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        Ok(self.query("SELECT id, name FROM accounts ORDER BY id", &[]).await?.iter().map(|r| Account { id: r.get(0), name: r.get(1) }).collect())
+    }
+
+    async fn put_key(&self, key: &AccessKey) -> Result<()> {
+        self.durable_write(
+            "INSERT INTO access_keys (access_key_id, secret, account_id, readonly, created_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (access_key_id) DO UPDATE SET secret = EXCLUDED.secret, account_id = EXCLUDED.account_id, readonly = EXCLUDED.readonly",
+            &[&key.access_key_id, &key.secret, &key.account_id, &key.readonly, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
+        let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
+        Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    async fn two_servers(name: &str) -> Option<(PgStore, PgStore)> {
+        let url = crate::conformance::test_pg_url()?;
+        let url = crate::conformance::fresh_pg_database(&url, name).await;
+        Some((PgStore::connect(&url).await.unwrap(), PgStore::connect(&url).await.unwrap()))
+    }
+
+    fn vpc(id: &str, n: i64) -> Mutation {
+        Mutation::Put(Record { kind: Kind::Vpc, id: id.into(), account: 1, region: "r".into(), parent: None, status: "Available".into(), created_ms: 0, doc: json!({ "n": n }) })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scope_on_one_server_holds_every_other_servers_writes_until_it_commits() {
+        let Some((a, b)) = two_servers("write_lock").await else { return };
+        let scope = Scope { account: 1, region: "r".into() };
+        a.commit(vec![vpc("vpc-1", 1)]).await.unwrap();
+        // A's scope reads, then takes its time before it writes what it read plus one.
+        let (read_tx, read_rx) = tokio::sync::oneshot::channel();
+        let a_scope = async {
+            crate::write_scope(async {
+                let n = a.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["n"].as_i64().unwrap();
+                read_tx.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let d = a.stage(vec![vpc("vpc-1", n + 1)]).await.unwrap();
+                a.end_scope().await;
+                a.durable(d).await.unwrap();
+            })
+            .await
+        };
+        // B, meanwhile, does the same in a scope of its own.
+        let b_scope = async {
+            read_rx.await.unwrap();
+            let started = std::time::Instant::now();
+            crate::write_scope(async {
+                let n = b.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["n"].as_i64().unwrap();
+                let d = b.stage(vec![vpc("vpc-1", n + 1)]).await.unwrap();
+                b.end_scope().await;
+                b.durable(d).await.unwrap();
+            })
+            .await;
+            started.elapsed()
+        };
+        let ((), waited) = tokio::join!(a_scope, b_scope);
+        assert!(waited >= Duration::from_millis(200), "B read while A's scope ran ({waited:?})");
+        assert_eq!(b.get(Kind::Vpc, &scope, "vpc-1").await.unwrap().unwrap().doc["n"], 3, "both increments count: the writes were serialized");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_server_leads_and_another_takes_over_when_it_goes() {
+        let Some((a, b)) = two_servers("leader").await else { return };
+        let led = a.lead().await.unwrap();
+        let b_leads = tokio::spawn(async move {
+            let l = b.lead().await.unwrap();
+            (b, l)
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!b_leads.is_finished(), "two leaders at once");
+        drop(led);
+        let (_b, _l) = tokio::time::timeout(Duration::from_secs(5), b_leads).await.expect("B took over").unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_on_one_server_wakes_the_other_and_a_nonce_is_spent_for_both() {
+        let Some((a, b)) = two_servers("wakeups").await else { return };
+        let mut changes = b.changes().unwrap();
+        // The listener's first tick (connected) may or may not have come yet.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        changes.borrow_and_update();
+        a.commit(vec![vpc("vpc-w", 1)]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), changes.changed()).await.expect("B heard of A's commit").unwrap();
+        assert!(a.fresh_nonce("AK\nn", 100, 70).await.unwrap());
+        assert!(!b.fresh_nonce("AK\nn", 101, 71).await.unwrap(), "a nonce used on A is refused on B");
+        a.set_converged("vco-1", "d").await.unwrap();
+        assert_eq!(b.converged("vco-1").await.unwrap(), Some("d".into()));
+    }
+}
