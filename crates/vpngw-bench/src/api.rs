@@ -317,7 +317,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let cfg = bench_config(&dir);
-    let store = vpngw_server::server::open_store(&cfg.data_dir)?;
+    let store = vpngw_server::server::open_store(&cfg).await?;
     let running = vpngw_server::server::start(&cfg, store).await?;
     let endpoint = running.addr.to_string();
     let client = Client::new(endpoint.clone(), "BENCHAK", "benchsecret", Scheme::Acs3);

@@ -192,7 +192,7 @@ pub async fn run(args: DataPlaneBenchArgs) -> Result<()> {
     cfg.dataplane.lab_name = format!("bench{}", std::process::id() % 10000);
     cfg.dataplane.reconcile_interval_ms = 1000;
     cfg.dataplane.persist = std::env::var_os("VPNGW_BENCH_KEEP").is_some();
-    let store = vpngw_server::server::open_store(&cfg.data_dir)?;
+    let store = vpngw_server::server::open_store(&cfg).await?;
     let running = vpngw_server::server::start(&cfg, store).await?;
     let client = Client::new(running.addr.to_string(), "BENCHAK", "benchsecret", Scheme::Acs3);
     let lab = Arc::new(Lab::new(&cfg.dataplane));

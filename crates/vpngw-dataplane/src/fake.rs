@@ -346,7 +346,8 @@ impl ObservationSink for FakeStore {
     async fn diagnosis(&self, _id: &str, _item: DiagnoseItem) -> vpngw_plane::Result<bool> {
         Ok(false)
     }
-    fn converged(&self, id: &str, digest: &str) {
+    async fn converged(&self, id: &str, digest: &str) -> vpngw_plane::Result<()> {
         self.converged.lock().unwrap().insert(id.to_string(), digest.to_string());
+        Ok(())
     }
 }

@@ -295,9 +295,15 @@ impl Reconciler {
     }
 
     /// Records (and reports) that the plane now runs this intent digest of a resource.
-    fn set_converged(&self, id: &str, digest: &str) {
-        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest.to_string());
-        self.sink.converged(id, digest);
+    /// Only a change is reported (the sink may be a database shared by a cluster).
+    async fn set_converged(&self, id: &str, digest: &str) {
+        let changed = self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest.to_string()).as_deref() != Some(digest);
+        if changed {
+            if let Err(e) = self.sink.converged(id, digest).await {
+                tracing::warn!(resource = %id, error = %e, "Could not report what the data plane runs; will report it again.");
+                self.applied.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+            }
+        }
     }
 
     fn converged(&self, id: &str) -> Option<String> {
@@ -467,7 +473,7 @@ impl Reconciler {
             }
             for g in &gws {
                 for (id, d) in &g.conn_digests {
-                    self.set_converged(id, d);
+                    self.set_converged(id, d).await;
                 }
                 // Its SSL-VPN server: one OpenVPN, where the gateway's tunnels are.
                 let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
@@ -486,7 +492,7 @@ impl Reconciler {
                     .collect();
                 match self.ssl.converge(self.source.as_ref(), &desired).await {
                     // A gateway has converged when its tunnels and its SSL-VPN server have.
-                    Ok(()) => self.set_converged(&g.id, &g.digest),
+                    Ok(()) => self.set_converged(&g.id, &g.digest).await,
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }

@@ -112,8 +112,9 @@ pub trait ObservationSink: Send + Sync + 'static {
     async fn ipsec_server(&self, id: &str, online: u32) -> Result<bool>;
     /// The result of one probe of a pending diagnosis.
     async fn diagnosis(&self, id: &str, item: DiagnoseItem) -> Result<bool>;
-    /// The data plane now runs this intent digest of a gateway or connection.
-    fn converged(&self, id: &str, digest: &str);
+    /// The data plane now runs this intent digest of a gateway or connection (reported when it
+    /// changes).
+    async fn converged(&self, id: &str, digest: &str) -> Result<()>;
 }
 
 /// What handlers ask of the plane that runs a gateway, live.

@@ -28,6 +28,14 @@ impl std::fmt::Debug for AccountConfig {
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// Where intent lives: unset or `sqlite://PATH` keeps the embedded SQLite file (default
+    /// `<data_dir>/vpngw.db`); `postgres://…` or `postgresql://…` is a database any number of
+    /// servers share. `--store` and `VPNGW_STORE` override it.
+    pub store: Option<String>,
+    /// The master key that seals secrets at rest: 32 bytes in this file (default
+    /// `<data_dir>/master.key`, created mode 0600 when missing). `VPNGW_MASTER_KEY` (64
+    /// hexadecimal digits) overrides it. Every server of a cluster needs the same key.
+    pub master_key_file: Option<PathBuf>,
     /// `HostId` in error bodies.
     pub host_id: String,
     /// How long a lifecycle step takes (creating, updating, deleting), in milliseconds.
@@ -50,6 +58,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./vpngw-data"),
+            store: None,
+            master_key_file: None,
             host_id: "vpc.vpngw.local".into(),
             transition_ms: 300,
             public_ip_pool: "198.51.100.0/24".into(),
@@ -63,7 +73,33 @@ impl Default for Config {
     }
 }
 
+/// Creates `dir` if missing and makes it the owner's alone (0700).
+pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("create data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("make data dir {} private", dir.display()))
+}
+
 impl Config {
+    /// The master key file in use.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The master key: `VPNGW_MASTER_KEY`, else the key file (created when missing).
+    pub fn sealer(&self) -> anyhow::Result<vpngw_service::secrets::Sealer> {
+        match std::env::var("VPNGW_MASTER_KEY") {
+            Ok(hex) if !hex.is_empty() => Ok(vpngw_service::secrets::Sealer::from_hex(&hex)?),
+            _ => {
+                let path = self.master_key_path();
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+                }
+                Ok(vpngw_service::secrets::Sealer::from_file(&path)?)
+            }
+        }
+    }
+
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         match path {
             None => Ok(Config::default()),
@@ -77,8 +113,8 @@ impl Config {
     pub fn service_config(&self) -> anyhow::Result<vpngw_service::ServiceConfig> {
         anyhow::ensure!(!self.regions.is_empty(), "the configuration names no region");
         anyhow::ensure!(self.ssl_client_cert_days > 0.0 && self.ssl_client_cert_days < 36500.0, "ssl_client_cert_days must lie in (0, 36500)");
-        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("create data dir {}", self.data_dir.display()))?;
-        let sealer = vpngw_service::secrets::Sealer::from_file(&self.data_dir.join("master.key"))?;
+        private_dir(&self.data_dir)?;
+        let sealer = self.sealer()?;
         Ok(vpngw_service::ServiceConfig {
             regions: self.regions.clone(),
             transition: std::time::Duration::from_millis(self.transition_ms),

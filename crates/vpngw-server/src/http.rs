@@ -2,7 +2,7 @@
 //! decode → authenticate → authorize → handle → render, and every error is rendered in one place.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -18,68 +18,43 @@ use vpngw_store::AccessKey;
 
 /// Largest request body accepted (read by `api`; a larger one is answered 413).
 pub const MAX_BODY: usize = 1 << 20;
-const NONCE_SHARDS: usize = 16;
 
 pub struct AppState {
     pub svc: Arc<Service>,
     pub host_id: String,
     pub max_clock_skew_secs: i64,
-    keys: RwLock<HashMap<String, AccessKey>>,
-    /// SignatureNonces seen, per shard: "AccessKeyId\nnonce" → when seen (Unix seconds).
-    nonces: Vec<Mutex<NonceMap>>,
-    nonce_hasher: foldhash::fast::RandomState,
+    /// AccessKeys read so far; only when no other server shares the store (another could
+    /// change a key under us, and reads must stay exact).
+    keys: Option<RwLock<HashMap<String, AccessKey>>>,
 }
 
 impl AppState {
     pub fn new(svc: Arc<Service>, host_id: String, max_clock_skew_secs: i64) -> Arc<Self> {
-        Arc::new(AppState {
-            svc,
-            host_id,
-            max_clock_skew_secs,
-            keys: RwLock::new(HashMap::new()),
-            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(NonceMap::default())).collect(),
-            nonce_hasher: foldhash::fast::RandomState::default(),
-        })
+        let keys = (!svc.store.shared()).then(|| RwLock::new(HashMap::new()));
+        Arc::new(AppState { svc, host_id, max_clock_skew_secs, keys })
     }
 
     async fn key(&self, ak: &str) -> Result<Option<AccessKey>, ApiError> {
-        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(ak).cloned()) {
+        if let Some(k) = self.keys.as_ref().and_then(|m| m.read().ok().and_then(|m| m.get(ak).cloned())) {
             return Ok(Some(k));
         }
         // Keys added by `vpngw key create` while we run are found here on first use.
         let found = self.svc.store.key(ak).await.map_err(store_error)?;
-        if let (Some(k), Ok(mut m)) = (&found, self.keys.write()) {
+        if let (Some(k), Some(Ok(mut m))) = (&found, self.keys.as_ref().map(|m| m.write())) {
             m.insert(ak.to_string(), k.clone());
         }
         Ok(found)
     }
 
-    /// Records a nonce; false if the key used it within the replay window already.
-    fn fresh_nonce(&self, ak: &str, nonce: &str, now: i64) -> bool {
-        use std::hash::BuildHasher;
-        let mut key = String::with_capacity(ak.len() + 1 + nonce.len());
-        key.push_str(ak);
-        key.push('\n');
-        key.push_str(nonce);
-        let shard = &self.nonces[self.nonce_hasher.hash_one(&key) as usize % NONCE_SHARDS];
-        let Ok(mut seen) = shard.lock() else { return false };
+    /// Records a nonce; false if the key used it within the replay window already, on this
+    /// server or (PostgreSQL) any other of the cluster.
+    async fn fresh_nonce(&self, ak: &str, nonce: &str, now: i64) -> Result<bool, ApiError> {
         // A nonce older than twice the window can be forgotten: its request's timestamp is
         // outside the window now, so a replay fails the clock check instead.
         let horizon = now - 2 * self.max_clock_skew_secs;
-        if seen.len() > 4096 && seen.len().is_power_of_two() {
-            seen.retain(|_, t| *t >= horizon);
-        }
-        match seen.get(key.as_str()) {
-            Some(t) if *t >= horizon => false,
-            _ => {
-                seen.insert(key, now);
-                true
-            }
-        }
+        self.svc.store.fresh_nonce(&format!("{ak}\n{nonce}"), now, horizon).await.map_err(store_error)
     }
 }
-
-type NonceMap = HashMap<String, i64, foldhash::fast::RandomState>;
 
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new().route("/healthz", get(|| async { "ok" })).route("/bare", get(bare)).route("/", any(api)).with_state(state)
@@ -157,7 +132,7 @@ async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Principa
     if (now - ts).abs() > st.max_clock_skew_secs {
         return Err(ApiError::new(Code::InvalidTimeStampExpired));
     }
-    if !st.fresh_nonce(&key.access_key_id, claims.nonce, now) {
+    if !st.fresh_nonce(&key.access_key_id, claims.nonce, now).await? {
         return Err(ApiError::new(Code::SignatureNonceUsed));
     }
     Ok(Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly })

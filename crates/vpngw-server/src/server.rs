@@ -1,19 +1,95 @@
 //! Start-up: open the store, sync the configured accounts, build the service, serve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use vpngw_service::{ids, Service};
+use vpngw_store::postgres::PgStore;
 use vpngw_store::sqlite::SqliteStore;
 use vpngw_store::{AccessKey, Store};
 
 use crate::config::Config;
 use crate::http::{app, AppState};
 
-pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<SqliteStore>> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("create data dir {}", data_dir.display()))?;
-    Ok(Arc::new(SqliteStore::open(&data_dir.join("vpngw.db")).context("open the SQLite store")?))
+/// Opens the store the configuration names, with secrets sealed under the master key (see
+/// `vpngw_service::sealed`); values written in the clear before sealing existed are sealed now.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let raw = open_raw_store(cfg).await?;
+    let sealer = Arc::new(cfg.sealer()?);
+    let swept = vpngw_service::sealed::reseal(raw.as_ref(), &sealer, &sealer, true).await.context("seal the secrets stored in the clear")?;
+    if swept != Default::default() {
+        tracing::info!(secrets = swept.secrets, keys = swept.keys, answers = swept.answers, "Sealed secrets that were stored in the clear.");
+    }
+    Ok(vpngw_service::sealed::SealedStore::wrap(raw, sealer))
+}
+
+/// Opens the store the configuration names, as it is (secrets as stored): PostgreSQL for a
+/// `postgres://` or `postgresql://` URL, else the embedded SQLite file (`sqlite://PATH`, or
+/// `<data_dir>/vpngw.db`), in a data directory only its owner may read, as a file only its
+/// owner may read.
+pub async fn open_raw_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = cfg.store.as_deref().unwrap_or("").trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::connect(url).await.context("open the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
+    let path = match url.strip_prefix("sqlite://") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        Some(_) => anyhow::bail!("store = \"sqlite://\" names no file"),
+        None if url.is_empty() => cfg.data_dir.join("vpngw.db"),
+        None => anyhow::bail!("store {url:?}: use postgres://…, postgresql://… or sqlite://PATH"),
+    };
+    crate::config::private_dir(&cfg.data_dir)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    private_file(&path)?;
+    Ok(Arc::new(SqliteStore::open(&path).context("open the SQLite store")?))
+}
+
+/// The SQLite file, created 0600 if missing (its -wal and -shm files take its mode), or made
+/// 0600 with them.
+fn private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).with_context(|| format!("create {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("make {} private", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the master key: every secret is re-sealed under a new key in one commit, and the
+/// new key replaces the old in the key file (the old one is kept beside it as
+/// `<file>.previous`). With `VPNGW_MASTER_KEY`, the new key is returned for the operator to
+/// set instead. Run it with every server of the cluster stopped; start them with the new key.
+pub async fn rotate_master_key(cfg: &Config) -> anyhow::Result<Option<String>> {
+    let old = cfg.sealer()?;
+    let raw = open_raw_store(cfg).await?;
+    let (new, bytes) = vpngw_service::secrets::Sealer::generate();
+    let from_env = std::env::var("VPNGW_MASTER_KEY").is_ok_and(|v| !v.is_empty());
+    let path = cfg.master_key_path();
+    let staged = PathBuf::from(format!("{}.new", path.display()));
+    if !from_env {
+        // The new key is on disk before any secret depends on it.
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&staged);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staged).with_context(|| format!("create {}", staged.display()))?;
+        f.write_all(&bytes).and_then(|_| f.sync_all()).with_context(|| format!("write {}", staged.display()))?;
+    }
+    let done = vpngw_service::sealed::reseal(raw.as_ref(), &old, &new, false).await.context("re-seal the secrets")?;
+    tracing::info!(secrets = done.secrets, keys = done.keys, answers = done.answers, "Re-sealed every secret under the new master key.");
+    if from_env {
+        return Ok(Some(hex::encode(bytes)));
+    }
+    let previous = PathBuf::from(format!("{}.previous", path.display()));
+    std::fs::rename(&path, &previous).with_context(|| format!("keep the old key as {}", previous.display()))?;
+    std::fs::rename(&staged, &path).with_context(|| format!("put the new key in {}", path.display()))?;
+    Ok(None)
 }
 
 /// Makes the store's accounts and keys include the configured ones. With none configured and
@@ -22,12 +98,22 @@ pub async fn sync_accounts(store: &dyn Store, cfg: &Config) -> anyhow::Result<()
     for a in &cfg.accounts {
         let account = match store.account_by_name(&a.name).await? {
             Some(acc) => acc,
-            None => store.create_account(&a.name).await?,
+            // Another server starting beside this one may create it first.
+            None => match store.create_account(&a.name).await {
+                Ok(acc) => acc,
+                Err(vpngw_store::StoreError::Conflict(_)) => store.account_by_name(&a.name).await?.context("an account that exists and does not")?,
+                Err(e) => return Err(e.into()),
+            },
         };
         store.put_key(&AccessKey { access_key_id: a.access_key_id.clone(), secret: a.access_key_secret.clone(), account_id: account.id, readonly: a.readonly }).await?;
     }
     if cfg.accounts.is_empty() && store.accounts().await?.is_empty() {
-        let (account, key) = create_account_with_key(store, "default").await?;
+        let (account, key) = match create_account_with_key(store, "default").await {
+            Ok(made) => made,
+            // Another server starting beside this one made it (and printed its key).
+            Err(e) if e.downcast_ref::<vpngw_store::StoreError>().is_some_and(|e| matches!(e, vpngw_store::StoreError::Conflict(_))) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         println!("Created account {} with a new AccessKey (shown only now):", account);
         println!("  AccessKeyId:     {}", key.access_key_id);
         println!("  AccessKeySecret: {}", key.secret);
@@ -45,6 +131,58 @@ pub async fn create_key(store: &dyn Store, account_id: i64, readonly: bool) -> a
     let key = AccessKey { access_key_id: format!("LTAI{}", ids::secret(20)), secret: ids::secret(30), account_id, readonly };
     store.put_key(&key).await?;
     Ok(key)
+}
+
+/// Runs the embedded data plane while this process leads the cluster (always, on SQLite; on
+/// PostgreSQL, while it holds the leader's lock): it reads intent from this service's store and
+/// reports back to it, through the same two interfaces a plane on another host would use. A
+/// process that loses the lead stops its reconciler before another may start one.
+async fn drive_dataplane(
+    svc: Arc<Service>,
+    first: Arc<vpngw_dataplane::reconciler::Reconciler>,
+    dp: vpngw_dataplane::config::DataPlaneConfig,
+    mode: vpngw_dataplane::config::Mode,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut next = Some(first);
+    loop {
+        let mut lead = tokio::select! {
+            l = svc.store.lead() => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot take the data plane's lead.");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let r = match next.take().map(Ok).unwrap_or_else(|| vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), svc.clone(), dp.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot start the data plane.");
+                return;
+            }
+        };
+        tracing::info!(?mode, "Starting the data plane reconciler: this server drives the data plane.");
+        svc.attach_dataplane(r.live());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut run = tokio::spawn(r.run(stop_rx));
+        tokio::select! {
+            _ = lead.lost() => {
+                tracing::error!("This server lost the data plane's lead (its database session ended): stopping its reconciler.");
+                svc.detach_dataplane();
+                run.abort();
+                let _ = run.await;
+            }
+            _ = shutdown.changed() => {
+                let _ = stop_tx.send(true);
+                let _ = (&mut run).await;
+                return;
+            }
+            _ = &mut run => return,
+        }
+    }
 }
 
 /// A running server: its address and a handle to stop it.
@@ -68,15 +206,23 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(vpngw_service::engine::run(svc.clone(), rx.clone()));
+    // Other servers' commits wake this one's engine and reconciler.
+    if let Some(mut changes) = svc.store.changes() {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                svc.tasks_changed.notify_one();
+                svc.intent_changed.notify_one();
+            }
+        });
+    }
     let reconciler = match cfg.dataplane.mode {
         vpngw_dataplane::config::Mode::None => None,
         mode => {
-            tracing::info!(?mode, "Starting the data plane reconciler.");
-            // The embedded data plane: it reads intent from this service's store and reports
-            // back to it, through the same two interfaces a plane on another host would use.
-            let r = vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), svc.clone(), cfg.dataplane.clone())?;
-            svc.attach_dataplane(r.live());
-            Some(tokio::spawn(r.run(rx.clone())))
+            // Built now, so that a configuration it cannot run stops the start.
+            let first = vpngw_dataplane::reconciler::Reconciler::new(svc.clone(), svc.clone(), cfg.dataplane.clone())?;
+            svc.expect_dataplane();
+            Some(tokio::spawn(drive_dataplane(svc.clone(), first, cfg.dataplane.clone(), mode, rx.clone())))
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);

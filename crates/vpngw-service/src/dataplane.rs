@@ -61,9 +61,10 @@ impl ObservationSink for Service {
     async fn diagnosis(&self, id: &str, item: DiagnoseItem) -> vpngw_plane::Result<bool> {
         self.observe_diagnosis(id, item).await.map_err(plane_error)
     }
-    fn converged(&self, id: &str, digest: &str) {
-        self.applied.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), digest.to_string());
+    async fn converged(&self, id: &str, digest: &str) -> vpngw_plane::Result<()> {
+        self.store.set_converged(id, digest).await.map_err(plane_error)?;
         self.tasks_changed.notify_one();
+        Ok(())
     }
 }
 
@@ -71,43 +72,65 @@ impl Service {
     /// Connects a live data plane: from now on `updating` ends only when it has applied a
     /// change, and handlers ask it for logs, diagnoses and clients.
     pub fn attach_dataplane(&self, live: std::sync::Arc<dyn LivePlane>) {
-        let _ = self.live.set(live);
+        self.expect_dataplane();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Some(live);
+    }
+
+    /// This process no longer runs the data plane (it lost the cluster's leadership).
+    pub fn detach_dataplane(&self) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The cluster has a data plane (this process's or another's): `updating` ends only when
+    /// it has applied a change.
+    pub fn expect_dataplane(&self) {
+        self.dataplane_expected.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn expects_dataplane(&self) -> bool {
+        self.dataplane_expected.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The live data plane, if one is attached.
-    pub fn dataplane(&self) -> Option<&std::sync::Arc<dyn LivePlane>> {
-        self.live.get()
+    pub fn dataplane(&self) -> Option<std::sync::Arc<dyn LivePlane>> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The data plane to ask live questions: this process's; none when the cluster has none
+    /// (nothing runs, so nothing is live); unavailable when another server of the cluster runs
+    /// it (until gateway agents answer from every server).
+    fn live_here(&self) -> Result<Option<std::sync::Arc<dyn LivePlane>>, ApiError> {
+        match self.dataplane() {
+            Some(l) => Ok(Some(l)),
+            None if self.expects_dataplane() => Err(ApiError::msg(Code::ServiceUnavailable, "The data plane runs on another server of the cluster: ask that server.")),
+            None => Ok(None),
+        }
     }
 
     /// The clients connected to an SSL-VPN server now (its gateway's plane answers; without a
     /// data plane there are none).
     pub(crate) async fn live_ssl_clients(&self, gateway: Option<&str>, server: &str) -> Result<Vec<SslClient>, ApiError> {
-        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
         live.ssl_clients(gw, server).await.map_err(|e| unavailable(gw, e))
     }
 
     /// An SSL-VPN server's log lines, oldest first.
     pub(crate) async fn live_ssl_log(&self, gateway: Option<&str>, server: &str) -> Result<Vec<String>, ApiError> {
-        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
         live.ssl_log(gw, server).await.map_err(|e| unavailable(gw, e))
     }
 
     /// The lines of a gateway's charon that name one of `keys`, oldest first.
     pub(crate) async fn live_ipsec_log(&self, gateway: Option<&str>, keys: &[String]) -> Result<Vec<String>, ApiError> {
-        let (Some(live), Some(gw)) = (self.dataplane(), gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
         live.ipsec_log(gw, keys).await.map_err(|e| unavailable(gw, e))
     }
 
     /// The newest failure of each of a gateway's tunnels (`key`, `peer_ip`), one per tunnel.
     pub(crate) async fn live_ipsec_diagnoses(&self, gateway: &str, tunnels: &[(String, String)], window_s: i64) -> Result<Vec<Option<Diagnosis>>, ApiError> {
-        let Some(live) = self.dataplane() else { return Ok(vec![None; tunnels.len()]) };
+        let Some(live) = self.live_here()? else { return Ok(vec![None; tunnels.len()]) };
         let found = live.ipsec_diagnoses(gateway, tunnels, window_s).await.map_err(|e| unavailable(gateway, e))?;
         Ok(if found.len() == tunnels.len() { found } else { vec![None; tunnels.len()] })
-    }
-
-    /// The intent digest the data plane last reported it runs, by resource id.
-    pub fn converged(&self, id: &str) -> Option<String> {
-        self.applied.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 
     /// Reads everything a data plane must hold. A document that cannot be read is listed as

@@ -20,14 +20,14 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// Whether `task` must wait for the data plane. Waiting costs no write: the task stays due and
 /// the engine asks again after [`RECHECK`] or when a reconciler reports progress.
 async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
-    if svc.dataplane().is_none() {
+    if !svc.expects_dataplane() {
         return Ok(false);
     }
     if TaskOp::parse(&task.op) != Some(TaskOp::Become(Lifecycle::Active)) || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
         return Ok(false);
     }
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
-    let done = want.is_none() || svc.converged(&task.resource_id) == want;
+    let done = want.is_none() || svc.store.converged(&task.resource_id).await? == want;
     let postpone = {
         let mut map = svc.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if done {
@@ -75,6 +75,11 @@ pub async fn apply_due(svc: &Service) -> (usize, usize) {
 
 /// Applies one step; `false` when it turned out to wait for the data plane after all.
 async fn apply_one(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
+    // Under the write lock (the cluster's, on PostgreSQL): another server may have applied it
+    // since this one listed it. Applied once, by whoever finds it still there.
+    if !svc.store.tasks_of(&task.resource_id).await?.iter().any(|t| t.id == task.id) {
+        return Ok(true);
+    }
     if waits_for_dataplane(svc, task).await? {
         return Ok(false);
     }

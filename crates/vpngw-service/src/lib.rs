@@ -26,6 +26,7 @@ pub mod engine;
 pub mod handlers;
 pub mod ids;
 pub use vpngw_model::{openvpn, pki};
+pub mod sealed;
 pub mod secrets;
 pub mod validate;
 
@@ -49,9 +50,9 @@ pub struct Service {
     pub intent_changed: Notify,
     /// The live data plane; `None` when there is none (mode `none`), in which case lifecycle
     /// steps take the configured transition time only.
-    live: std::sync::OnceLock<Arc<dyn vpngw_plane::LivePlane>>,
-    /// The intent digest the data plane runs, by resource id (its converged reports).
-    applied: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    live: std::sync::RwLock<Option<Arc<dyn vpngw_plane::LivePlane>>>,
+    /// The cluster has a data plane, here or on another server.
+    dataplane_expected: std::sync::atomic::AtomicBool,
     /// When each lifecycle step first waited for the data plane (by task id; the engine's).
     pub(crate) waiting: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Writers waiting for the write lock: the last of a burst commits the batch.
@@ -160,7 +161,7 @@ impl Service {
             intent_changed: Notify::new(),
             diagnoses_pending: std::sync::atomic::AtomicBool::new(true),
             live: Default::default(),
-            applied: Default::default(),
+            dataplane_expected: Default::default(),
             waiting: Default::default(),
             queued: Default::default(),
         })
@@ -204,6 +205,7 @@ impl Service {
             (result, wait)
         })
         .await;
+        self.store.end_scope().await;
         drop(guard);
         let (durable, committed) = wait.map_err(store_error)?;
         // The last writer of a burst commits the batch; the others ride along.
@@ -244,7 +246,9 @@ impl Service {
     /// commands.
     pub async fn with_write_lock<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         let _guard = self.write_lock.lock().await;
-        vpngw_store::write_scope(f).await
+        let out = vpngw_store::write_scope(f).await;
+        self.store.end_scope().await;
+        out
     }
 }
 

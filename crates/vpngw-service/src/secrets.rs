@@ -70,6 +70,22 @@ impl Sealer {
         }
     }
 
+    /// The master key given as 64 hexadecimal digits (`VPNGW_MASTER_KEY`).
+    pub fn from_hex(hex_key: &str) -> Result<Sealer, SealError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|e| SealError::KeyFile("VPNGW_MASTER_KEY".into(), e.to_string()))?;
+        if bytes.len() != 32 {
+            return Err(SealError::KeyFile("VPNGW_MASTER_KEY".into(), format!("holds {} bytes, not 32 (64 hexadecimal digits)", bytes.len())));
+        }
+        Ok(Sealer { key: *Key::from_slice(&bytes) })
+    }
+
+    /// A new random key, and its 32 bytes (to be written where the servers read it).
+    pub fn generate() -> (Sealer, [u8; 32]) {
+        let mut k = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut k);
+        (Sealer { key: k.into() }, k)
+    }
+
     /// Seals `plain`, bound to `context` (say `vss-…/ca_key`).
     pub fn seal(&self, context: &str, plain: &str) -> String {
         let mut nonce = [0u8; 12];

@@ -198,6 +198,8 @@ pub enum Mutation {
         keys: Option<Vec<String>>,
     },
     PutIdem(IdemEntry),
+    /// Replaces a ClientToken's entry (re-sealing its answer under a new master key).
+    ReplaceIdem(IdemEntry),
     PutTask(Task),
     DeleteTask {
         id: String,
@@ -471,4 +473,8 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the key, or updates its secret, account and read-only flag.
     async fn put_key(&self, key: &AccessKey) -> Result<()>;
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>>;
+    /// Every AccessKey (for re-sealing their secrets).
+    async fn all_keys(&self) -> Result<Vec<AccessKey>>;
+    /// Every ClientToken entry (for re-sealing their answers).
+    async fn all_idem(&self) -> Result<Vec<IdemEntry>>;
 }

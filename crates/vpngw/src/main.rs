@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vpngw_server::config::Config;
 use vpngw_server::server;
-use vpngw_store::Store;
 
 /// glibc malloc's arena locks and consolidation were the largest cost of a request under load
 /// (BENCHMARKS.md); mimalloc removes them.
@@ -28,6 +27,10 @@ struct Common {
     /// Where the embedded SQLite database lives.
     #[arg(long, env = "VPNGW_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Where intent lives: `postgres://…` / `postgresql://…` (shared by a cluster of servers)
+    /// or `sqlite://PATH`; unset: the embedded SQLite file in the data directory.
+    #[arg(long, env = "VPNGW_STORE", global = true)]
+    store: Option<String>,
 }
 
 impl Common {
@@ -35,6 +38,9 @@ impl Common {
         let mut cfg = Config::load(self.config.as_deref())?;
         if let Some(d) = &self.data_dir {
             cfg.data_dir = d.clone();
+        }
+        if let Some(s) = self.store.as_ref().filter(|s| !s.is_empty()) {
+            cfg.store = Some(s.clone());
         }
         Ok(cfg)
     }
@@ -181,6 +187,12 @@ enum AdminCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Re-seals every secret under a new master key and puts the new key in the key file
+    /// (the old one stays beside it as `<file>.previous`). Stop every server first.
+    RotateMasterKey {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -204,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
-            let store = server::open_store(&cfg.data_dir)?;
+            let store = server::open_store(&cfg).await?;
             let running = server::start(&cfg, store).await?;
             println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
             shutdown_signal().await;
@@ -213,26 +225,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = running.done.await;
         }
         Command::Account { cmd: AccountCmd::Create { name, common } } => {
-            let store = server::open_store(&common.load()?.data_dir)?;
+            let store = server::open_store(&common.load()?).await?;
             let (account, key) = server::create_account_with_key(store.as_ref(), &name).await?;
             println!("Created account {account}.");
             println!("AccessKeyId: {}", key.access_key_id);
             println!("AccessKeySecret: {}", key.secret);
         }
         Command::Key { cmd: KeyCmd::Create { account, readonly, common } } => {
-            let store = server::open_store(&common.load()?.data_dir)?;
+            let store = server::open_store(&common.load()?).await?;
             let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
             let key = server::create_key(store.as_ref(), acc.id, readonly).await?;
             println!("AccessKeyId: {}", key.access_key_id);
             println!("AccessKeySecret: {}", key.secret);
         }
+        Command::Admin { cmd: AdminCmd::RotateMasterKey { common } } => {
+            let cfg = common.load()?;
+            match server::rotate_master_key(&cfg).await? {
+                Some(hex) => println!("Every secret is sealed under a new master key. Set VPNGW_MASTER_KEY={hex} for every server, then start them."),
+                None => println!(
+                    "Every secret is sealed under the new master key in {} (the old one is in {}.previous). Copy it to every server, then start them.",
+                    cfg.master_key_path().display(),
+                    cfg.master_key_path().display()
+                ),
+            }
+        }
         Command::Admin { cmd } => {
             let (gateway, lock, common) = match cmd {
                 AdminCmd::Lock { gateway, common } => (gateway, true, common),
                 AdminCmd::Unlock { gateway, common } => (gateway, false, common),
+                AdminCmd::RotateMasterKey { .. } => unreachable!("handled above"),
             };
             let cfg = common.load()?;
-            let store = server::open_store(&cfg.data_dir)?;
+            let store = server::open_store(&cfg).await?;
             let svc = vpngw_service::Service::new(store, cfg.service_config()?);
             vpngw_service::handlers::set_financial_lock(&svc, &gateway, lock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{gateway}: BusinessStatus {}", if lock { "FinancialLocked" } else { "Normal" });
@@ -244,7 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Cert { cmd: CertCmd::Import { account, cert, key, kind, common } } => {
             let cfg = common.load()?;
-            let store = server::open_store(&cfg.data_dir)?;
+            let store = server::open_store(&cfg).await?;
             server::sync_accounts(store.as_ref(), &cfg).await?;
             let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
             let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("read {}", cert.display()))?;

@@ -29,7 +29,7 @@ impl Harness {
             ],
             ..Config::default()
         };
-        let store: Arc<dyn vpngw_store::Store> = server::open_store(&dir).unwrap();
+        let store: Arc<dyn vpngw_store::Store> = server::open_store(&cfg).await.unwrap();
         let running = server::start(&cfg, store).await.unwrap();
         Harness { running, dir }
     }
@@ -128,7 +128,7 @@ async fn restart_keeps_everything() {
         accounts: vec![AccountConfig { name: "alice".into(), access_key_id: "AKA".into(), access_key_secret: "sa".into(), readonly: false }],
         ..Config::default()
     };
-    let running = server::start(&cfg, server::open_store(&dir).unwrap()).await.unwrap();
+    let running = server::start(&cfg, server::open_store(&cfg).await.unwrap()).await.unwrap();
     let c = Client::new(running.addr.to_string(), "AKA", "sa", Scheme::RpcV1);
     let list = c.call("DescribeVpcs", &[("RegionId", "cn-hangzhou")]).await.unwrap().json();
     assert_eq!(list["Vpcs"]["Vpc"][0]["VpcId"], vpc.as_str());

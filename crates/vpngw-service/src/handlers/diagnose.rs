@@ -78,7 +78,7 @@ pub async fn diagnose_vpn_connections(req: &mut Req<'_>) -> HandlerResult {
 /// reading each gateway's log once.
 pub(crate) async fn findings(req: &Req<'_>, targets: Vec<Target>) -> Result<Vec<Finding>, ApiError> {
     let mut found: Vec<Option<Diagnosis>> = vec![None; targets.len()];
-    if req.svc.dataplane().is_some() {
+    if req.svc.expects_dataplane() {
         let cgws = load_cgws(req, &targets.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
         let mut by_gateway: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.view().status != status::IPSEC_UP) {

@@ -99,7 +99,7 @@ pub async fn diagnose_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         items,
         pending,
     };
-    if req.svc.dataplane().is_none() {
+    if !req.svc.expects_dataplane() {
         for name in d.pending.clone() {
             d.record(
                 DiagnoseItem::new(

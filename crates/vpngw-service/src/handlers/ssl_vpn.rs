@@ -389,7 +389,7 @@ pub async fn describe_ssl_vpn_clients(req: &mut Req<'_>) -> HandlerResult {
     let gw = load(req, Kind::VpnGateway, p.req("VpnGatewayId")?, Code::InvalidVpnGatewayId).await?;
     let (offset, limit, number, size) = validate::paging(&p)?;
     let mut clients = Vec::new();
-    if req.svc.dataplane().is_some() {
+    if req.svc.expects_dataplane() {
         for s in super::children(req, Kind::SslVpnServer, &gw.id).await? {
             clients.extend(req.svc.live_ssl_clients(Some(&gw.id), &s.id).await?);
         }

@@ -486,6 +486,16 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn all_keys(&self) -> Result<Vec<AccessKey>> {
+        let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys ORDER BY access_key_id", &[]).await?;
+        Ok(rows.iter().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }).collect())
+    }
+
+    async fn all_idem(&self) -> Result<Vec<IdemEntry>> {
+        let rows = self.query("SELECT account_id, action, token, digest, response, created_ms FROM idempotency", &[]).await?;
+        Ok(rows.iter().map(|r| IdemEntry { account: r.get(0), action: r.get(1), token: r.get(2), digest: r.get(3), response: r.get(4), created_ms: r.get(5) }).collect())
+    }
+
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
         let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
         Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))

@@ -170,6 +170,14 @@ pub(super) async fn apply(c: &deadpool_postgres::Object, m: Mutation) -> Result<
             let st = c.prepare_cached("INSERT INTO idempotency (account_id, action, token, digest, response, created_ms) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(other)?;
             c.execute(&st, &[&e.account, &e.action, &e.token, &e.digest, &e.response, &e.created_ms]).await.map_err(conflict(format!("client token {}", e.token)))?;
         }
+        Mutation::ReplaceIdem(e) => {
+            c.execute(
+                "UPDATE idempotency SET digest = $1, response = $2, created_ms = $3 WHERE account_id = $4 AND action = $5 AND token = $6",
+                &[&e.digest, &e.response, &e.created_ms, &e.account, &e.action, &e.token],
+            )
+            .await
+            .map_err(other)?;
+        }
         Mutation::PutTask(t) => {
             let st = c
                 .prepare_cached(

@@ -459,6 +459,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn all_keys(&self) -> Result<Vec<AccessKey>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT access_key_id, secret, account_id, readonly FROM access_keys ORDER BY access_key_id").map_err(other)?;
+            let rows = s.query_map([], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? })).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn all_idem(&self) -> Result<Vec<IdemEntry>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT account_id, action, token, digest, response, created_ms FROM idempotency").map_err(other)?;
+            let rows = s.query_map([], |r| Ok(IdemEntry { account: r.get(0)?, action: r.get(1)?, token: r.get(2)?, digest: r.get(3)?, response: r.get(4)?, created_ms: r.get(5)? })).map_err(other)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
+        })
+        .await
+    }
+
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
         let ak = access_key_id.to_string();
         self.read(move |c| {

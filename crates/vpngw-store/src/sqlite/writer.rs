@@ -167,6 +167,11 @@ pub(super) fn apply(tx: &Connection, m: Mutation) -> Result<()> {
                 .and_then(|mut s| s.execute(params![e.account, e.action, e.token, e.digest, e.response, e.created_ms]))
                 .map_err(conflict(format!("client token {}", e.token)))?;
         }
+        Mutation::ReplaceIdem(e) => {
+            tx.prepare_cached("UPDATE idempotency SET digest = ?, response = ?, created_ms = ? WHERE account_id = ? AND action = ? AND token = ?")
+                .and_then(|mut s| s.execute(params![e.digest, e.response, e.created_ms, e.account, e.action, e.token]))
+                .map_err(other)?;
+        }
         Mutation::PutTask(t) => {
             tx.prepare_cached(
                 "INSERT INTO tasks (id, kind, resource_id, op, due_ms) VALUES (?, ?, ?, ?, ?)
