@@ -131,3 +131,64 @@ def alice(server):
 @pytest.fixture
 def bob(server):
     return server.tea("bob")
+
+
+def pg_base_url():
+    """The PostgreSQL of the tests (`VPNGW_TEST_PG`, which `scripts/test` sets); without one
+    the cluster tests skip, unless `VPNGW_REQUIRE_PG` is set (CI), where they fail."""
+    url = os.environ.get("VPNGW_TEST_PG", "")
+    if not url:
+        if os.environ.get("VPNGW_REQUIRE_PG"):
+            raise RuntimeError("VPNGW_REQUIRE_PG is set but VPNGW_TEST_PG names no PostgreSQL")
+        pytest.skip("VPNGW_TEST_PG is not set")
+    return url
+
+
+def psql(url, sql):
+    out = subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+_dbs = iter(range(1, 1_000_000))
+
+
+def fresh_pg_database():
+    """A new, empty database on the test cluster; returns its URL."""
+    base = pg_base_url()
+    name = f"vpngw_sdk_{os.getpid()}_{next(_dbs)}"
+    psql(base, f"DROP DATABASE IF EXISTS {name}")
+    psql(base, f"CREATE DATABASE {name}")
+    head, _, query = base.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+class Cluster:
+    """Two `vpngw serve` processes on one PostgreSQL database, with one master key."""
+
+    def __init__(self, transition_ms=150, extra="", n=2):
+        self.url = fresh_pg_database()
+        self.key_dir = tempfile.mkdtemp(prefix="vpngw-cluster-")
+        key = os.path.join(self.key_dir, "master.key")
+        top = f'store = "{self.url}"\nmaster_key_file = "{key}"\n'
+        self.servers = [Server(transition_ms=transition_ms, top=top, extra=extra) for _ in range(n)]
+
+    def start(self):
+        # The first creates the shared key file; the others read it.
+        for s in self.servers:
+            s.start()
+        return self
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+
+    def clients(self, who="alice"):
+        return [s.tea(who) for s in self.servers]
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster().start()
+    yield c
+    c.stop()

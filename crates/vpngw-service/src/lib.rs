@@ -245,9 +245,21 @@ impl Service {
     /// [`Store::commit`]s wait until durable): for the task engine, observations and operator
     /// commands.
     pub async fn with_write_lock<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        let _guard = self.write_lock.lock().await;
-        let out = vpngw_store::write_scope(f).await;
+        let guard = self.write_lock.lock().await;
+        let (out, staged) = vpngw_store::write_scope(async {
+            let out = f.await;
+            // A scope that only read still opened a batch (and, on PostgreSQL, took the
+            // cluster's write lock): it must end too.
+            (out, self.store.staged().await)
+        })
+        .await;
         self.store.end_scope().await;
+        drop(guard);
+        if let Ok(d) = staged {
+            if let Err(e) = self.store.durable(d).await {
+                tracing::warn!(error = %e, "A batch failed to commit.");
+            }
+        }
         out
     }
 }
