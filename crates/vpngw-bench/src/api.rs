@@ -25,17 +25,21 @@ pub struct BenchArgs {
     /// The moto_server program to compare with (skipped when not found).
     #[arg(long, default_value = "moto_server")]
     pub moto: String,
+    /// A PostgreSQL (URL) to also run servers on, one and two, beside bare PostgreSQL (a
+    /// database of its own is made there for the run and dropped after it).
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
-struct Row {
-    name: String,
-    conns: usize,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) conns: usize,
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
-fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
+pub(crate) fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -48,24 +52,37 @@ fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
 /// as prepared bytes, as a load generator such as wrk sends them; answers are read as bytes
 /// ([`Wire`]). So the numbers are the server's, not the client's signing or HTTP library.
 async fn measure(name: &str, conns: usize, endpoint: &str, reqs: Vec<Request>) -> anyhow::Result<Row> {
+    measure_on(name, conns, &[endpoint.to_string()], reqs).await
+}
+
+/// [`measure`] against several servers: connection `k` goes to `endpoints[k % n]`, and every
+/// request is prepared for each of them (so a request is the same whichever sends it).
+pub(crate) async fn measure_on(name: &str, conns: usize, endpoints: &[String], reqs: Vec<Request>) -> anyhow::Result<Row> {
     let total = reqs.len();
     let mut prepared = Vec::with_capacity(total);
     for r in reqs {
-        prepared.push(std::sync::Mutex::new(Some(wire_bytes(endpoint, r).await?)));
+        let (parts, body) = r.into_parts();
+        let mut each = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            each.push(wire_bytes(e, hyper::Request::from_parts(parts.clone(), body.clone())).await?);
+        }
+        prepared.push(std::sync::Mutex::new(Some(each)));
     }
     let reqs = Arc::new(prepared);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (reqs, next, endpoint) = (reqs.clone(), next.clone(), endpoint.to_string());
+    for k in 0..conns {
+        let (reqs, next, endpoint) = (reqs.clone(), next.clone(), endpoints[k % endpoints.len()].clone());
+        let which = k % endpoints.len();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failures = Vec::new();
             let mut conn: Option<Wire> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(req) = reqs.get(i).and_then(|m| m.lock().ok().and_then(|mut g| g.take())) else { break };
+                let Some(mut each) = reqs.get(i).and_then(|m| m.lock().ok().and_then(|mut g| g.take())) else { break };
+                let req = each.swap_remove(which);
                 let t = Instant::now();
                 let answer = match conn.as_mut() {
                     Some(c) => c.exchange(&req).await,
@@ -107,7 +124,7 @@ async fn measure(name: &str, conns: usize, endpoint: &str, reqs: Vec<Request>) -
     Ok(Row { name: name.into(), conns, rps: all.len() as f64 / elapsed, p50_ms: pct_ms(&all, 0.5), p99_ms: pct_ms(&all, 0.99) })
 }
 
-type Request = hyper::Request<http_body_util::Full<bytes::Bytes>>;
+pub(crate) type Request = hyper::Request<http_body_util::Full<bytes::Bytes>>;
 
 fn get(endpoint: &str, path: &str) -> Request {
     hyper::Request::get(format!("http://{endpoint}{path}")).body(Default::default()).expect("valid request")
@@ -412,6 +429,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let [small, full, large] = lists.as_slice() {
         println!("| DescribeVpnConnections p99, {} vs 10 connections (pages of 50 vs 10 items) | {:.2} | - | ≤ 1.5 |", args.connections, large.p99_ms / small.p99_ms);
         println!("| DescribeVpnConnections p99, {} vs 50 connections (full pages both) | {:.2} | - | ≤ 1.5 |", args.connections, large.p99_ms / full.p99_ms);
+    }
+    if let Some(url) = args.postgres.as_deref().filter(|u| !u.is_empty()) {
+        crate::postgres::run(url, args.reads, args.writes).await?;
     }
     Ok(())
 }

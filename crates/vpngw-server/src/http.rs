@@ -86,9 +86,22 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     let result = async {
         let action = decode(action_name, lookup("Version").or_else(|| header_val("x-acs-version")))?;
         let signed = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
-        let principal = authenticate(&st, &signed).await?;
+        let (principal, nonce) = authenticate(&st, &signed).await?;
         let params = Params::from_pairs(query.iter().chain(form.iter()).filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned());
         tracing::debug!(action = %action.name, account = principal.account, "Dispatching.");
+        let fresh = st.fresh_nonce(&principal.access_key_id, &nonce.0, nonce.1);
+        if action.access == vpngw_api::Access::Read {
+            // A read changes nothing: it runs beside the nonce's check, and its answer is
+            // dropped if the nonce was spent.
+            let (fresh, answer) = tokio::join!(fresh, st.svc.dispatch(action, &principal, params, &request_id));
+            if !fresh? {
+                return Err(ApiError::new(Code::SignatureNonceUsed));
+            }
+            return answer.map(|body| (action, body));
+        }
+        if !fresh.await? {
+            return Err(ApiError::new(Code::SignatureNonceUsed));
+        }
         st.svc.dispatch(action, &principal, params, &request_id).await.map(|body| (action, body))
     }
     .await;
@@ -123,7 +136,9 @@ fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::Act
     actions::find(action).ok_or_else(|| ApiError::new(Code::InvalidAction))
 }
 
-async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Principal, ApiError> {
+/// The caller, once the signature and the clock check out, and the nonce to spend (`SignatureNonce`
+/// and now, in Unix seconds): the caller checks it before a write and beside a read.
+async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<(Principal, (String, i64)), ApiError> {
     let claims = sign::claims(req)?;
     let key = st.key(claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
     sign::verify(req, &claims, &key.secret)?;
@@ -132,8 +147,5 @@ async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Principa
     if (now - ts).abs() > st.max_clock_skew_secs {
         return Err(ApiError::new(Code::InvalidTimeStampExpired));
     }
-    if !st.fresh_nonce(&key.access_key_id, claims.nonce, now).await? {
-        return Err(ApiError::new(Code::SignatureNonceUsed));
-    }
-    Ok(Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly })
+    Ok((Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly }, (claims.nonce.to_string(), now)))
 }

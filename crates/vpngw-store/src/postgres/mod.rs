@@ -85,24 +85,6 @@ fn task(r: &tokio_postgres::Row) -> Task {
     Task { id: r.get(0), kind: Kind::parse(&kind).unwrap_or(Kind::Vpc), resource_id: r.get(2), op: r.get(3), due_ms: r.get(4) }
 }
 
-/// A connection to read with: the writer (inside the open batch) in a write scope, else one of
-/// the pool.
-enum Conn<'a> {
-    Writer(tokio::sync::MutexGuard<'a, Writer>),
-    Pool(Box<deadpool_postgres::Object>),
-}
-
-impl std::ops::Deref for Conn<'_> {
-    type Target = deadpool_postgres::Object;
-    fn deref(&self) -> &deadpool_postgres::Object {
-        match self {
-            // `conn()` opened the batch, so the writer has its connection.
-            Conn::Writer(w) => w.conn.as_ref().expect("an open batch has a connection"),
-            Conn::Pool(o) => o.as_ref(),
-        }
-    }
-}
-
 /// Query arguments built alongside dynamic SQL.
 struct Args {
     values: Vec<Box<dyn ToSql + Sync + Send>>,
@@ -148,6 +130,8 @@ impl PgStore {
         drop(client);
         let _ = driver.await;
 
+        // This server's name in its notifications (letters and digits: safe inside a literal).
+        let origin = format!("s{:016x}", std::process::id() as u64 ^ (now_ms() as u64).rotate_left(20) ^ (&config as *const _ as u64));
         let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -159,30 +143,33 @@ impl PgStore {
         let inner = Arc::new(Inner {
             config,
             pool,
-            writer: tokio::sync::Mutex::new(Writer::new()),
+            writer: tokio::sync::Mutex::new(Writer::new(&origin)),
             pinned: AtomicBool::new(false),
             changes: tokio::sync::watch::channel(0).0,
             nonce_inserts: AtomicU64::new(0),
             listener: std::sync::Mutex::new(None),
         });
-        let handle = tokio::spawn(listen(inner.config.clone(), inner.changes.clone()));
+        let handle = tokio::spawn(listen(inner.config.clone(), inner.changes.clone(), origin));
         *inner.listener.lock().map_err(other)? = Some(handle);
         Ok(PgStore { inner })
     }
 
-    async fn conn(&self) -> Result<Conn<'_>> {
-        if crate::in_write_scope() {
-            let mut w = self.inner.writer.lock().await;
-            crate::scope_batch(w.batch);
-            w.begin(&self.inner.pool).await?;
-            self.inner.pinned.store(true, Ordering::SeqCst);
-            return Ok(Conn::Writer(w));
-        }
-        Ok(Conn::Pool(Box::new(self.inner.pool.get().await.map_err(other)?)))
+    /// The pool reads go through (its connections as the store configures them): for the
+    /// benchmark's bare-PostgreSQL baselines.
+    pub fn pool(&self) -> Pool {
+        self.inner.pool.clone()
     }
 
     async fn query(&self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
-        let c = self.conn().await?;
+        if crate::in_write_scope() {
+            // The scope's first read opens the batch: BEGIN and the lock go out in one pipeline
+            // with the query (which the server runs once it holds the lock).
+            let mut w = self.inner.writer.lock().await;
+            crate::scope_batch(w.batch);
+            self.inner.pinned.store(true, Ordering::SeqCst);
+            return w.query(&self.inner.pool, sql, args).await;
+        }
+        let c = self.inner.pool.get().await.map_err(other)?;
         let st = c.prepare_cached(sql).await.map_err(other)?;
         c.query(&st, args).await.map_err(other)
     }
@@ -209,16 +196,19 @@ impl PgStore {
 
 /// Turns the other servers' NOTIFYs into ticks of `changes`, reconnecting when the connection
 /// breaks.
-async fn listen(config: tokio_postgres::Config, changes: tokio::sync::watch::Sender<u64>) {
+async fn listen(config: tokio_postgres::Config, changes: tokio::sync::watch::Sender<u64>, origin: String) {
     use futures_util::StreamExt;
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
                 let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let me = origin.clone();
                 let driver = tokio::spawn(messages.for_each(move |m| {
-                    if let Ok(tokio_postgres::AsyncMessage::Notification(_)) = m {
-                        let _ = tx.send(());
+                    if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m {
+                        if n.payload() != me {
+                            let _ = tx.send(());
+                        }
                     }
                     std::future::ready(())
                 }));
@@ -307,21 +297,34 @@ impl Store for PgStore {
             }
         }
         tag_clauses(&mut filter, &mut args, "id", &q.tags);
-        let c = self.conn().await?;
-        let count = c.prepare_cached(&format!("SELECT COUNT(*){filter}")).await.map_err(other)?;
-        let total: i64 = c.query_one(&count, &args.refs()).await.map_err(other)?.get(0);
+        let filter_args = args.values.len();
         let (limit, offset) = (args.push(q.limit.min(i64::MAX as u64) as i64), args.push(q.offset.min(i64::MAX as u64) as i64));
-        let page = c.prepare_cached(&format!("SELECT {RECORD_COLS}{filter} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}")).await.map_err(other)?;
-        let items = c.query(&page, &args.refs()).await.map_err(other)?.iter().map(record).collect();
-        Ok(Page { items, total: total as u64 })
+        // The page and the total in one query; only a page past the end needs a count of its own.
+        let rows = self.query(&format!("SELECT {RECORD_COLS}, COUNT(*) OVER (){filter} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}"), &args.refs()).await?;
+        let total = match rows.first() {
+            Some(r) => r.get::<_, i64>(8),
+            None => {
+                let refs = args.refs();
+                self.query(&format!("SELECT COUNT(*){filter}"), &refs[..filter_args]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0)
+            }
+        };
+        Ok(Page { items: rows.iter().map(record).collect(), total: total as u64 })
     }
 
     async fn count(&self, kind: Kind, scope: &Scope, parent: Option<&str>) -> Result<u64> {
         let rows = match parent {
+            // Children share their parent's scope: the parent's count is the scope's whenever
+            // the parent belongs to it; a parent outside the scope has none the caller may see.
             Some(p) => {
-                self.query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND account_id = $2 AND region = $3 AND parent_id = $4", &[&kind.as_str(), &scope.account, &scope.region, &p]).await?
+                self.query(
+                    "SELECT CASE WHEN EXISTS (SELECT 1 FROM resources WHERE id = $4 AND account_id = $2 AND region = $3) \
+                     THEN COALESCE((SELECT n FROM parent_counts WHERE kind = $1 AND parent_id = $4), 0) \
+                     ELSE (SELECT COUNT(*) FROM resources WHERE kind = $1 AND account_id = $2 AND region = $3 AND parent_id = $4) END",
+                    &[&kind.as_str(), &scope.account, &scope.region, &p],
+                )
+                .await?
             }
-            None => self.query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND account_id = $2 AND region = $3", &[&kind.as_str(), &scope.account, &scope.region]).await?,
+            None => self.query("SELECT COALESCE((SELECT n FROM counts WHERE kind = $1 AND account_id = $2 AND region = $3), 0)", &[&kind.as_str(), &scope.account, &scope.region]).await?,
         };
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }

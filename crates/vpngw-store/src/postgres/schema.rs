@@ -77,6 +77,40 @@ CREATE TABLE converged (
     resource_id TEXT PRIMARY KEY,
     digest TEXT NOT NULL
 );
+-- How many resources of a kind a scope has, and a parent has, kept in step by triggers in the
+-- transaction of each write: a quota check reads one row instead of counting.
+CREATE TABLE counts (
+    kind TEXT NOT NULL,
+    account_id BIGINT NOT NULL,
+    region TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (kind, account_id, region)
+);
+CREATE TABLE parent_counts (
+    kind TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (kind, parent_id)
+);
+CREATE FUNCTION vpngw_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO counts VALUES (NEW.kind, NEW.account_id, NEW.region, 1)
+            ON CONFLICT (kind, account_id, region) DO UPDATE SET n = counts.n + 1;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE counts SET n = n - 1 WHERE kind = OLD.kind AND account_id = OLD.account_id AND region = OLD.region;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') AND OLD.parent_id IS NOT NULL THEN
+        UPDATE parent_counts SET n = n - 1 WHERE kind = OLD.kind AND parent_id = OLD.parent_id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.parent_id IS NOT NULL THEN
+        INSERT INTO parent_counts VALUES (NEW.kind, NEW.parent_id, 1)
+            ON CONFLICT (kind, parent_id) DO UPDATE SET n = parent_counts.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER resources_counted AFTER INSERT OR DELETE ON resources FOR EACH ROW EXECUTE FUNCTION vpngw_count();
+CREATE TRIGGER resources_moved AFTER UPDATE OF parent_id ON resources FOR EACH ROW WHEN (OLD.parent_id IS DISTINCT FROM NEW.parent_id) EXECUTE FUNCTION vpngw_count();
 "#];
 
 /// Brings the schema up to date. The advisory lock serializes servers that start together; each

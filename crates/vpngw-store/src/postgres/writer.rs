@@ -4,6 +4,11 @@
 
 #[allow(unused_imports)]
 use super::*;
+use tokio_postgres::types::ToSql;
+
+/// What opens a batch: a transaction that commits durably and holds the cluster's write lock.
+const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(130225260658689)";
+const _: () = assert!(WRITE_LOCK == 130225260658689, "BEGIN names the write lock");
 
 /// The writer connection and its open batch.
 pub(super) struct Writer {
@@ -15,11 +20,13 @@ pub(super) struct Writer {
     pub(super) outcome: tokio::sync::watch::Sender<Outcome>,
     /// The number of the last batch whose commit failed (0: none).
     pub(super) last_failed: u64,
+    /// What this server's commits notify (its name: it does not wake itself).
+    notify: String,
 }
 
 impl Writer {
-    pub(super) fn new() -> Writer {
-        Writer { conn: None, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0 }
+    pub(super) fn new(origin: &str) -> Writer {
+        Writer { conn: None, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0, notify: format!("NOTIFY vpngw_changes, '{origin}'; COMMIT") }
     }
 
     /// A write scope remembers the first batch it read from; it may stage only if no batch
@@ -41,7 +48,7 @@ impl Writer {
         }
         let conn = self.conn.as_ref().ok_or_else(|| StoreError::Other("no writer connection".into()))?;
         if !self.open {
-            if let Err(e) = conn.batch_execute(&format!("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).await {
+            if let Err(e) = conn.batch_execute(BEGIN).await {
                 let _ = conn.batch_execute("ROLLBACK").await;
                 return Err(other(e));
             }
@@ -50,23 +57,61 @@ impl Writer {
         Ok(conn)
     }
 
-    /// Stages the mutations in the open batch under a savepoint: all of them or none.
+    /// A read inside the batch, opening it first if none is open (in the same pipeline).
+    pub(super) async fn query(&mut self, pool: &deadpool_postgres::Pool, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
+            self.conn = Some(pool.get().await.map_err(other)?);
+            self.open = false;
+        }
+        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Other("no writer connection".into()))?;
+        let st = conn.prepare_cached(sql).await.map_err(other)?;
+        if self.open {
+            return conn.query(&st, args).await.map_err(other);
+        }
+        let begin = conn.batch_execute(BEGIN);
+        let (began, rows) = tokio::join!(begin, conn.query(&st, args));
+        if let Err(e) = began {
+            let _ = conn.batch_execute("ROLLBACK").await;
+            return Err(other(e));
+        }
+        self.open = true;
+        rows.map_err(other)
+    }
+
+    /// Stages the mutations in the open batch under a savepoint: all of them or none. The
+    /// savepoint, every statement and its release go out as one pipeline (one round trip),
+    /// in order: statements are prepared first (once per connection).
     pub(super) async fn stage(&mut self, pool: &deadpool_postgres::Pool, mutations: Vec<Mutation>) -> Result<Durable> {
         self.check_scope()?;
         let conn = self.begin(pool).await?;
-        conn.batch_execute("SAVEPOINT staged").await.map_err(other)?;
-        let mut result = Ok(());
+        let mut steps = Vec::new();
         for m in mutations {
-            result = apply(conn, m).await;
-            if result.is_err() {
+            steps.extend(statements(m));
+        }
+        let mut prepared = Vec::with_capacity(steps.len());
+        for s in &steps {
+            prepared.push(conn.prepare_cached(s.sql).await.map_err(other)?);
+        }
+        let savepoint = conn.batch_execute("SAVEPOINT staged");
+        let executed = futures_util::future::join_all(steps.iter().zip(&prepared).map(|(s, st)| {
+            let args: Vec<&(dyn ToSql + Sync)> = s.args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+            async move { conn.execute(st, &args).await }
+        }));
+        let release = conn.batch_execute("RELEASE staged");
+        let (saved, executed, released) = tokio::join!(savepoint, executed, release);
+        let mut outcome = saved.map_err(other);
+        for (s, r) in steps.iter().zip(executed) {
+            if outcome.is_err() {
                 break;
             }
+            outcome = match r {
+                Ok(0) if s.must_change => Err(StoreError::Conflict(s.what.clone())),
+                Ok(_) => Ok(()),
+                Err(e) => Err(conflict(s.what.clone())(e)),
+            };
         }
-        match result {
-            Ok(()) => {
-                conn.batch_execute("RELEASE staged").await.map_err(other)?;
-                Ok(Durable(Some(self.outcome.subscribe())))
-            }
+        match outcome.and(released.map_err(other)) {
+            Ok(()) => Ok(Durable(Some(self.outcome.subscribe()))),
             Err(e) => {
                 if conn.batch_execute("ROLLBACK TO staged; RELEASE staged").await.is_err() {
                     // The batch cannot go on: fail it, so that nobody who read from it answers.
@@ -84,7 +129,7 @@ impl Writer {
             return Ok(());
         }
         let Some(conn) = self.conn.as_ref() else { return Ok(()) };
-        match conn.batch_execute("NOTIFY vpngw_changes; COMMIT").await {
+        match conn.batch_execute(&self.notify).await {
             Ok(()) => {
                 self.finish(Outcome::Durable);
                 Ok(())
@@ -122,80 +167,70 @@ fn conflict(what: String) -> impl Fn(tokio_postgres::Error) -> StoreError {
     }
 }
 
-pub(super) async fn apply(c: &deadpool_postgres::Object, m: Mutation) -> Result<()> {
+/// One statement of a mutation: its SQL, its arguments, and what a failure (or, with
+/// `must_change`, touching no row) means.
+pub(super) struct Step {
+    sql: &'static str,
+    args: Vec<Box<dyn ToSql + Sync + Send>>,
+    what: String,
+    must_change: bool,
+}
+
+fn step(sql: &'static str, what: impl Into<String>, args: Vec<Box<dyn ToSql + Sync + Send>>) -> Step {
+    Step { sql, args, what: what.into(), must_change: false }
+}
+
+/// The statements that apply a mutation, in order.
+pub(super) fn statements(m: Mutation) -> Vec<Step> {
     match m {
         Mutation::Put(r) => {
-            let st = c
-                .prepare_cached(
-                    "INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, status = EXCLUDED.status, doc = EXCLUDED.doc WHERE resources.kind = EXCLUDED.kind",
-                )
-                .await
-                .map_err(other)?;
-            let n = c.execute(&st, &[&r.id, &r.kind.as_str(), &r.account, &r.region, &r.parent, &r.status, &r.created_ms, &r.doc]).await.map_err(conflict(format!("resource {}", r.id)))?;
-            if n == 0 {
-                // The id belongs to a record of another kind.
-                return Err(StoreError::Conflict(format!("resource {}", r.id)));
-            }
+            let what = format!("resource {}", r.id);
+            // The id belongs to one kind: an update of another kind's record changes no row.
+            vec![Step {
+                sql: "INSERT INTO resources (id, kind, account_id, region, parent_id, status, created_ms, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                      ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, status = EXCLUDED.status, doc = EXCLUDED.doc WHERE resources.kind = EXCLUDED.kind",
+                args: vec![Box::new(r.id), Box::new(r.kind.as_str()), Box::new(r.account), Box::new(r.region), Box::new(r.parent), Box::new(r.status), Box::new(r.created_ms), Box::new(r.doc)],
+                what,
+                must_change: true,
+            }]
         }
-        Mutation::Delete { kind, id } => {
-            let st = c.prepare_cached("DELETE FROM resources WHERE id = $1 AND kind = $2").await.map_err(other)?;
-            c.execute(&st, &[&id, &kind.as_str()]).await.map_err(other)?;
-            let st = c.prepare_cached("DELETE FROM tags WHERE resource_id = $1").await.map_err(other)?;
-            c.execute(&st, &[&id]).await.map_err(other)?;
-            let st = c.prepare_cached("DELETE FROM addresses WHERE owner_id = $1").await.map_err(other)?;
-            c.execute(&st, &[&id]).await.map_err(other)?;
-        }
-        Mutation::SetTags { kind, id, scope, tags } => {
-            let st = c
-                .prepare_cached(
+        Mutation::Delete { kind, id } => vec![
+            step("DELETE FROM resources WHERE id = $1 AND kind = $2", "delete", vec![Box::new(id.clone()), Box::new(kind.as_str())]),
+            step("DELETE FROM tags WHERE resource_id = $1", "delete", vec![Box::new(id.clone())]),
+            step("DELETE FROM addresses WHERE owner_id = $1", "delete", vec![Box::new(id)]),
+        ],
+        Mutation::SetTags { kind, id, scope, tags } => tags
+            .into_iter()
+            .map(|(k, v)| {
+                step(
                     "INSERT INTO tags (resource_id, kind, account_id, region, key, value) VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (resource_id, key) DO UPDATE SET value = EXCLUDED.value",
+                    "tags",
+                    vec![Box::new(id.clone()), Box::new(kind.as_str()), Box::new(scope.account), Box::new(scope.region.clone()), Box::new(k), Box::new(v)],
                 )
-                .await
-                .map_err(other)?;
-            for (k, v) in tags {
-                c.execute(&st, &[&id, &kind.as_str(), &scope.account, &scope.region, &k, &v]).await.map_err(other)?;
-            }
-        }
+            })
+            .collect(),
         Mutation::RemoveTags { id, keys } => match keys {
-            None => {
-                c.execute("DELETE FROM tags WHERE resource_id = $1", &[&id]).await.map_err(other)?;
-            }
-            Some(keys) => {
-                c.execute("DELETE FROM tags WHERE resource_id = $1 AND key = ANY($2)", &[&id, &keys]).await.map_err(other)?;
-            }
+            None => vec![step("DELETE FROM tags WHERE resource_id = $1", "tags", vec![Box::new(id)])],
+            Some(keys) => vec![step("DELETE FROM tags WHERE resource_id = $1 AND key = ANY($2)", "tags", vec![Box::new(id), Box::new(keys)])],
         },
-        Mutation::PutIdem(e) => {
-            let st = c.prepare_cached("INSERT INTO idempotency (account_id, action, token, digest, response, created_ms) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(other)?;
-            c.execute(&st, &[&e.account, &e.action, &e.token, &e.digest, &e.response, &e.created_ms]).await.map_err(conflict(format!("client token {}", e.token)))?;
-        }
-        Mutation::ReplaceIdem(e) => {
-            c.execute(
-                "UPDATE idempotency SET digest = $1, response = $2, created_ms = $3 WHERE account_id = $4 AND action = $5 AND token = $6",
-                &[&e.digest, &e.response, &e.created_ms, &e.account, &e.action, &e.token],
-            )
-            .await
-            .map_err(other)?;
-        }
-        Mutation::PutTask(t) => {
-            let st = c
-                .prepare_cached(
-                    "INSERT INTO tasks (id, kind, resource_id, op, due_ms) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (id) DO UPDATE SET op = EXCLUDED.op, due_ms = EXCLUDED.due_ms",
-                )
-                .await
-                .map_err(other)?;
-            c.execute(&st, &[&t.id, &t.kind.as_str(), &t.resource_id, &t.op, &t.due_ms]).await.map_err(other)?;
-        }
-        Mutation::DeleteTask { id } => {
-            let st = c.prepare_cached("DELETE FROM tasks WHERE id = $1").await.map_err(other)?;
-            c.execute(&st, &[&id]).await.map_err(other)?;
-        }
-        Mutation::ClaimAddress { ip, owner } => {
-            let st = c.prepare_cached("INSERT INTO addresses (ip, owner_id) VALUES ($1, $2)").await.map_err(other)?;
-            c.execute(&st, &[&ip, &owner]).await.map_err(conflict(format!("address {ip}")))?;
-        }
+        Mutation::PutIdem(e) => vec![step(
+            "INSERT INTO idempotency (account_id, action, token, digest, response, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            format!("client token {}", e.token),
+            vec![Box::new(e.account), Box::new(e.action), Box::new(e.token), Box::new(e.digest), Box::new(e.response), Box::new(e.created_ms)],
+        )],
+        Mutation::ReplaceIdem(e) => vec![step(
+            "UPDATE idempotency SET digest = $1, response = $2, created_ms = $3 WHERE account_id = $4 AND action = $5 AND token = $6",
+            "client token",
+            vec![Box::new(e.digest), Box::new(e.response), Box::new(e.created_ms), Box::new(e.account), Box::new(e.action), Box::new(e.token)],
+        )],
+        Mutation::PutTask(t) => vec![step(
+            "INSERT INTO tasks (id, kind, resource_id, op, due_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET op = EXCLUDED.op, due_ms = EXCLUDED.due_ms",
+            "task",
+            vec![Box::new(t.id), Box::new(t.kind.as_str()), Box::new(t.resource_id), Box::new(t.op), Box::new(t.due_ms)],
+        )],
+        Mutation::DeleteTask { id } => vec![step("DELETE FROM tasks WHERE id = $1", "task", vec![Box::new(id)])],
+        Mutation::ClaimAddress { ip, owner } => vec![step("INSERT INTO addresses (ip, owner_id) VALUES ($1, $2)", format!("address {ip}"), vec![Box::new(ip), Box::new(owner)])],
     }
-    Ok(())
 }
