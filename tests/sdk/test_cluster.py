@@ -188,7 +188,7 @@ def test_the_database_holds_no_secret_in_the_clear_postgres(cluster):
 
 
 def test_the_database_holds_no_secret_in_the_clear_sqlite():
-    s = Server()
+    s = Server(top='store = ""\n')
     s.start()
     try:
         vco = write_known_secrets(s.tea())

@@ -392,19 +392,16 @@ def test_a_charon_without_an_algorithm_says_so_and_does_not_load_what_needs_it()
 
 
 def test_an_unreadable_document_leaves_its_tunnel_up_and_the_other_gateways_converge(lab):
-    import sqlite3
     c = lab.c
     a = gateway(c)
     vco_a, site_a, host_a = connect(lab, a)
     wait_conn(c, vco_a, "ipsec_sa_established")
     before = ike_ids(lab.sas(lab.gw_sock(a)))
-    db = sqlite3.connect(os.path.join(lab.server.dir, "data", "vpngw.db"), timeout=10)
-    saved = dict(db.execute("SELECT id, doc FROM resources WHERE id IN (?, ?)", (a, vco_a)).fetchall())
+    saved = lab.server.docs([a, vco_a])
 
     def corrupt(rid):
         # Valid JSON of a shape no version of vpngw wrote (as a faulty migration might leave).
-        with db:
-            db.execute("UPDATE resources SET doc = ? WHERE id = ?", ('{"unreadable": true}', rid))
+        lab.server.set_doc(rid, '{"unreadable": true}')
 
     try:
         for rid in (vco_a, a):  # first the connection, then its gateway too
@@ -422,10 +419,8 @@ def test_an_unreadable_document_leaves_its_tunnel_up_and_the_other_gateways_conv
             log = re.sub(r"\x1b\[[0-9;]*m", "", f.read())
         assert f"id={vco_a}" in log and f"id={a}" in log and "cannot be read" in log
     finally:
-        with db:
-            for rid, doc in saved.items():
-                db.execute("UPDATE resources SET doc = ? WHERE id = ?", (doc, rid))
-        db.close()
+        for rid, doc in saved.items():
+            lab.server.set_doc(rid, doc)
     # Readable again: the gateway converges as before, its tunnel untouched.
     wait_status(c, a, "active", timeout=30)
     assert set(before) & set(ike_ids(lab.sas(lab.gw_sock(a))))

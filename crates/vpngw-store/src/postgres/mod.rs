@@ -518,7 +518,9 @@ mod tests {
     async fn two_servers(name: &str) -> Option<(PgStore, PgStore)> {
         let url = crate::conformance::test_pg_url()?;
         let url = crate::conformance::fresh_pg_database(&url, name).await;
-        Some((PgStore::connect(&url).await.unwrap(), PgStore::connect(&url).await.unwrap()))
+        // Two servers starting together on an empty database: one migrates, the other waits.
+        let (a, b) = tokio::join!(PgStore::connect(&url), PgStore::connect(&url));
+        Some((a.unwrap(), b.unwrap()))
     }
 
     fn vpc(id: &str, n: i64) -> Mutation {
