@@ -14,7 +14,7 @@ from alibabacloud_vpc20160428 import models as m
 from aliyunsdkcore.auth.composer import rpc_signature_composer
 from Tea.exceptions import TeaException
 
-from conftest import KEYS, Cluster, Server, pg_base_url
+from conftest import BIN, KEYS, Cluster, Server
 from helpers import REGION, describe, error, make_cgw, make_vpc, make_vsw, next_ip, wait_gone, wait_status
 
 
@@ -199,5 +199,32 @@ def test_the_database_holds_no_secret_in_the_clear_sqlite():
             assert secret.encode() not in raw, secret
         assert oct(os.stat(data).st_mode & 0o777) == "0o700"
         assert all(oct(os.stat(os.path.join(data, f)).st_mode & 0o777) == "0o600" for f in os.listdir(data) if f.startswith("vpngw.db"))
+    finally:
+        s.stop()
+
+
+def test_rotating_the_master_key_keeps_every_secret_readable():
+    s = Server()
+    s.start()
+    try:
+        c = s.tea()
+        vco = write_known_secrets(c)
+        s.stop()
+        key = os.path.join(s.dir, "data", "master.key")
+        old = open(key, "rb").read()
+        s.cli("admin", "rotate-master-key")
+        assert open(key, "rb").read() != old and open(key + ".previous", "rb").read() == old
+        s.start()
+        c = s.tea()
+        conn = c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco)).body
+        assert conn.ike_config.psk == "KnownPsk-4711"
+        cgw = c.describe_customer_gateway(m.DescribeCustomerGatewayRequest(region_id=REGION, customer_gateway_id=conn.customer_gateway_id)).body
+        assert cgw.auth_key == "KnownAuthKey-77"
+        s.stop()
+        # The old key no longer opens them: the server refuses to start on it.
+        open(key, "wb").write(old)
+        out = subprocess.run([BIN, "serve", "--config", s.config, "--data-dir", os.path.join(s.dir, "data"), "--listen", s.endpoint],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0 and "does not open" in out.stderr, out.stderr
     finally:
         s.stop()

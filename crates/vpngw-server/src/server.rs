@@ -17,6 +17,7 @@ use crate::http::{app, AppState};
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let raw = open_raw_store(cfg).await?;
     let sealer = Arc::new(cfg.sealer()?);
+    vpngw_service::sealed::check_key(raw.as_ref(), &sealer).await?;
     let swept = vpngw_service::sealed::reseal(raw.as_ref(), &sealer, &sealer, true).await.context("seal the secrets stored in the clear")?;
     if swept != Default::default() {
         tracing::info!(secrets = swept.secrets, keys = swept.keys, answers = swept.answers, "Sealed secrets that were stored in the clear.");
@@ -62,18 +63,29 @@ fn private_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replaces the master key: every secret is re-sealed under a new key in one commit, and the
-/// new key replaces the old in the key file (the old one is kept beside it as
-/// `<file>.previous`). With `VPNGW_MASTER_KEY`, the new key is returned for the operator to
-/// set instead. Run it with every server of the cluster stopped; start them with the new key.
+/// Replaces the master key: the new key is written beside the old as `<file>.new`, every secret
+/// is re-sealed under it, and it replaces the old in the key file (the old one is kept as
+/// `<file>.previous`). Run again after a failure, it finishes the same rotation. With
+/// `VPNGW_MASTER_KEY`, the new key is returned for the operator to set instead. Run it with
+/// every server of the cluster stopped; start them with the new key.
 pub async fn rotate_master_key(cfg: &Config) -> anyhow::Result<Option<String>> {
     let old = cfg.sealer()?;
     let raw = open_raw_store(cfg).await?;
-    let (new, bytes) = vpngw_service::secrets::Sealer::generate();
     let from_env = std::env::var("VPNGW_MASTER_KEY").is_ok_and(|v| !v.is_empty());
     let path = cfg.master_key_path();
     let staged = PathBuf::from(format!("{}.new", path.display()));
-    if !from_env {
+    // A rotation that stopped half-way left its new key here: finish that one.
+    let resumed = (!from_env).then(|| std::fs::read(&staged).ok()).flatten().filter(|b| b.len() == 32);
+    let resuming = resumed.is_some();
+    let (new, bytes) = match resumed {
+        Some(b) => {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&b);
+            (vpngw_service::secrets::Sealer::from_hex(&hex::encode(k))?, k)
+        }
+        None => vpngw_service::secrets::Sealer::generate(),
+    };
+    if !from_env && !resuming {
         // The new key is on disk before any secret depends on it.
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

@@ -283,6 +283,21 @@ impl Store for SealedStore {
     }
 }
 
+/// Whether `sealer` opens what the store holds sealed: the first sealed AccessKey secret must
+/// open (a server started with another cluster's key, or an old one, stops here instead of
+/// failing every request that needs a secret).
+pub async fn check_key(raw: &dyn Store, sealer: &Sealer) -> Result<()> {
+    for k in raw.all_keys().await? {
+        if k.secret.starts_with(SEALED_PREFIX) {
+            return sealer
+                .open(&key_context_of(&k.access_key_id), &k.secret)
+                .map(drop)
+                .map_err(|e| StoreError::Other(format!("the master key does not open the secrets this store holds (another cluster's key, or one rotated away?): {e}")));
+        }
+    }
+    Ok(())
+}
+
 /// What [`reseal`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resealed {
@@ -292,9 +307,10 @@ pub struct Resealed {
 }
 
 /// Re-seals every secret of the unwrapped store `raw` from key `from` to key `to`: values in
-/// the clear are sealed; sealed ones are opened with `from` and sealed with `to`. With
-/// `only_clear`, sealed values are left alone (the start-up sweep, `from` = `to`). One commit:
-/// it happens entirely or not at all.
+/// the clear are sealed; sealed ones are opened with `from` and sealed with `to` (those that
+/// open with `to` already are left, so a rotation that stopped half-way can be run again).
+/// With `only_clear`, sealed values are left alone (the start-up sweep, `from` = `to`).
+/// Resources and ClientToken answers change in one commit, AccessKeys after it.
 pub async fn reseal(raw: &dyn Store, from: &Sealer, to: &Sealer, only_clear: bool) -> Result<Resealed> {
     let mut done = Resealed::default();
     let mut muts = Vec::new();
@@ -312,6 +328,8 @@ pub async fn reseal(raw: &dyn Store, from: &Sealer, to: &Sealer, only_clear: boo
                     }
                     match from.open(&ctx, s) {
                         Ok(p) => p,
+                        // Sealed under `to` already (a rotation that stopped half-way, resumed).
+                        Err(_) if to.open(&ctx, s).is_ok() => return,
                         Err(e) => {
                             failed = Some(StoreError::Other(format!("{ctx} does not open: {e}")));
                             return;
@@ -335,7 +353,11 @@ pub async fn reseal(raw: &dyn Store, from: &Sealer, to: &Sealer, only_clear: boo
     let reseal_str = |ctx: &str, s: &str| -> Result<Option<String>> {
         match s.starts_with(SEALED_PREFIX) {
             true if only_clear => Ok(None),
-            true => Ok(Some(to.seal(ctx, &from.open(ctx, s).map_err(|e| StoreError::Other(format!("{ctx} does not open: {e}")))?))),
+            true => match from.open(ctx, s) {
+                Ok(plain) => Ok(Some(to.seal(ctx, &plain))),
+                Err(_) if to.open(ctx, s).is_ok() => Ok(None),
+                Err(e) => Err(StoreError::Other(format!("{ctx} does not open: {e}"))),
+            },
             false => Ok(Some(to.seal(ctx, s))),
         }
     };
