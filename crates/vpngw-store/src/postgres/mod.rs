@@ -43,6 +43,8 @@ use writer::*;
 const WRITE_LOCK: i64 = 0x7670_6e67_0001;
 const MIGRATE_LOCK: i64 = 0x7670_6e67_0002;
 const LEAD_LOCK: i64 = 0x7670_6e67_0003;
+/// How long a batch may stay open while write scopes follow each other.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 /// Connections in each server's pool.
 const POOL_SIZE: usize = 32;
 
@@ -399,6 +401,13 @@ impl Store for PgStore {
 
     async fn end_scope(&self) {
         self.inner.pinned.store(false, Ordering::SeqCst);
+        // Under load the next scope starts at once and a batch would never be committed from
+        // outside one: one that has been open a while is committed here, still inside this
+        // server's write lock (a burst shares a commit; no batch waits more than this).
+        let mut w = self.inner.writer.lock().await;
+        if w.open && w.opened.elapsed() >= BATCH_WINDOW {
+            let _ = w.flush().await;
+        }
     }
 
     async fn fresh_nonce(&self, key: &str, now_s: i64, horizon_s: i64) -> Result<bool> {

@@ -22,11 +22,21 @@ pub(super) struct Writer {
     pub(super) last_failed: u64,
     /// What this server's commits notify (its name: it does not wake itself).
     notify: String,
+    /// When the open batch began.
+    pub(super) opened: std::time::Instant,
 }
 
 impl Writer {
     pub(super) fn new(origin: &str) -> Writer {
-        Writer { conn: None, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0, notify: format!("NOTIFY vpngw_changes, '{origin}'; COMMIT") }
+        Writer {
+            conn: None,
+            open: false,
+            batch: 1,
+            outcome: tokio::sync::watch::channel(Outcome::Pending).0,
+            last_failed: 0,
+            notify: format!("NOTIFY vpngw_changes, '{origin}'; COMMIT"),
+            opened: std::time::Instant::now(),
+        }
     }
 
     /// A write scope remembers the first batch it read from; it may stage only if no batch
@@ -53,6 +63,7 @@ impl Writer {
                 return Err(other(e));
             }
             self.open = true;
+            self.opened = std::time::Instant::now();
         }
         Ok(conn)
     }
@@ -75,6 +86,7 @@ impl Writer {
             return Err(other(e));
         }
         self.open = true;
+        self.opened = std::time::Instant::now();
         rows.map_err(other)
     }
 
