@@ -261,6 +261,22 @@ async fn connections_gateway(client: &Client, vpc: &str, vsw: &str, n: usize, se
     Ok(gw)
 }
 
+/// A VPC, a vSwitch and a gateway through the API: (gateway, VPC, vSwitch).
+pub(crate) async fn gateway_in_vpc(client: &Client) -> anyhow::Result<(String, String, String)> {
+    let r = "cn-hangzhou";
+    let id = |v: serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let vpc = id(client.call("CreateVpc", &[("RegionId", r), ("CidrBlock", "10.0.0.0/8")]).await?.json(), "VpcId");
+    let vsw = id(client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json(), "VSwitchId");
+    let gw = id(client.call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json(), "VpnGatewayId");
+    anyhow::ensure!(!gw.is_empty(), "bench setup failed to create a gateway");
+    Ok((gw, vpc, vsw))
+}
+
+/// A gateway (in a VPC of its own) through the API.
+pub(crate) async fn gateway(client: &Client) -> anyhow::Result<String> {
+    Ok(gateway_in_vpc(client).await?.0)
+}
+
 fn ip_for(n: u64) -> String {
     let n = n + 1;
     format!("11.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
@@ -340,16 +356,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = Client::new(endpoint.clone(), "BENCHAK", "benchsecret", Scheme::Acs3);
 
     let r = "cn-hangzhou";
-    let vpc = client.call("CreateVpc", &[("RegionId", r), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
-    let vsw = client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let gw = client.call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    anyhow::ensure!(!gw.is_empty(), "bench setup failed to create a gateway");
+    let (gw, vpc, vsw) = gateway_in_vpc(&client).await?;
 
     let none = Tweak::default();
     let mut rows = Vec::new();

@@ -207,15 +207,7 @@ pub async fn run(args: DataPlaneBenchArgs) -> Result<()> {
 }
 
 async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: PathBuf) -> Result<()> {
-    let vpc = client.call("CreateVpc", &[("RegionId", R), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
-    let vsw = client.call("CreateVSwitch", &[("RegionId", R), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let gw = client.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (gw, vpc, vsw) = crate::api::gateway_in_vpc(&client).await?;
     let mut b = Bench { client, lab: lab.clone(), gw, gw_ip: String::new(), dir, cgws: Default::default() };
     b.wait_gateway_active().await?;
     b.gw_ip = b.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", &b.gw)]).await?["InternetIp"].as_str().unwrap_or_default().to_string();

@@ -111,46 +111,6 @@ async fn timed<F: std::future::Future<Output = anyhow::Result<Row>>>(pids: &[u32
     Ok((row, per(v1.saturating_sub(v0)), per(p1.saturating_sub(p0))))
 }
 
-/// A VPC, vSwitch and gateway through the API; the gateway's id.
-async fn gateway(client: &Client) -> anyhow::Result<String> {
-    let r = "cn-hangzhou";
-    let vpc = client.call("CreateVpc", &[("RegionId", r), ("CidrBlock", "10.0.0.0/8")]).await?.json()["VpcId"].as_str().unwrap_or_default().to_string();
-    let vsw = client.call("CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("ZoneId", "cn-hangzhou-h"), ("CidrBlock", "10.1.0.0/16")]).await?.json()["VSwitchId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let gw = client.call("CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?.json()["VpnGatewayId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    anyhow::ensure!(!gw.is_empty(), "bench setup failed to create a gateway");
-    Ok(gw)
-}
-
-/// A fresh database for the run on the cluster of `url`, as a URL.
-async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let config: tokio_postgres::Config = url.parse()?;
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-    drop(client);
-    let _ = driver.await;
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
-    let base = base.rsplit_once('/').map(|(h, _)| h).unwrap_or(base);
-    Ok(format!("{base}/{name}{query}"))
-}
-
-async fn drop_database(url: &str, name: &str) {
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else { return };
-    if let Ok((client, conn)) = config.connect(tokio_postgres::NoTls).await {
-        let driver = tokio::spawn(conn);
-        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        drop(client);
-        let _ = driver.await;
-    }
-}
-
 /// `n` operations from `conns` tasks, each on a connection of `pool` it holds throughout:
 /// `setup` once on it, then `op(i)` per operation.
 async fn bare<S, O>(name: &str, conns: usize, n: usize, pool: &deadpool_postgres::Pool, setup: &'static str, op: O) -> anyhow::Result<Row>
@@ -199,7 +159,7 @@ pub async fn run(url: &str, reads: usize, writes: usize) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let db_name = format!("vpngw_bench_{}", std::process::id());
-    let db = fresh_database(url, &db_name).await?;
+    let db = vpngw_store::postgres::fresh_database(url, &db_name).await?;
     let key = dir.join("master.key");
     let result = async {
         let sqlite = serve(&dir, "sqlite", "", &key).await?;
@@ -215,7 +175,7 @@ pub async fn run(url: &str, reads: usize, writes: usize) -> anyhow::Result<()> {
             let pids: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
             // RPC v1 signs no Host header, so one signed request serves every server.
             let client = Client::new(endpoints[0].clone(), "BENCHAK", "benchsecret", Scheme::RpcV1);
-            let gw = gateway(&client).await?;
+            let gw = crate::api::gateway(&client).await?;
             for conns in [1, 16] {
                 let reqs = (0..reads).map(|_| client.signed("DescribeVpnGateway", &[("RegionId", r), ("VpnGatewayId", &gw)], &none)).collect::<anyhow::Result<_>>()?;
                 let (row, vpngw_us, pg_us) = timed(&pids, reads, measure_on("signed DescribeVpnGateway", conns, &endpoints, reqs)).await?;
@@ -276,7 +236,7 @@ pub async fn run(url: &str, reads: usize, writes: usize) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(out)
     }
     .await;
-    drop_database(url, &db_name).await;
+    let _ = vpngw_store::postgres::drop_database(url, &db_name).await;
     let _ = std::fs::remove_dir_all(&dir);
     let out = result?;
 

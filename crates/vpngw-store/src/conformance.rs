@@ -203,18 +203,7 @@ pub(crate) fn test_pg_url() -> Option<String> {
 
 /// A fresh, empty database named `name` on the test cluster, as a URL.
 pub(crate) async fn fresh_pg_database(url: &str, name: &str) -> String {
-    let name = format!("vpngw_test_{name}_{}", std::process::id());
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    let driver = tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    drop(client);
-    let _ = driver.await;
-    // The URL with the new database in place of the old one.
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
-    let base = base.rsplit_once('/').map(|(h, _)| h).unwrap_or(base);
-    format!("{base}/{name}{query}")
+    crate::postgres::fresh_database(url, &format!("vpngw_test_{name}_{}", std::process::id())).await.unwrap()
 }
 
 #[cfg(test)]

@@ -115,6 +115,21 @@ pub struct ListQuery {
     pub limit: u64,
 }
 
+impl ListQuery {
+    /// A field filter's document key and whether it tests array membership (`name[]`); only
+    /// letters, digits and `_` may name a key (it is written into the query).
+    pub(crate) fn field(f: &str) -> Result<(&str, bool)> {
+        let (name, contains) = match f.strip_suffix("[]") {
+            Some(n) => (n, true),
+            None => (f, false),
+        };
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            return Err(StoreError::Other(format!("bad field name {f}")));
+        }
+        Ok((name, contains))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub items: Vec<Record>,

@@ -284,13 +284,7 @@ impl Store for PgStore {
             filter.push_str(&format!(" AND status = {}", args.push(s.clone())));
         }
         for (f, v) in &q.fields {
-            let (name, contains) = match f.strip_suffix("[]") {
-                Some(n) => (n, true),
-                None => (f.as_str(), false),
-            };
-            if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                return Err(StoreError::Other(format!("bad field name {f}")));
-            }
+            let (name, contains) = ListQuery::field(f)?;
             let value = args.push(v.clone());
             if contains {
                 filter.push_str(&format!(" AND doc->'{name}' ? {value}"));
@@ -512,6 +506,37 @@ impl Store for PgStore {
         let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
         Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))
     }
+}
+
+/// Makes an empty database `name` (replacing one of that name) on the cluster of `url` and
+/// returns its URL: for tests and benchmarks, which want a database of their own.
+pub async fn fresh_database(url: &str, name: &str) -> Result<String> {
+    let config: tokio_postgres::Config = url.parse().map_err(other)?;
+    let (client, conn) = config.connect(NoTls).await.map_err(other)?;
+    let driver = tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(other)?;
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.map_err(other)?;
+    drop(client);
+    let _ = driver.await;
+    Ok(with_database(url, name))
+}
+
+/// Drops database `name` on the cluster of `url` (if it is there).
+pub async fn drop_database(url: &str, name: &str) -> Result<()> {
+    let config: tokio_postgres::Config = url.parse().map_err(other)?;
+    let (client, conn) = config.connect(NoTls).await.map_err(other)?;
+    let driver = tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(other)?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// `url` with database `name` in place of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
+    let base = base.rsplit_once('/').map(|(h, _)| h).unwrap_or(base);
+    format!("{base}/{name}{query}")
 }
 
 fn now_ms() -> i64 {

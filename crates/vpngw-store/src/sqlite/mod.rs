@@ -213,13 +213,7 @@ impl Store for SqliteStore {
                 args.push(s.clone().into());
             }
             for (f, v) in &q.fields {
-                let (name, contains) = match f.strip_suffix("[]") {
-                    Some(n) => (n, true),
-                    None => (f.as_str(), false),
-                };
-                if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                    return Err(StoreError::Other(format!("bad field name {f}")));
-                }
+                let (name, contains) = ListQuery::field(f)?;
                 if contains {
                     filter.push_str(&format!(" AND EXISTS (SELECT 1 FROM json_each(doc, '$.{name}') WHERE value = ?)"));
                 } else {
