@@ -89,7 +89,9 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
         let (principal, nonce) = authenticate(&st, &signed).await?;
         let params = Params::from_pairs(query.iter().chain(form.iter()).filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned());
         tracing::debug!(action = %action.name, account = principal.account, "Dispatching.");
-        let fresh = st.fresh_nonce(&principal.access_key_id, &nonce.0, nonce.1);
+        // Spent already (with the key, on a shared store), or to spend now.
+        let Some((nonce, now)) = nonce else { return st.svc.dispatch(action, &principal, params, &request_id).await.map(|body| (action, body)) };
+        let fresh = st.fresh_nonce(&principal.access_key_id, &nonce, now);
         if action.access == vpngw_api::Access::Read {
             // A read changes nothing: it runs beside the nonce's check, and its answer is
             // dropped if the nonce was spent.
@@ -136,16 +138,30 @@ fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::Act
     actions::find(action).ok_or_else(|| ApiError::new(Code::InvalidAction))
 }
 
-/// The caller, once the signature and the clock check out, and the nonce to spend (`SignatureNonce`
-/// and now, in Unix seconds): the caller checks it before a write and beside a read.
-async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<(Principal, (String, i64)), ApiError> {
+/// The caller, once the signature and the clock check out, and the nonce to spend
+/// (`SignatureNonce` and now, in Unix seconds), which the caller checks before a write and beside
+/// a read; `None` when it was spent with the key's lookup (a store shared by servers: one round
+/// trip for both) and found fresh.
+async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<(Principal, Option<(String, i64)>), ApiError> {
     let claims = sign::claims(req)?;
-    let key = st.key(claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
+    let now = chrono::Utc::now().timestamp();
+    let (key, spent) = if st.keys.is_some() {
+        (st.key(claims.access_key_id).await?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?, None)
+    } else {
+        let nonce_key = format!("{}\n{}", claims.access_key_id, claims.nonce);
+        let (key, fresh) =
+            st.svc.store.key_and_nonce(claims.access_key_id, &nonce_key, now, now - 2 * st.max_clock_skew_secs).await.map_err(store_error)?.ok_or_else(|| ApiError::new(Code::InvalidAccessKeyId))?;
+        (key, Some(fresh))
+    };
     sign::verify(req, &claims, &key.secret)?;
     let ts = sign::parse_timestamp(claims.timestamp)?;
-    let now = chrono::Utc::now().timestamp();
     if (now - ts).abs() > st.max_clock_skew_secs {
         return Err(ApiError::new(Code::InvalidTimeStampExpired));
     }
-    Ok((Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly }, (claims.nonce.to_string(), now)))
+    let principal = Principal { account: key.account_id, access_key_id: key.access_key_id, readonly: key.readonly };
+    match spent {
+        Some(true) => Ok((principal, None)),
+        Some(false) => Err(ApiError::new(Code::SignatureNonceUsed)),
+        None => Ok((principal, Some((claims.nonce.to_string(), now)))),
+    }
 }

@@ -259,6 +259,15 @@ impl Store for SealedStore {
             None => Ok(None),
         }
     }
+    async fn key_and_nonce(&self, access_key_id: &str, nonce_key: &str, now_s: i64, horizon_s: i64) -> Result<Option<(AccessKey, bool)>> {
+        match self.inner.key_and_nonce(access_key_id, nonce_key, now_s, horizon_s).await? {
+            Some((mut k, fresh)) => {
+                k.secret = self.open_str(&key_context_of(&k.access_key_id), &k.secret)?;
+                Ok(Some((k, fresh)))
+            }
+            None => Ok(None),
+        }
+    }
     async fn all_keys(&self) -> Result<Vec<AccessKey>> {
         self.inner
             .all_keys()

@@ -169,6 +169,13 @@ pub async fn run(store: impl Store) {
     assert!(store.fresh_nonce("AK2\nn1", 101, 71).await.unwrap(), "another key's nonce");
     assert!(store.fresh_nonce("AK1\nn1", 200, 170).await.unwrap(), "outside the window");
 
+    // The key and its nonce in one step: an unknown key spends nothing.
+    assert_eq!(store.key_and_nonce("nope", "nope\nz", 100, 70).await.unwrap(), None);
+    assert!(store.fresh_nonce("nope\nz", 100, 70).await.unwrap(), "an unknown key's nonce stays unspent");
+    let (k, fresh) = store.key_and_nonce("AK1", "AK1\nz", 100, 70).await.unwrap().unwrap();
+    assert_eq!((k.access_key_id.as_str(), fresh), ("AK1", true));
+    assert!(!store.key_and_nonce("AK1", "AK1\nz", 101, 71).await.unwrap().unwrap().1, "a replay");
+
     // What the data plane runs.
     assert_eq!(store.converged("vco-1").await.unwrap(), None);
     store.set_converged("vco-1", "d1").await.unwrap();

@@ -488,6 +488,14 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the key, or updates its secret, account and read-only flag.
     async fn put_key(&self, key: &AccessKey) -> Result<()>;
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>>;
+    /// An AccessKey and, if it exists, the spending of a nonce `nonce_key` ([`Store::fresh_nonce`])
+    /// in one step: whether the nonce was fresh. A backend shared by servers does both in one
+    /// round trip; the caller still refuses the request unless its signature checks out.
+    async fn key_and_nonce(&self, access_key_id: &str, nonce_key: &str, now_s: i64, horizon_s: i64) -> Result<Option<(AccessKey, bool)>> {
+        let Some(k) = self.key(access_key_id).await? else { return Ok(None) };
+        let fresh = self.fresh_nonce(nonce_key, now_s, horizon_s).await?;
+        Ok(Some((k, fresh)))
+    }
     /// Every AccessKey (for re-sealing their secrets).
     async fn all_keys(&self) -> Result<Vec<AccessKey>>;
     /// Every ClientToken entry (for re-sealing their answers).

@@ -502,6 +502,23 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| IdemEntry { account: r.get(0), action: r.get(1), token: r.get(2), digest: r.get(3), response: r.get(4), created_ms: r.get(5) }).collect())
     }
 
+    async fn key_and_nonce(&self, access_key_id: &str, nonce_key: &str, now_s: i64, horizon_s: i64) -> Result<Option<(AccessKey, bool)>> {
+        // One statement: the key, and the nonce spent only if the key exists.
+        let rows = self
+            .query(
+                "WITH k AS (SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1), \
+                 n AS (INSERT INTO nonces (key, seen_s) SELECT $2, $3 WHERE EXISTS (SELECT 1 FROM k) \
+                       ON CONFLICT (key) DO UPDATE SET seen_s = EXCLUDED.seen_s WHERE nonces.seen_s < $4 RETURNING 1) \
+                 SELECT k.access_key_id, k.secret, k.account_id, k.readonly, EXISTS (SELECT 1 FROM n) FROM k",
+                &[&access_key_id, &nonce_key, &now_s, &horizon_s],
+            )
+            .await?;
+        if self.inner.nonce_inserts.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            let _ = self.query("DELETE FROM nonces WHERE seen_s < $1", &[&horizon_s]).await;
+        }
+        Ok(rows.first().map(|r| (AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }, r.get(4))))
+    }
+
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
         let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
         Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))
