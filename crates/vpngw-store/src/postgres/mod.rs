@@ -15,7 +15,8 @@
 //! server, with no cache.
 //!
 //! **Across servers** live here too: ClientToken results and tasks (in the batch), the
-//! SignatureNonce window (`nonces`, one insert per signed request), the data plane's converged
+//! SignatureNonce window (`nonces`: a request's nonce is spent in the statement that reads its
+//! AccessKey, [`Store::key_and_nonce`]), the data plane's converged
 //! digests, wake-ups (NOTIFY at each commit, LISTEN on a connection of its own) and the data
 //! plane's leader (a session advisory lock held by one server's connection).
 //!
