@@ -212,10 +212,6 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
     let mut svc_cfg = cfg.service_config()?;
     svc_cfg.endpoint = addr.to_string();
     let svc = Service::new(store, svc_cfg);
-    let sealed = vpngw_service::handlers::seal_legacy_keys(&svc).await?;
-    if sealed > 0 {
-        tracing::info!(sealed, "Sealed the private keys of certificates imported before keys were sealed.");
-    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(vpngw_service::engine::run(svc.clone(), rx.clone()));
     // Other servers' commits wake this one's engine and reconciler.

@@ -32,29 +32,6 @@ pub async fn import_certificate(store: &dyn Store, sealer: &crate::secrets::Seal
     Ok(id)
 }
 
-/// Seals the private keys of certificates imported before keys were sealed (an upgrade);
-/// returns how many it sealed.
-pub async fn seal_legacy_keys(svc: &crate::Service) -> Result<usize, StoreError> {
-    svc.with_write_lock(async {
-        let mut muts = Vec::new();
-        for mut rec in svc.store.all(Kind::Certificate).await? {
-            let Ok(mut c) = serde_json::from_value::<Certificate>(rec.doc.clone()) else { continue };
-            if c.key_pem.is_empty() || c.key_pem.starts_with(crate::secrets::SEALED_PREFIX) {
-                continue;
-            }
-            c.key_pem = svc.config.sealer.seal(&crate::secrets::key_context(&rec.id, "key_pem"), &c.key_pem).into();
-            rec.doc = to_doc(&c);
-            muts.push(Mutation::Put(rec));
-        }
-        let n = muts.len();
-        if n > 0 {
-            svc.store.commit(muts).await?;
-        }
-        Ok(n)
-    })
-    .await
-}
-
 fn cert_type(p: &Params) -> Result<String, ApiError> {
     match p.req("CertificateType")? {
         "Signature" => Ok("Signature".into()),
@@ -160,8 +137,10 @@ mod tests {
         let rec = Record { kind: Kind::Certificate, id: "cert-old".into(), account: 1, region: String::new(), parent: None, status: "active".into(), created_ms: 0, doc: to_doc(&cert) };
         store.commit(vec![Mutation::Put(rec)]).await.unwrap();
         let new_id = import_certificate(store.as_ref(), &svc.config.sealer, 1, cert.clone()).await.unwrap();
-        assert_eq!(seal_legacy_keys(&svc).await.unwrap(), 1, "only the old one");
-        assert_eq!(seal_legacy_keys(&svc).await.unwrap(), 0);
+        // The start-up sweep (the store's opening) seals it, and only it.
+        let sealer = &svc.config.sealer;
+        assert_eq!(crate::sealed::reseal(store.as_ref(), sealer, sealer, true).await.unwrap().secrets, 1, "only the old one");
+        assert_eq!(crate::sealed::reseal(store.as_ref(), sealer, sealer, true).await.unwrap().secrets, 0);
         for id in ["cert-old", new_id.as_str()] {
             let c: Certificate = serde_json::from_value(store.get_any(Kind::Certificate, id).await.unwrap().unwrap().doc).unwrap();
             assert_eq!(svc.config.sealer.open(&crate::secrets::key_context(id, "key_pem"), &c.key_pem).unwrap(), "-----BEGIN PRIVATE KEY-----", "{id}");

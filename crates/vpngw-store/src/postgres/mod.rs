@@ -134,7 +134,13 @@ impl PgStore {
         let _ = driver.await;
 
         // This server's name in its notifications (letters and digits: safe inside a literal).
-        let origin = format!("s{:016x}", std::process::id() as u64 ^ (now_ms() as u64).rotate_left(20) ^ (&config as *const _ as u64));
+        let origin = {
+            // A random name (the standard library's hasher keys are random per instance).
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::process::id() as u128 ^ now_ms() as u128);
+            format!("s{:016x}", h.finish())
+        };
         let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
