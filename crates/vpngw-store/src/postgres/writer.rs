@@ -6,10 +6,6 @@
 use super::*;
 use tokio_postgres::types::ToSql;
 
-/// What opens a batch: a transaction that commits durably and holds the cluster's write lock.
-const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(130225260658689)";
-const _: () = assert!(WRITE_LOCK == 130225260658689, "BEGIN names the write lock");
-
 /// The writer connection and its open batch.
 pub(super) struct Writer {
     /// None until first used, and again after the connection broke.
@@ -20,6 +16,8 @@ pub(super) struct Writer {
     pub(super) outcome: tokio::sync::watch::Sender<Outcome>,
     /// The number of the last batch whose commit failed (0: none).
     pub(super) last_failed: u64,
+    /// What opens a batch: a transaction that commits durably and holds the cluster's write lock.
+    begin: String,
     /// What this server's commits notify (its name: it does not wake itself).
     notify: String,
     /// When the open batch began.
@@ -34,6 +32,7 @@ impl Writer {
             batch: 1,
             outcome: tokio::sync::watch::channel(Outcome::Pending).0,
             last_failed: 0,
+            begin: format!("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
             notify: format!("NOTIFY vpngw_changes, '{origin}'; COMMIT"),
             opened: std::time::Instant::now(),
         }
@@ -49,44 +48,57 @@ impl Writer {
         Ok(())
     }
 
-    /// Opens a batch if none is: a transaction that first takes the cluster's write lock, so that
-    /// it sees every batch any server committed before and none commits beside it.
-    pub(super) async fn begin(&mut self, pool: &deadpool_postgres::Pool) -> Result<&deadpool_postgres::Object> {
+    /// The writer connection, made again if there is none or it broke (its batch with it).
+    async fn connect(&mut self, pool: &deadpool_postgres::Pool) -> Result<()> {
         if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
             self.conn = Some(pool.get().await.map_err(other)?);
             self.open = false;
         }
-        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Other("no writer connection".into()))?;
-        if !self.open {
-            if let Err(e) = conn.batch_execute(BEGIN).await {
-                let _ = conn.batch_execute("ROLLBACK").await;
-                return Err(other(e));
+        Ok(())
+    }
+
+    fn conn(&self) -> Result<&deadpool_postgres::Object> {
+        self.conn.as_ref().ok_or_else(|| StoreError::Other("no writer connection".into()))
+    }
+
+    /// How the batch's BEGIN went: open from now, or rolled back.
+    async fn started(&mut self, began: std::result::Result<(), tokio_postgres::Error>) -> Result<()> {
+        match began {
+            Ok(()) => {
+                self.open = true;
+                self.opened = std::time::Instant::now();
+                Ok(())
             }
-            self.open = true;
-            self.opened = std::time::Instant::now();
+            Err(e) => {
+                if let Some(c) = self.conn.as_ref() {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                }
+                Err(other(e))
+            }
         }
-        Ok(conn)
+    }
+
+    /// Opens a batch if none is: a transaction that first takes the cluster's write lock, so that
+    /// it sees every batch any server committed before and none commits beside it.
+    pub(super) async fn begin(&mut self, pool: &deadpool_postgres::Pool) -> Result<&deadpool_postgres::Object> {
+        self.connect(pool).await?;
+        if !self.open {
+            let began = self.conn()?.batch_execute(&self.begin).await;
+            self.started(began).await?;
+        }
+        self.conn()
     }
 
     /// A read inside the batch, opening it first if none is open (in the same pipeline).
     pub(super) async fn query(&mut self, pool: &deadpool_postgres::Pool, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
-        if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
-            self.conn = Some(pool.get().await.map_err(other)?);
-            self.open = false;
-        }
-        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Other("no writer connection".into()))?;
+        self.connect(pool).await?;
+        let conn = self.conn()?;
         let st = conn.prepare_cached(sql).await.map_err(other)?;
         if self.open {
             return conn.query(&st, args).await.map_err(other);
         }
-        let begin = conn.batch_execute(BEGIN);
-        let (began, rows) = tokio::join!(begin, conn.query(&st, args));
-        if let Err(e) = began {
-            let _ = conn.batch_execute("ROLLBACK").await;
-            return Err(other(e));
-        }
-        self.open = true;
-        self.opened = std::time::Instant::now();
+        let (began, rows) = tokio::join!(conn.batch_execute(&self.begin), conn.query(&st, args));
+        self.started(began).await?;
         rows.map_err(other)
     }
 
