@@ -18,9 +18,13 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let raw = open_raw_store(cfg).await?;
     let sealer = Arc::new(cfg.sealer()?);
     vpngw_service::sealed::check_key(raw.as_ref(), &sealer).await?;
-    let swept = vpngw_service::sealed::reseal(raw.as_ref(), &sealer, &sealer, true).await.context("seal the secrets stored in the clear")?;
-    if swept != Default::default() {
-        tracing::info!(secrets = swept.secrets, keys = swept.keys, answers = swept.answers, "Sealed secrets that were stored in the clear.");
+    // Only an SQLite file can hold what a version before sealing wrote; a shared database was
+    // always written sealed, and its servers need not read it whole at every start.
+    if !raw.shared() {
+        let swept = vpngw_service::sealed::reseal(raw.as_ref(), &sealer, &sealer, true).await.context("seal the secrets stored in the clear")?;
+        if swept != Default::default() {
+            tracing::info!(secrets = swept.secrets, keys = swept.keys, answers = swept.answers, "Sealed secrets that were stored in the clear.");
+        }
     }
     Ok(vpngw_service::sealed::SealedStore::wrap(raw, sealer))
 }
