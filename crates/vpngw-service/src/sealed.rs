@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use vpngw_store::{AccessKey, Account, Durable, IdemEntry, Kind, Leadership, ListQuery, Mutation, Page, Record, Result, Scope, Store, StoreError, TagRow, Task};
+use vpngw_store::{AccessKey, Account, AgentInfo, AgentRow, Durable, IdemEntry, Kind, Leadership, ListQuery, Mutation, Page, Placement, Record, Result, Scope, Store, StoreError, TagRow, Task};
 
 use crate::secrets::{key_context, Sealer, SEALED_PREFIX};
 
@@ -289,6 +289,22 @@ impl Store for SealedStore {
                 Ok(e)
             })
             .collect()
+    }
+
+    async fn register_agent(&self, info: &AgentInfo, lease_ms: i64) -> Result<i64> {
+        self.inner.register_agent(info, lease_ms).await
+    }
+    async fn renew_agent(&self, name: &str, epoch: i64, lease_ms: i64) -> Result<bool> {
+        self.inner.renew_agent(name, epoch, lease_ms).await
+    }
+    async fn release_agent(&self, name: &str, epoch: i64) -> Result<()> {
+        self.inner.release_agent(name, epoch).await
+    }
+    async fn agents(&self) -> Result<Vec<AgentRow>> {
+        self.inner.agents().await
+    }
+    async fn placements(&self) -> Result<Vec<Placement>> {
+        self.inner.placements().await
     }
 }
 

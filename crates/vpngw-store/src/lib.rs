@@ -224,6 +224,60 @@ pub enum Mutation {
         ip: String,
         owner: String,
     },
+    /// Places a gateway side on an agent (at its epoch), or takes it off any (`None`).
+    Place {
+        side: String,
+        on: Option<(String, i64)>,
+    },
+    /// Fails the whole commit with `Conflict` unless `side` is placed on `agent` at `epoch`: what
+    /// an agent's every write carries, so that one which lost its lease changes nothing.
+    Fence {
+        side: String,
+        agent: String,
+        epoch: i64,
+    },
+    /// The intent digest the data plane runs for a resource (an agent's report, fenced in the
+    /// same commit; the embedded data plane uses [`Store::set_converged`]).
+    Converged {
+        id: String,
+        digest: String,
+    },
+}
+
+/// What an agent says of itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentInfo {
+    pub name: String,
+    pub zone: String,
+    /// The public addresses it can bind (empty: any).
+    pub addresses: Vec<String>,
+    /// Where the API servers ask it live questions.
+    pub live_url: String,
+}
+
+/// An agent as the fleet's table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub info: AgentInfo,
+    /// Moves at each registration: placements and writes name the epoch they belong to.
+    pub epoch: i64,
+    /// When its lease ends, and how long from now (negative once expired), by the store's clock.
+    pub lease_until_ms: i64,
+    pub lease_left_ms: i64,
+}
+
+impl AgentRow {
+    pub fn alive(&self) -> bool {
+        self.lease_left_ms > 0
+    }
+}
+
+/// A gateway side placed on an agent at one of its epochs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub side: String,
+    pub agent: String,
+    pub epoch: i64,
 }
 
 /// How a batch of staged writes ended.
@@ -500,4 +554,30 @@ pub trait Store: Send + Sync + 'static {
     async fn all_keys(&self) -> Result<Vec<AccessKey>>;
     /// Every ClientToken entry (for re-sealing their answers).
     async fn all_idem(&self) -> Result<Vec<IdemEntry>>;
+
+    // The fleet: gateway agents on other hosts, their leases and where each gateway side runs.
+    // Only a store that several processes share can hold one; the others hold no agent.
+
+    /// Registers an agent (again): a new epoch, and a lease of `lease_ms` from now by the
+    /// store's clock. Durable on return. Returns the epoch.
+    async fn register_agent(&self, _info: &AgentInfo, _lease_ms: i64) -> Result<i64> {
+        Err(StoreError::Other("this store is not shared: gateway agents need a PostgreSQL store (store = \"postgres://…\")".into()))
+    }
+    /// Extends an agent's lease at `epoch`; false when it has expired or the agent registered
+    /// again since (it must then register anew and forget what it held).
+    async fn renew_agent(&self, _name: &str, _epoch: i64, _lease_ms: i64) -> Result<bool> {
+        Ok(false)
+    }
+    /// Ends an agent's lease now (a clean stop): its sides move at the next placement.
+    async fn release_agent(&self, _name: &str, _epoch: i64) -> Result<()> {
+        Ok(())
+    }
+    /// Every registered agent, alive or not.
+    async fn agents(&self) -> Result<Vec<AgentRow>> {
+        Ok(Vec::new())
+    }
+    /// Every placed gateway side.
+    async fn placements(&self) -> Result<Vec<Placement>> {
+        Ok(Vec::new())
+    }
 }

@@ -49,6 +49,10 @@ const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 /// Connections in each server's pool.
 const POOL_SIZE: usize = 32;
 
+/// The database's clock in Unix milliseconds: leases are measured by one clock, whatever the
+/// hosts' clocks say.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 const RECORD_COLS: &str = "kind, id, account_id, region, parent_id, status, created_ms, doc";
 
 fn other<E: std::fmt::Display>(e: E) -> StoreError {
@@ -530,6 +534,42 @@ impl Store for PgStore {
         let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
         Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))
     }
+
+    async fn register_agent(&self, info: &AgentInfo, lease_ms: i64) -> Result<i64> {
+        let sql = format!(
+            "INSERT INTO agents (name, zone, addresses, live_url, epoch, lease_until_ms, registered_ms) VALUES ($1, $2, $3, $4, 1, {DB_NOW} + $5, {DB_NOW}) \
+             ON CONFLICT (name) DO UPDATE SET zone = EXCLUDED.zone, addresses = EXCLUDED.addresses, live_url = EXCLUDED.live_url, epoch = agents.epoch + 1, \
+             lease_until_ms = EXCLUDED.lease_until_ms, registered_ms = EXCLUDED.registered_ms RETURNING epoch"
+        );
+        let rows = self.durable_write(&sql, &[&info.name, &info.zone, &info.addresses, &info.live_url, &lease_ms]).await?;
+        rows.first().map(|r| r.get(0)).ok_or_else(|| StoreError::Other("registered no agent".into()))
+    }
+
+    async fn renew_agent(&self, name: &str, epoch: i64, lease_ms: i64) -> Result<bool> {
+        let sql = format!("UPDATE agents SET lease_until_ms = {DB_NOW} + $3 WHERE name = $1 AND epoch = $2 AND lease_until_ms > {DB_NOW}");
+        let c = self.inner.pool.get().await.map_err(other)?;
+        let st = c.prepare_cached(&sql).await.map_err(other)?;
+        Ok(c.execute(&st, &[&name, &epoch, &lease_ms]).await.map_err(other)? == 1)
+    }
+
+    async fn release_agent(&self, name: &str, epoch: i64) -> Result<()> {
+        self.durable_write("UPDATE agents SET lease_until_ms = 0 WHERE name = $1 AND epoch = $2", &[&name, &epoch]).await?;
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>> {
+        let sql = format!("SELECT name, zone, addresses, live_url, epoch, lease_until_ms, lease_until_ms - {DB_NOW} FROM agents ORDER BY name");
+        Ok(self
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(|r| AgentRow { info: AgentInfo { name: r.get(0), zone: r.get(1), addresses: r.get(2), live_url: r.get(3) }, epoch: r.get(4), lease_until_ms: r.get(5), lease_left_ms: r.get(6) })
+            .collect())
+    }
+
+    async fn placements(&self) -> Result<Vec<Placement>> {
+        Ok(self.query("SELECT side, agent, epoch FROM placements ORDER BY side", &[]).await?.iter().map(|r| Placement { side: r.get(0), agent: r.get(1), epoch: r.get(2) }).collect())
+    }
 }
 
 /// Makes an empty database `name` (replacing one of that name) on the cluster of `url` and
@@ -648,5 +688,39 @@ mod tests {
         assert!(!b.fresh_nonce("AK\nn", 101, 71).await.unwrap(), "a nonce used on A is refused on B");
         a.set_converged("vco-1", "d").await.unwrap();
         assert_eq!(b.converged("vco-1").await.unwrap(), Some("d".into()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_agent_that_lost_its_lease_is_fenced_off_the_sides_it_held() {
+        let Some((a, b)) = two_servers("fleet").await else { return };
+        let info = |name: &str| AgentInfo { name: name.into(), zone: "z1".into(), addresses: vec!["198.51.100.1".into()], live_url: format!("http://{name}") };
+        let e1 = a.register_agent(&info("ag1"), 300).await.unwrap();
+        let e2 = b.register_agent(&info("ag2"), 60_000).await.unwrap();
+        assert_eq!((e1, e2), (1, 1));
+        let rows = b.agents().await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(AgentRow::alive) && rows[0].info == info("ag1"));
+        a.commit(vec![Mutation::Place { side: "vpn-1/master".into(), on: Some(("ag1".into(), e1)) }]).await.unwrap();
+        let fenced = |agent: &str, epoch| vec![Mutation::Fence { side: "vpn-1/master".into(), agent: agent.into(), epoch }, Mutation::Converged { id: "vpn-1".into(), digest: format!("{agent}-{epoch}") }];
+        a.commit(fenced("ag1", e1)).await.unwrap();
+        assert_eq!(b.converged("vpn-1").await.unwrap().as_deref(), Some("ag1-1"));
+        assert!(a.renew_agent("ag1", e1, 300).await.unwrap(), "a live lease renews");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!b.agents().await.unwrap()[0].alive(), "the lease expired by the database's clock");
+        assert!(!a.renew_agent("ag1", e1, 300).await.unwrap(), "an expired lease does not renew");
+        // Another agent takes the side over; the old one's writes change nothing.
+        b.commit(vec![Mutation::Place { side: "vpn-1/master".into(), on: Some(("ag2".into(), e2)) }]).await.unwrap();
+        assert!(matches!(a.commit(fenced("ag1", e1)).await, Err(StoreError::Conflict(_))));
+        assert_eq!(a.converged("vpn-1").await.unwrap().as_deref(), Some("ag1-1"), "the fenced commit wrote nothing");
+        // Registering again gives a new epoch; the old epoch's writes stay fenced.
+        let e1b = a.register_agent(&info("ag1"), 60_000).await.unwrap();
+        assert_eq!(e1b, 2);
+        a.commit(vec![Mutation::Place { side: "vpn-1/master".into(), on: Some(("ag1".into(), e1b)) }]).await.unwrap();
+        assert!(matches!(a.commit(fenced("ag1", e1)).await, Err(StoreError::Conflict(_))), "an old epoch stays fenced");
+        a.commit(fenced("ag1", e1b)).await.unwrap();
+        a.release_agent("ag1", e1b).await.unwrap();
+        assert!(!b.agents().await.unwrap()[0].alive(), "a released lease ends at once");
+        b.commit(vec![Mutation::Place { side: "vpn-1/master".into(), on: None }]).await.unwrap();
+        assert!(b.placements().await.unwrap().is_empty());
     }
 }

@@ -111,6 +111,24 @@ BEGIN
 END $$;
 CREATE TRIGGER resources_counted AFTER INSERT OR DELETE ON resources FOR EACH ROW EXECUTE FUNCTION vpngw_count();
 CREATE TRIGGER resources_moved AFTER UPDATE OF parent_id ON resources FOR EACH ROW WHEN (OLD.parent_id IS DISTINCT FROM NEW.parent_id) EXECUTE FUNCTION vpngw_count();
+"#, r#"
+-- The fleet: gateway agents with their leases (by the database's clock), and where each
+-- gateway side runs. A placement names the epoch of the agent's registration it was made for:
+-- an agent that registers again (after its lease expired) holds none of its old sides.
+CREATE TABLE agents (
+    name TEXT PRIMARY KEY,
+    zone TEXT NOT NULL,
+    addresses TEXT[] NOT NULL,
+    live_url TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    lease_until_ms BIGINT NOT NULL,
+    registered_ms BIGINT NOT NULL
+);
+CREATE TABLE placements (
+    side TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    epoch BIGINT NOT NULL
+);
 "#];
 
 /// Brings the schema up to date. The advisory lock serializes servers that start together; each

@@ -256,5 +256,24 @@ pub(super) fn statements(m: Mutation) -> Vec<Step> {
         )],
         Mutation::DeleteTask { id } => vec![step("DELETE FROM tasks WHERE id = $1", "task", vec![Box::new(id)])],
         Mutation::ClaimAddress { ip, owner } => vec![step("INSERT INTO addresses (ip, owner_id) VALUES ($1, $2)", format!("address {ip}"), vec![Box::new(ip), Box::new(owner)])],
+        Mutation::Place { side, on: Some((agent, epoch)) } => vec![step(
+            "INSERT INTO placements (side, agent, epoch) VALUES ($1, $2, $3) ON CONFLICT (side) DO UPDATE SET agent = EXCLUDED.agent, epoch = EXCLUDED.epoch",
+            "placement",
+            vec![Box::new(side), Box::new(agent), Box::new(epoch)],
+        )],
+        Mutation::Place { side, on: None } => vec![step("DELETE FROM placements WHERE side = $1", "placement", vec![Box::new(side)])],
+        Mutation::Fence { side, agent, epoch } => vec![Step {
+            // Touches the placement's row only if it is still this agent's at this epoch (and
+            // locks it until the commit, so that no placement moves it meanwhile).
+            sql: "UPDATE placements SET epoch = epoch WHERE side = $1 AND agent = $2 AND epoch = $3",
+            what: format!("{side} is no longer placed on {agent} at epoch {epoch}"),
+            args: vec![Box::new(side), Box::new(agent), Box::new(epoch)],
+            must_change: true,
+        }],
+        Mutation::Converged { id, digest } => vec![step(
+            "INSERT INTO converged (resource_id, digest) VALUES ($1, $2) ON CONFLICT (resource_id) DO UPDATE SET digest = EXCLUDED.digest",
+            "converged",
+            vec![Box::new(id), Box::new(digest)],
+        )],
     }
 }

@@ -186,6 +186,9 @@ pub(super) fn apply(tx: &Connection, m: Mutation) -> Result<()> {
         Mutation::ClaimAddress { ip, owner } => {
             tx.prepare_cached("INSERT INTO addresses (ip, owner_id) VALUES (?, ?)").and_then(|mut s| s.execute(params![ip, owner])).map_err(conflict(format!("address {ip}")))?;
         }
+        Mutation::Place { .. } | Mutation::Fence { .. } | Mutation::Converged { .. } => {
+            return Err(StoreError::Other("an SQLite store holds no fleet of agents".into()));
+        }
     }
     Ok(())
 }
