@@ -13,6 +13,7 @@ pub mod ipsec_server;
 pub mod neighbourhood;
 pub mod openvpn;
 pub mod pki;
+pub mod placement;
 pub mod plane;
 pub mod proposal;
 pub mod route;
