@@ -31,9 +31,15 @@ pub struct DataPlaneConfig {
     pub charon_log: Option<PathBuf>,
     /// Lab mode: the prefix of every namespace the lab creates (several labs can coexist).
     pub lab_name: String,
+    /// Lab mode: the host of the lab this process stands for, when several share one machine
+    /// (a fleet's agents): its gateways' namespaces are `<lab_name>-<lab_host>-<gateway>`, it
+    /// shares the lab's internet (`<lab_name>-inet`) with the other hosts, and it leaves the
+    /// internet and the customer sites in place when it stops.
+    pub lab_host: Option<String>,
     /// Where charon configs (lab mode), OpenVPN servers (`ssl/<id>/`, both modes), sockets,
     /// pid files and logs live (short: Unix socket paths are limited to 107 bytes). Default
-    /// `/run/vpngw/<lab_name>`; one directory per vpngw instance.
+    /// `/run/vpngw/<lab_name>` (`/run/vpngw/<lab_name>-<lab_host>` for a lab host); one
+    /// directory per vpngw instance.
     pub run_dir: Option<PathBuf>,
     /// Lab mode: the charon binary (it must read `STRONGSWAN_CONF`).
     pub charon: PathBuf,
@@ -69,6 +75,7 @@ impl Default for DataPlaneConfig {
             netns: None,
             charon_log: None,
             lab_name: "vpngw".into(),
+            lab_host: None,
             run_dir: None,
             charon: PathBuf::from("/usr/sbin/charon-systemd"),
             openvpn: PathBuf::from("/usr/sbin/openvpn"),
@@ -84,6 +91,9 @@ impl Default for DataPlaneConfig {
 
 impl DataPlaneConfig {
     pub fn run_dir(&self) -> PathBuf {
-        self.run_dir.clone().unwrap_or_else(|| PathBuf::from("/run/vpngw").join(&self.lab_name))
+        self.run_dir.clone().unwrap_or_else(|| match &self.lab_host {
+            Some(h) => PathBuf::from("/run/vpngw").join(format!("{}-{h}", self.lab_name)),
+            None => PathBuf::from("/run/vpngw").join(&self.lab_name),
+        })
     }
 }

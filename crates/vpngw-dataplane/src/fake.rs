@@ -38,7 +38,17 @@ pub fn full_capabilities() -> Capabilities {
 
 /// A gateway at 198.51.100.1 in a VPC of 10.1.0.0/16, as its intent reads.
 pub fn plane_gateway(id: &str, conns: Vec<(String, VpnConnection)>) -> vpngw_plane::GatewayIntent {
-    vpngw_plane::GatewayIntent { id: id.into(), gw: vpn_gateway(), vpc_cidrs: vec!["10.1.0.0/16".parse().unwrap()], conns, routes: Vec::new(), servers: Vec::new(), ssl: Vec::new(), frozen: None }
+    vpngw_plane::GatewayIntent {
+        id: id.into(),
+        gw: vpn_gateway(),
+        vpc_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+        conns,
+        routes: Vec::new(),
+        servers: Vec::new(),
+        ssl: Vec::new(),
+        frozen: None,
+        sides: vpngw_plane::Sides::BOTH,
+    }
 }
 
 /// The same gateway as the reconciler holds it.

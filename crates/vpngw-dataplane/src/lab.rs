@@ -139,6 +139,8 @@ pub struct Node {
 
 pub struct Lab {
     pub name: String,
+    /// The lab host this process stands for (a fleet's agent), if several share the machine.
+    pub host: Option<String>,
     pub run_dir: PathBuf,
     charon: PathBuf,
     /// Every plugin its charons load, and where they are installed.
@@ -184,6 +186,7 @@ impl Lab {
         plugins.extend(["socket-default", "vici"].map(String::from));
         Lab {
             name: cfg.lab_name.clone(),
+            host: cfg.lab_host.clone(),
             run_dir: cfg.run_dir(),
             charon: cfg.charon.clone(),
             plugins,
@@ -200,7 +203,14 @@ impl Lab {
         format!("{}-inet", self.name)
     }
     pub fn gateway_ns(&self, gw: &str) -> String {
-        format!("{}-{gw}", self.name)
+        format!("{}{gw}", self.gateway_prefix())
+    }
+    /// What this process's gateway namespaces start with.
+    fn gateway_prefix(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{}-{h}-", self.name),
+            None => format!("{}-", self.name),
+        }
     }
     pub fn site_ns(&self, site: &str) -> String {
         format!("{}-site-{site}", self.name)
@@ -488,13 +498,14 @@ impl Lab {
                 }
             }
         }
-        let prefix = format!("{}-", self.name);
+        // A lab host removes only its own gateways: the internet and the sites are the lab's.
+        let prefix = self.gateway_prefix();
         for ns in namespaces().await? {
             if ns.starts_with(&prefix) && ns != self.inet() {
                 self.remove_node(&ns).await?;
             }
         }
-        if namespaces().await?.contains(&self.inet()) {
+        if self.host.is_none() && namespaces().await?.contains(&self.inet()) {
             ip(&["netns", "del", &self.inet()]).await?;
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);

@@ -149,7 +149,7 @@ pub fn observations(gws: &[&GatewayIntent], d: &Desired, states: &HashMap<String
     let mut servers = Vec::new();
     let mut conns = Vec::new();
     for g in gws {
-        for (id, _) in &g.servers {
+        for (id, _) in g.servers.iter().filter(|_| g.sides.master) {
             let online = d.of_key(id).and_then(|def| states.get(&def.name)).map(|s| s.established_count.min(g.gw.ssl_connections)).unwrap_or(0);
             servers.push((id.clone(), online));
         }
@@ -161,10 +161,13 @@ pub fn observations(gws: &[&GatewayIntent], d: &Desired, states: &HashMap<String
             };
             let mut o = Observation { plane: Some(plane), unsupported, ..Default::default() };
             let st = |key: &str| d.of_key(key).map(|def| ipsec::status_of(def, states.get(&def.name))).unwrap_or(status::IKE_DOWN);
+            // Only what this plane runs: the tunnels of its sides.
             if c.dual() {
-                o.tunnels = c.tunnels.iter().map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
-            } else {
+                o.tunnels = c.tunnels.iter().filter(|tu| g.sides.holds(crate::reconciler::tunnel_role(c, &tu.tunnel_id))).map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
+            } else if g.sides.master {
                 o.status = Some(st(id));
+            } else {
+                continue;
             }
             conns.push((id.clone(), o));
         }

@@ -30,7 +30,7 @@ use vpngw_model::gateway::VpnGateway;
 use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_model::route::VpnRoute;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
-use vpngw_plane::{gateway_digest, log_line_time, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Unreadable};
+use vpngw_plane::{converged_key, gateway_digest, log_line_time, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Role, Sides, Unreadable};
 
 use crate::capabilities::Capabilities;
 use crate::charon::{disconnected, Charon, Connector, Vici};
@@ -128,6 +128,10 @@ pub struct GatewayIntent {
     /// (connection id, intent digest) of each connection, and the gateway's digest.
     pub(crate) conn_digests: Vec<(String, String)>,
     pub(crate) digest: String,
+    /// The sides of the gateway this plane runs: the master side has its InternetIp, the
+    /// single-tunnel connections, the master tunnels and the servers; the slave side its
+    /// DisasterRecoveryInternetIp and the slave tunnels.
+    pub(crate) sides: Sides,
 }
 
 impl GatewayIntent {
@@ -137,16 +141,20 @@ impl GatewayIntent {
         let mut defs = Vec::new();
         let mut unsupported = Vec::new();
         let plan = ipsec::RoutePlan::new(&g.routes, health);
-        for (id, s) in &g.servers {
-            match ipsec::server_definition(id, s) {
-                Ok(d) => defs.push(d),
-                Err(u) => unsupported.push(u),
+        let sides = g.sides;
+        if sides.master {
+            for (id, s) in &g.servers {
+                match ipsec::server_definition(id, s) {
+                    Ok(d) => defs.push(d),
+                    Err(u) => unsupported.push(u),
+                }
             }
         }
         for (id, c) in &g.conns {
             let (d, u) = ipsec::definitions(id, c, cgw_ip, &plan);
-            defs.extend(d);
-            unsupported.extend(u);
+            // Only the tunnels of the sides held here.
+            defs.extend(d.into_iter().filter(|d| sides.holds(tunnel_role(c, &d.key))));
+            unsupported.extend(u.into_iter().filter(|u| sides.holds(tunnel_role(c, &u.key))));
         }
         let mut gi = GatewayIntent {
             vpc_addrs: g.vpc_cidrs.iter().filter_map(|n| n.hosts().next()).collect(),
@@ -162,6 +170,7 @@ impl GatewayIntent {
             frozen: g.frozen,
             conn_digests: Vec::new(),
             digest: String::new(),
+            sides,
         };
         gi.digests();
         gi
@@ -447,7 +456,7 @@ impl Reconciler {
         let mut first_error = None;
         for t in &targets {
             let gws: Vec<&GatewayIntent> = t.gateways.iter().map(|i| &intent[*i]).collect();
-            for g in &gws {
+            for g in gws.iter().filter(|g| g.sides.master) {
                 for (id, c) in &g.conns {
                     if c.health.enable && !c.health.sip.is_empty() && !c.health.dip.is_empty() {
                         probes.insert(id.clone(), Probe { netns: t.netns.clone(), sip: c.health.sip.clone(), dip: c.health.dip.clone(), interval: c.health.interval, retry: c.health.retry });
@@ -472,14 +481,15 @@ impl Reconciler {
                 continue;
             }
             for g in &gws {
-                for (id, d) in &g.conn_digests {
-                    self.set_converged(id, d).await;
+                for (key, d) in conn_converged(g) {
+                    self.set_converged(&key, d).await;
                 }
                 // Its SSL-VPN server: one OpenVPN, where the gateway's tunnels are.
                 let ipsec_online: u32 = g.servers.iter().map(|(_, s)| s.online_client_count).sum();
                 let desired: Vec<sslvpn::Desired> = g
                     .ssl
                     .iter()
+                    .filter(|_| g.sides.master)
                     .map(|(id, s, allowed)| sslvpn::Desired {
                         id: id.clone(),
                         server: s.clone(),
@@ -492,7 +502,11 @@ impl Reconciler {
                     .collect();
                 match self.ssl.converge(self.source.as_ref(), &desired).await {
                     // A gateway has converged when its tunnels and its SSL-VPN server have.
-                    Ok(()) => self.set_converged(&g.id, &g.digest).await,
+                    Ok(()) => {
+                        for role in g.sides.roles() {
+                            self.set_converged(&converged_key(&g.id, role), &g.digest).await;
+                        }
+                    }
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -567,8 +581,8 @@ impl Reconciler {
         let mut targets = Vec::new();
         for (i, g) in intent.iter().enumerate().filter(|(_, g)| g.frozen.is_none()) {
             crate::logs::rotate(&lab.gateway_dir(&g.id).join("charon.log"));
-            let mut public: Vec<Ipv4Addr> = g.gw.internet_ip.parse().into_iter().collect();
-            public.extend(g.gw.dr_internet_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
+            let mut public: Vec<Ipv4Addr> = if g.sides.master { g.gw.internet_ip.parse().into_iter().collect() } else { Vec::new() };
+            public.extend(g.gw.dr_internet_ip.as_deref().filter(|_| g.sides.slave).and_then(|ip| ip.parse::<Ipv4Addr>().ok()));
             // The VPC side: one address of each VSwitch and of each connection's LocalSubnet
             // (kernel-libipsec installs a tunnel's route from an address inside its local
             // selector, and fails the CHILD_SA without one).
@@ -760,6 +774,24 @@ impl Reconciler {
             }),
         );
     }
+}
+
+/// The side a connection's tunnel (by connection id, or tunnel id of a dual-tunnel
+/// connection) runs on.
+pub(crate) fn tunnel_role(c: &VpnConnection, key: &str) -> Role {
+    match c.tunnels.iter().find(|t| t.tunnel_id.as_str() == key).map(|t| t.role) {
+        Some(vpngw_model::state::TunnelRole::Slave) => Role::Slave,
+        _ => Role::Master,
+    }
+}
+
+/// The (converged key, digest) pairs a plane reports once it runs a connection: one per side of
+/// it held here (a single-tunnel connection is the master side's).
+fn conn_converged<'a>(g: &'a GatewayIntent) -> impl Iterator<Item = (String, &'a str)> + 'a {
+    g.conns.iter().zip(&g.conn_digests).flat_map(move |((_, c), (id, d))| {
+        let roles: Vec<Role> = if c.dual() { g.sides.roles().collect() } else { g.sides.roles().filter(|r| *r == Role::Master).collect() };
+        roles.into_iter().map(move |r| (converged_key(id, r), d.as_str()))
+    })
 }
 
 /// Whether a connection's failed health check (policy revoke_route) withdraws its routes.

@@ -178,6 +178,24 @@ async fn a_dual_tunnel_connection_keeps_its_slave_up_when_the_master_goes_and_br
 }
 
 #[tokio::test]
+async fn a_plane_that_holds_only_the_slave_side_runs_and_reports_only_the_slave_tunnel() {
+    let w = World::new(eager());
+    let mut gw = fake::plane_gateway("vpn-1", vec![fake::dual_connection("vco-d", "cgw-3", "cgw-4"), fake::connection("vco-s", "cgw-1", true)]);
+    gw.sides = vpngw_plane::Sides { master: false, slave: true };
+    w.set(vec![gw]);
+    w.pass().await;
+    let loaded = w.loaded();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert!(loaded[0].starts_with("tun-vco-d-s-"), "{loaded:?}");
+    assert_eq!(w.sink.tunnel_status("vco-d", "tun-vco-d-s"), Some(status::IPSEC_UP));
+    assert_eq!(w.sink.tunnel_status("vco-d", "tun-vco-d-m"), None, "the master tunnel is another plane's to report");
+    assert_eq!(w.sink.status("vco-s"), None, "a single-tunnel connection is the master side's");
+    let converged = w.sink.converged.lock().unwrap().clone();
+    assert!(converged.contains_key("vpn-1#slave") && converged.contains_key("vco-d#slave"), "{converged:?}");
+    assert!(!converged.contains_key("vpn-1") && !converged.contains_key("vco-d"), "{converged:?}");
+}
+
+#[tokio::test]
 async fn a_route_moves_to_its_standby_when_the_active_connection_goes_down_and_back() {
     // A connection counts as down only after the grace: the re-negotiation that moving a route
     // causes must not move it back.

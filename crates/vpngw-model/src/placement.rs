@@ -120,9 +120,7 @@ pub struct Round {
 pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (String, i64)>) -> Round {
     let by_name: HashMap<&str, &Agent> = agents.iter().map(|a| (a.name.as_str(), a)).collect();
     let zone_of: HashMap<&str, &str> = needs.iter().map(|n| (n.side.as_str(), n.zone.as_str())).collect();
-    let holds = |side: &str, (agent, epoch): &(String, i64)| {
-        by_name.get(agent.as_str()).is_some_and(|a| a.alive && a.epoch == *epoch && zone_of.get(side).is_some_and(|z| *z == a.zone))
-    };
+    let holds = |side: &str, (agent, epoch): &(String, i64)| by_name.get(agent.as_str()).is_some_and(|a| a.alive && a.epoch == *epoch && zone_of.get(side).is_some_and(|z| *z == a.zone));
     let mut load: HashMap<&str, usize> = HashMap::new();
     let mut placed: BTreeMap<&str, &str> = BTreeMap::new();
     for (side, at) in current {

@@ -14,6 +14,8 @@
 //! gateway, so that a plane can run in another process on another host. The types that cross
 //! are the domain model's (`vpngw-model`): no store records, no wire format.
 
+pub mod remote;
+
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -24,6 +26,7 @@ use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_model::route::VpnRoute;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
 
+pub use vpngw_model::placement::{converged_key, Role, Sides};
 pub use vpngw_model::plane::{gateway_digest, status, Diagnosis, Observation};
 
 /// Something between the planes failed (the store, or a plane that cannot be reached).
@@ -65,6 +68,9 @@ pub struct GatewayIntent {
     /// Why the data plane must leave this gateway exactly as it is: a document it depends on
     /// cannot be read.
     pub frozen: Option<String>,
+    /// Which of the gateway's sides this data plane runs (both, unless the gateway is split
+    /// over a fleet's agents: see `vpngw_model::placement`).
+    pub sides: Sides,
 }
 
 /// A stored document that cannot be read.

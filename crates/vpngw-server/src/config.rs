@@ -51,6 +51,41 @@ pub struct Config {
     pub ssl_client_cert_days: f64,
     /// Where tunnels live: `mode = "none" | "host" | "lab"` and its settings.
     pub dataplane: vpngw_dataplane::config::DataPlaneConfig,
+    /// `vpngw agent`: who this gateway host is in the fleet.
+    pub agent: AgentSection,
+}
+
+/// The `[agent]` section: a gateway agent's identity (`vpngw agent`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    /// The agent's name in the fleet (unique; default: the host's name).
+    pub name: String,
+    /// The zone it serves (a VSwitch's ZoneId): gateway sides of that zone are placed on it.
+    pub zone: String,
+    /// The public addresses it can bind (informational: shown to the operator).
+    pub addresses: Vec<String>,
+    /// How long its lease lasts without renewal, in milliseconds: how soon after this host dies
+    /// its gateways move (renewed every fifth of it).
+    pub lease_ms: u64,
+    /// Where it answers the API servers' live questions (logs, diagnoses, SSL-VPN clients);
+    /// port 0 picks a free one. Requests must carry a MAC under the cluster's master key.
+    pub live_listen: String,
+    /// The URL the API servers reach that port at (default: `http://` and the bound address).
+    pub live_url: Option<String>,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            name: std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+            zone: String::new(),
+            addresses: Vec::new(),
+            lease_ms: 5000,
+            live_listen: "127.0.0.1:0".into(),
+            live_url: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -69,6 +104,7 @@ impl Default for Config {
             quotas: Quotas::default(),
             ssl_client_cert_days: vpngw_service::config::DEFAULT_SSL_CLIENT_CERT_DAYS as f64,
             dataplane: Default::default(),
+            agent: Default::default(),
         }
     }
 }

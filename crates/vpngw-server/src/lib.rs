@@ -1,8 +1,9 @@
 //! `vpngw-server`: the process around the service. The HTTP front ([`http`]), the operator's
 //! configuration ([`config`]), start-up, wiring of store, service and embedded data plane, and
-//! operator commands ([`server`]), the local certificate store's import ([`cert`]), and a
+//! operator commands ([`server`]), a fleet's gateway agent ([`agent`]), the local certificate store's import ([`cert`]), and a
 //! signing client ([`client`]) for the benchmarks and tests. It holds no API logic of its own.
 
+pub mod agent;
 pub mod cert;
 pub mod client;
 pub mod config;

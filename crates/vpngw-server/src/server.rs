@@ -180,11 +180,33 @@ async fn drive_dataplane(
                 return;
             }
         };
+        // A cluster with a fleet of agents: they run the data plane, not its leader.
+        if fleet_exists(&svc).await {
+            tracing::info!("A fleet of gateway agents runs the data plane: this server does not.");
+            drop(lead);
+            next = None;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         tracing::info!(?mode, "Starting the data plane reconciler: this server drives the data plane.");
         svc.attach_dataplane(r.live());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut run = tokio::spawn(r.run(stop_rx));
+        let fleet = async {
+            while !fleet_exists(&svc).await {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        };
         tokio::select! {
+            _ = fleet => {
+                tracing::info!("Gateway agents joined: this server stops driving the data plane.");
+                svc.detach_dataplane();
+                let _ = stop_tx.send(true);
+                let _ = (&mut run).await;
+                next = None;
+            }
             _ = lead.lost() => {
                 tracing::error!("This server lost the data plane's lead (its database session ended): stopping its reconciler.");
                 svc.detach_dataplane();
@@ -199,6 +221,11 @@ async fn drive_dataplane(
             _ = &mut run => return,
         }
     }
+}
+
+/// Whether the store has gateway agents (registered, live or not).
+async fn fleet_exists(svc: &Service) -> bool {
+    svc.store.shared() && svc.store.agents().await.is_ok_and(|a| !a.is_empty())
 }
 
 /// A running server: its address and a handle to stop it.
@@ -225,8 +252,13 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             while changes.changed().await.is_ok() {
                 svc.tasks_changed.notify_one();
                 svc.intent_changed.notify_one();
+                svc.diagnoses_waiting();
             }
         });
+    }
+    // On a shared store, a fleet's agents may run the data plane: live questions go to them.
+    if svc.store.shared() {
+        svc.attach_fleet(crate::agent::FleetTransport::live(svc.store.clone(), svc.config.sealer.clone()));
     }
     let reconciler = match cfg.dataplane.mode {
         vpngw_dataplane::config::Mode::None => None,

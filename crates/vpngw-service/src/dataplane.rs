@@ -96,39 +96,57 @@ impl Service {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The data plane to ask live questions: this process's; none when the cluster has none
-    /// (nothing runs, so nothing is live); unavailable when another server of the cluster runs
-    /// it (until gateway agents answer from every server).
-    fn live_here(&self) -> Result<Option<std::sync::Arc<dyn LivePlane>>, ApiError> {
-        match self.dataplane() {
-            Some(l) => Ok(Some(l)),
-            None if self.expects_dataplane() => Err(ApiError::msg(Code::ServiceUnavailable, "The data plane runs on another server of the cluster: ask that server.")),
-            None => Ok(None),
+    /// Says how live questions reach a fleet's agents (asked when a fleet exists and this
+    /// process runs no data plane).
+    pub fn attach_fleet(&self, live: std::sync::Arc<dyn LivePlane>) {
+        *self.fleet_live.write().unwrap_or_else(|e| e.into_inner()) = Some(live);
+    }
+
+    /// The data plane to ask live questions: this process's; else a fleet's agent, when the
+    /// cluster has agents; none when the cluster has no data plane (nothing runs, so nothing is
+    /// live); unavailable when another server of the cluster runs it.
+    async fn live_here(&self) -> Result<Option<std::sync::Arc<dyn LivePlane>>, ApiError> {
+        if let Some(l) = self.dataplane() {
+            return Ok(Some(l));
         }
+        let fleet = self.fleet_live.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(f) = fleet {
+            let agents = self.store.agents().await.map_err(|e| {
+                tracing::warn!(error = %e, "Cannot read the fleet's agents.");
+                ApiError::new(Code::ServiceUnavailable)
+            })?;
+            if !agents.is_empty() {
+                return Ok(Some(f));
+            }
+        }
+        if self.expects_dataplane() {
+            return Err(ApiError::msg(Code::ServiceUnavailable, "The data plane runs on another server of the cluster: ask that server."));
+        }
+        Ok(None)
     }
 
     /// The clients connected to an SSL-VPN server now (its gateway's plane answers; without a
     /// data plane there are none).
     pub(crate) async fn live_ssl_clients(&self, gateway: Option<&str>, server: &str) -> Result<Vec<SslClient>, ApiError> {
-        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here().await?, gateway) else { return Ok(Vec::new()) };
         live.ssl_clients(gw, server).await.map_err(|e| unavailable(gw, e))
     }
 
     /// An SSL-VPN server's log lines, oldest first.
     pub(crate) async fn live_ssl_log(&self, gateway: Option<&str>, server: &str) -> Result<Vec<String>, ApiError> {
-        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here().await?, gateway) else { return Ok(Vec::new()) };
         live.ssl_log(gw, server).await.map_err(|e| unavailable(gw, e))
     }
 
     /// The lines of a gateway's charon that name one of `keys`, oldest first.
     pub(crate) async fn live_ipsec_log(&self, gateway: Option<&str>, keys: &[String]) -> Result<Vec<String>, ApiError> {
-        let (Some(live), Some(gw)) = (self.live_here()?, gateway) else { return Ok(Vec::new()) };
+        let (Some(live), Some(gw)) = (self.live_here().await?, gateway) else { return Ok(Vec::new()) };
         live.ipsec_log(gw, keys).await.map_err(|e| unavailable(gw, e))
     }
 
     /// The newest failure of each of a gateway's tunnels (`key`, `peer_ip`), one per tunnel.
     pub(crate) async fn live_ipsec_diagnoses(&self, gateway: &str, tunnels: &[(String, String)], window_s: i64) -> Result<Vec<Option<Diagnosis>>, ApiError> {
-        let Some(live) = self.live_here()? else { return Ok(vec![None; tunnels.len()]) };
+        let Some(live) = self.live_here().await? else { return Ok(vec![None; tunnels.len()]) };
         let found = live.ipsec_diagnoses(gateway, tunnels, window_s).await.map_err(|e| unavailable(gateway, e))?;
         Ok(if found.len() == tunnels.len() { found } else { vec![None; tunnels.len()] })
     }
@@ -226,6 +244,7 @@ impl Service {
                 gw,
                 conns,
                 frozen,
+                sides: vpngw_plane::Sides::BOTH,
             });
         }
         Ok(Intent { gateways, gateway_ids, ssl_ids, customer_gateways, unreadable })
@@ -234,7 +253,9 @@ impl Service {
     /// Reads a record's document, lets `f` change its observed fields, and commits it when `f`
     /// says something changed; all under the write lock, so a handler's read-modify-write and
     /// an observation never interleave. Returns whether anything changed.
-    async fn update_observed<T, F>(&self, kind: Kind, id: &str, f: F) -> Result<bool, StoreError>
+    /// `fence` (an agent's `Mutation::Fence`) goes into the same commit: a write of an agent
+    /// that no longer holds the resource's side changes nothing.
+    async fn update_observed<T, F>(&self, kind: Kind, id: &str, fence: Option<Mutation>, f: F) -> Result<bool, StoreError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: FnOnce(&mut T) -> bool,
@@ -246,7 +267,7 @@ impl Service {
                 return Ok(false);
             }
             rec.doc = serde_json::to_value(&doc).map_err(|e| StoreError::Other(e.to_string()))?;
-            self.store.commit(vec![Mutation::Put(rec)]).await?;
+            self.store.commit(fence.into_iter().chain([Mutation::Put(rec)]).collect()).await?;
             Ok(true)
         })
         .await
@@ -254,7 +275,11 @@ impl Service {
 
     /// Records the result of a diagnosis probe (DiagnoseVpnGateway) that was still pending.
     pub async fn observe_diagnosis(&self, id: &str, item: DiagnoseItem) -> Result<bool, StoreError> {
-        self.update_observed(Kind::VpnGatewayDiagnosis, id, |d: &mut GatewayDiagnosis| d.record(item, crate::now_ms())).await
+        self.observe_diagnosis_fenced(id, item, None).await
+    }
+
+    pub async fn observe_diagnosis_fenced(&self, id: &str, item: DiagnoseItem, fence: Option<Mutation>) -> Result<bool, StoreError> {
+        self.update_observed(Kind::VpnGatewayDiagnosis, id, fence, |d: &mut GatewayDiagnosis| d.record(item, crate::now_ms())).await
     }
 
     /// Says that a diagnosis has probes the data plane has yet to run (the next pass looks).
@@ -281,7 +306,11 @@ impl Service {
 
     /// Records how many clients an IPsec server has online (observed), changing nothing else.
     pub async fn observe_ipsec_server(&self, id: &str, online: u32) -> Result<bool, StoreError> {
-        self.update_observed(Kind::IpsecServer, id, |s: &mut IpsecServer| {
+        self.observe_ipsec_server_fenced(id, online, None).await
+    }
+
+    pub async fn observe_ipsec_server_fenced(&self, id: &str, online: u32, fence: Option<Mutation>) -> Result<bool, StoreError> {
+        self.update_observed(Kind::IpsecServer, id, fence, |s: &mut IpsecServer| {
             if s.online_client_count == online {
                 return false;
             }
@@ -295,7 +324,11 @@ impl Service {
     /// Records an observation of a connection's negotiation and health, changing nothing else.
     /// Returns whether anything changed.
     pub async fn observe(&self, conn_id: &str, o: &Observation) -> Result<bool, StoreError> {
-        self.update_observed(Kind::VpnConnection, conn_id, |c: &mut VpnConnection| {
+        self.observe_fenced(conn_id, o, None).await
+    }
+
+    pub async fn observe_fenced(&self, conn_id: &str, o: &Observation, fence: Option<Mutation>) -> Result<bool, StoreError> {
+        self.update_observed(Kind::VpnConnection, conn_id, fence, |c: &mut VpnConnection| {
             let snapshot = |c: &VpnConnection| (c.status, c.tunnels.iter().map(|t| t.status).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
             let before = snapshot(c);
             if let Some(s) = o.status {

@@ -20,14 +20,25 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// Whether `task` must wait for the data plane. Waiting costs no write: the task stays due and
 /// the engine asks again after [`RECHECK`] or when a reconciler reports progress.
 async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_store::StoreError> {
-    if !svc.expects_dataplane() {
-        return Ok(false);
-    }
     if TaskOp::parse(&task.op) != Some(TaskOp::Become(Lifecycle::Active)) || !matches!(task.kind, Kind::VpnGateway | Kind::VpnConnection) {
         return Ok(false);
     }
+    // A data plane here, on another server, or a fleet of agents.
+    if !svc.expects_dataplane() && svc.store.agents().await?.is_empty() {
+        return Ok(false);
+    }
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
-    let done = want.is_none() || svc.store.converged(&task.resource_id).await? == want;
+    let mut done = want.is_none();
+    if !done {
+        done = true;
+        // Every side of it that runs somewhere has applied it.
+        for key in crate::fleet::converge_keys(svc, task.kind, &task.resource_id).await? {
+            if svc.store.converged(&key).await? != want {
+                done = false;
+                break;
+            }
+        }
+    }
     let postpone = {
         let mut map = svc.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if done {

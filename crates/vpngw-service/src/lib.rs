@@ -23,6 +23,7 @@ pub mod config;
 pub mod dataplane;
 pub mod device;
 pub mod engine;
+pub mod fleet;
 pub mod handlers;
 pub mod ids;
 pub use vpngw_model::{openvpn, pki};
@@ -51,6 +52,8 @@ pub struct Service {
     /// The live data plane; `None` when there is none (mode `none`), in which case lifecycle
     /// steps take the configured transition time only.
     live: std::sync::RwLock<Option<Arc<dyn vpngw_plane::LivePlane>>>,
+    /// How live questions reach a fleet's agents (a server of a shared store).
+    fleet_live: std::sync::RwLock<Option<Arc<dyn vpngw_plane::LivePlane>>>,
     /// The cluster has a data plane, here or on another server.
     dataplane_expected: std::sync::atomic::AtomicBool,
     /// When each lifecycle step first waited for the data plane (by task id; the engine's).
@@ -161,6 +164,7 @@ impl Service {
             intent_changed: Notify::new(),
             diagnoses_pending: std::sync::atomic::AtomicBool::new(true),
             live: Default::default(),
+            fleet_live: Default::default(),
             dataplane_expected: Default::default(),
             waiting: Default::default(),
             queued: Default::default(),

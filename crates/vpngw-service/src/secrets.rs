@@ -86,6 +86,28 @@ impl Sealer {
         (Sealer { key: k.into() }, k)
     }
 
+    /// A MAC of `msg` for `purpose` under the master key (HMAC-SHA256, hexadecimal): how the
+    /// processes of a cluster, which share the key, know each other.
+    pub fn mac(&self, purpose: &str, msg: &[u8]) -> String {
+        use hmac::Mac;
+        // The key is 32 bytes: HMAC takes any length.
+        let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_slice()) else { return String::new() };
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(msg);
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// Whether `mac` is [`Sealer::mac`] of `msg` for `purpose` (compared in constant time).
+    pub fn verify_mac(&self, purpose: &str, msg: &[u8], mac: &str) -> bool {
+        use hmac::Mac;
+        let (Ok(mut m), Ok(given)) = (<hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_slice()), hex::decode(mac)) else { return false };
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(msg);
+        m.verify_slice(&given).is_ok()
+    }
+
     /// Seals `plain`, bound to `context` (say `vss-…/ca_key`).
     pub fn seal(&self, context: &str, plain: &str) -> String {
         let mut nonce = [0u8; 12];

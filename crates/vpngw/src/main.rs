@@ -56,6 +56,12 @@ enum Command {
         #[arg(long, env = "VPNGW_LISTEN")]
         listen: Option<String>,
     },
+    /// Runs a gateway agent of a fleet: the data plane of the gateways placed on this host, no
+    /// API (see `[agent]`; needs a PostgreSQL store).
+    Agent {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Manages accounts.
     Account {
         #[command(subcommand)]
@@ -219,6 +225,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = server::open_store(&cfg).await?;
             let running = server::start(&cfg, store).await?;
             println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
+            shutdown_signal().await;
+            tracing::info!("Shutting down.");
+            let _ = running.shutdown.send(true);
+            let _ = running.done.await;
+        }
+        Command::Agent { common } => {
+            let cfg = common.load()?;
+            let running = vpngw_server::agent::start_agent(&cfg).await?;
+            println!("vpngw agent {} (zone {}) answering live questions on http://{}", cfg.agent.name, cfg.agent.zone, running.addr);
             shutdown_signal().await;
             tracing::info!("Shutting down.");
             let _ = running.shutdown.send(true);

@@ -701,7 +701,8 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(AgentRow::alive) && rows[0].info == info("ag1"));
         a.commit(vec![Mutation::Place { side: "vpn-1/master".into(), on: Some(("ag1".into(), e1)) }]).await.unwrap();
-        let fenced = |agent: &str, epoch| vec![Mutation::Fence { side: "vpn-1/master".into(), agent: agent.into(), epoch }, Mutation::Converged { id: "vpn-1".into(), digest: format!("{agent}-{epoch}") }];
+        let fenced =
+            |agent: &str, epoch| vec![Mutation::Fence { side: "vpn-1/master".into(), agent: agent.into(), epoch }, Mutation::Converged { id: "vpn-1".into(), digest: format!("{agent}-{epoch}") }];
         a.commit(fenced("ag1", e1)).await.unwrap();
         assert_eq!(b.converged("vpn-1").await.unwrap().as_deref(), Some("ag1-1"));
         assert!(a.renew_agent("ag1", e1, 300).await.unwrap(), "a live lease renews");

@@ -6,7 +6,8 @@
 use super::*;
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -111,7 +112,8 @@ BEGIN
 END $$;
 CREATE TRIGGER resources_counted AFTER INSERT OR DELETE ON resources FOR EACH ROW EXECUTE FUNCTION vpngw_count();
 CREATE TRIGGER resources_moved AFTER UPDATE OF parent_id ON resources FOR EACH ROW WHEN (OLD.parent_id IS DISTINCT FROM NEW.parent_id) EXECUTE FUNCTION vpngw_count();
-"#, r#"
+"#,
+    r#"
 -- The fleet: gateway agents with their leases (by the database's clock), and where each
 -- gateway side runs. A placement names the epoch of the agent's registration it was made for:
 -- an agent that registers again (after its lease expired) holds none of its old sides.
@@ -129,7 +131,8 @@ CREATE TABLE placements (
     agent TEXT NOT NULL,
     epoch BIGINT NOT NULL
 );
-"#];
+"#,
+];
 
 /// Brings the schema up to date. The advisory lock serializes servers that start together; each
 /// migration commits with its version.

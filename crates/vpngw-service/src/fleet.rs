@@ -1,0 +1,362 @@
+//! The fleet: gateway agents on many hosts, each running the data plane of the gateway sides
+//! placed on it (`vpngw_model::placement`).
+//!
+//! An agent registers in the store and keeps a lease alive ([`Member::run`]); every agent runs
+//! placement rounds ([`place_round`]), which put each gateway side on a live agent of its zone and
+//! move the sides of an agent whose lease expired. A placement names the agent's epoch (a new
+//! one at each registration), and every write an agent makes carries a fence on it
+//! (`Mutation::Fence`): an agent that lost its lease (killed, paused, cut off) changes nothing
+//! of what it held once another agent holds it. When a side moves or has no agent, its
+//! tunnels read as not established in the same commit: no status outlives the agent that saw
+//! it.
+//!
+//! To its reconciler an agent is an [`IntentSource`] that yields only the gateways placed on it,
+//! each with the sides it holds, and an [`ObservationSink`] whose writes are fenced.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use vpngw_model::diagnosis::DiagnoseItem;
+use vpngw_model::placement::{self, converged_key, parse_side, side_key, Role, Sides};
+use vpngw_plane::{Intent, IntentSource, Observation, ObservationSink, PendingDiagnosis, PlaneError};
+use vpngw_store::{AgentInfo, Kind, Mutation, StoreError};
+
+use crate::handlers::{VSwitch, VpnConnection, VpnGateway, NOT_ESTABLISHED};
+use crate::Service;
+
+/// What an agent is, and how long its lease lasts.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub info: AgentInfo,
+    pub lease: Duration,
+}
+
+/// An agent's membership of the fleet: its registration, and what is placed on it.
+pub struct Member {
+    svc: Arc<Service>,
+    cfg: AgentConfig,
+    /// The epoch of the current registration (0: none yet).
+    epoch: AtomicI64,
+    /// Which gateway (by id) each resource the plane reported on belongs to.
+    owners: std::sync::RwLock<HashMap<String, String>>,
+    /// The sides held at the last reading, by gateway.
+    held: std::sync::RwLock<HashMap<String, Sides>>,
+    /// Woken when what is placed here changed.
+    moved: tokio::sync::Notify,
+}
+
+fn plane_error(e: StoreError) -> PlaneError {
+    PlaneError(e.to_string())
+}
+
+impl Member {
+    pub fn new(svc: Arc<Service>, cfg: AgentConfig) -> Arc<Member> {
+        Arc::new(Member { svc, cfg, epoch: AtomicI64::new(0), owners: Default::default(), held: Default::default(), moved: Default::default() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.info.name
+    }
+
+    /// The sides of a gateway placed here (at the last reading).
+    pub fn holds(&self, gateway: &str) -> Option<Sides> {
+        self.held.read().unwrap_or_else(|e| e.into_inner()).get(gateway).copied()
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Registers (a new epoch). Fails when the store holds no fleet.
+    pub async fn register(&self) -> Result<i64, StoreError> {
+        let epoch = self.svc.store.register_agent(&self.cfg.info, self.lease_ms()).await?;
+        self.epoch.store(epoch, Ordering::SeqCst);
+        tracing::info!(agent = %self.cfg.info.name, zone = %self.cfg.info.zone, epoch, "Registered in the fleet.");
+        Ok(epoch)
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.cfg.lease.as_millis() as i64
+    }
+
+    /// Keeps the lease alive and runs placement rounds until `shutdown`; then ends the lease, so
+    /// that the sides move at once. A lease that could not be renewed in time (this process
+    /// was paused or cut off from the store) is gone: the agent registers again, under a new
+    /// epoch, and holds only what the next placement gives it.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let tick = (self.cfg.lease / 5).max(Duration::from_millis(100));
+        let mut changes = self.svc.store.changes();
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(agent = %self.cfg.info.name, error = %e, "A fleet round failed; retrying.");
+            }
+            let changed = async {
+                match changes.as_mut() {
+                    Some(c) => {
+                        let _ = c.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = changed => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        let epoch = self.epoch();
+        if epoch > 0 {
+            match self.svc.store.release_agent(&self.cfg.info.name, epoch).await {
+                Ok(()) => tracing::info!(agent = %self.cfg.info.name, "Ended the lease: the gateways placed here move to other agents."),
+                Err(e) => tracing::warn!(agent = %self.cfg.info.name, error = %e, "Could not end the lease; it expires by itself."),
+            }
+        }
+    }
+
+    /// One round: the lease, placement, and what is placed here now.
+    pub async fn tick(&self) -> Result<(), StoreError> {
+        let epoch = self.epoch();
+        if epoch == 0 || !self.svc.store.renew_agent(&self.cfg.info.name, epoch, self.lease_ms()).await? {
+            if epoch != 0 {
+                tracing::error!(agent = %self.cfg.info.name, epoch, "The lease expired before it was renewed: this agent holds nothing it held until placed again.");
+            }
+            self.register().await?;
+        }
+        place_round(&self.svc).await?;
+        let held = self.read_held().await?;
+        let before = std::mem::replace(&mut *self.held.write().unwrap_or_else(|e| e.into_inner()), held.clone());
+        if before != held {
+            tracing::info!(agent = %self.cfg.info.name, gateways = held.len(), "The gateways placed on this agent changed.");
+            self.moved.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The sides placed on this agent at its epoch, by gateway.
+    async fn read_held(&self) -> Result<HashMap<String, Sides>, StoreError> {
+        let epoch = self.epoch();
+        let mut held: HashMap<String, Sides> = HashMap::new();
+        for p in self.svc.store.placements().await? {
+            if p.agent != self.cfg.info.name || p.epoch != epoch {
+                continue;
+            }
+            if let Some((gw, role)) = parse_side(&p.side) {
+                let s = held.entry(gw.to_string()).or_insert(Sides { master: false, slave: false });
+                match role {
+                    Role::Master => s.master = true,
+                    Role::Slave => s.slave = true,
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// The fence of a write about a resource of gateway `gw`, on the side `role` (or the one
+    /// held here).
+    fn fence(&self, gw: &str, role: Option<Role>) -> Result<Mutation, PlaneError> {
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner()).get(gw).copied();
+        let role = match (role, held) {
+            (Some(r), _) => r,
+            (None, Some(s)) if s.master => Role::Master,
+            (None, Some(_)) => Role::Slave,
+            (None, None) => return Err(PlaneError(format!("{gw} is not placed on this agent"))),
+        };
+        Ok(Mutation::Fence { side: side_key(gw, role), agent: self.cfg.info.name.clone(), epoch: self.epoch() })
+    }
+
+    fn owner(&self, id: &str) -> Result<String, PlaneError> {
+        self.owners.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned().ok_or_else(|| PlaneError(format!("{id} belongs to no gateway placed on this agent")))
+    }
+}
+
+#[async_trait]
+impl IntentSource for Member {
+    async fn intent(&self) -> vpngw_plane::Result<Intent> {
+        let held = self.read_held().await.map_err(plane_error)?;
+        *self.held.write().unwrap_or_else(|e| e.into_inner()) = held.clone();
+        let mut intent = self.svc.read_intent().await.map_err(plane_error)?;
+        intent.gateways.retain_mut(|g| match held.get(&g.id) {
+            Some(s) => {
+                g.sides = *s;
+                true
+            }
+            None => false,
+        });
+        intent.gateway_ids.retain(|id| held.contains_key(id));
+        intent.ssl_ids = intent.gateways.iter().filter(|g| g.sides.master).flat_map(|g| g.ssl.iter().map(|(id, _, _)| id.clone())).collect();
+        let mut owners = HashMap::new();
+        for g in &intent.gateways {
+            owners.insert(g.id.clone(), g.id.clone());
+            for id in g.conns.iter().map(|(id, _)| id).chain(g.servers.iter().map(|(id, _)| id)) {
+                owners.insert(id.clone(), g.id.clone());
+            }
+        }
+        *self.owners.write().unwrap_or_else(|e| e.into_inner()) = owners;
+        Ok(intent)
+    }
+
+    async fn changed(&self) {
+        tokio::select! {
+            _ = self.svc.intent_changed.notified() => {}
+            _ = self.moved.notified() => {}
+        }
+    }
+
+    async fn pending_diagnoses(&self) -> vpngw_plane::Result<Vec<PendingDiagnosis>> {
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let pending = self.svc.pending_diagnoses().await.map_err(plane_error)?;
+        let mine: Vec<PendingDiagnosis> = pending.into_iter().filter(|p| held.get(&p.gateway_id).is_some_and(|s| s.master)).collect();
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        for p in &mine {
+            owners.insert(p.id.clone(), p.gateway_id.clone());
+        }
+        Ok(mine)
+    }
+
+    fn diagnoses_waiting(&self) {
+        self.svc.diagnoses_waiting()
+    }
+
+    fn open_secret(&self, record: &str, field: &str, sealed: &str) -> vpngw_plane::Result<String> {
+        IntentSource::open_secret(self.svc.as_ref(), record, field, sealed)
+    }
+}
+
+#[async_trait]
+impl ObservationSink for Member {
+    async fn connection(&self, id: &str, o: &Observation) -> vpngw_plane::Result<bool> {
+        let fence = self.fence(&self.owner(id)?, None)?;
+        self.svc.observe_fenced(id, o, Some(fence)).await.map_err(plane_error)
+    }
+    async fn ipsec_server(&self, id: &str, online: u32) -> vpngw_plane::Result<bool> {
+        let fence = self.fence(&self.owner(id)?, Some(Role::Master))?;
+        self.svc.observe_ipsec_server_fenced(id, online, Some(fence)).await.map_err(plane_error)
+    }
+    async fn diagnosis(&self, id: &str, item: DiagnoseItem) -> vpngw_plane::Result<bool> {
+        let fence = self.fence(&self.owner(id)?, Some(Role::Master))?;
+        self.svc.observe_diagnosis_fenced(id, item, Some(fence)).await.map_err(plane_error)
+    }
+    async fn converged(&self, key: &str, digest: &str) -> vpngw_plane::Result<()> {
+        let (id, role) = match key.strip_suffix("#slave") {
+            Some(id) => (id, Role::Slave),
+            None => (key, Role::Master),
+        };
+        let fence = self.fence(&self.owner(id)?, Some(role))?;
+        self.svc.store.commit(vec![fence, Mutation::Converged { id: key.to_string(), digest: digest.to_string() }]).await.map_err(plane_error)?;
+        self.svc.tasks_changed.notify_one();
+        Ok(())
+    }
+}
+
+/// The sides every gateway needs, with the zones of their VSwitches.
+async fn needs(svc: &Service) -> Result<Vec<placement::Need>, StoreError> {
+    let zones: HashMap<String, String> = svc.store.all(Kind::VSwitch).await?.into_iter().filter_map(|r| Some((r.id, serde_json::from_value::<VSwitch>(r.doc).ok()?.zone_id))).collect();
+    let mut out = Vec::new();
+    for r in svc.store.all(Kind::VpnGateway).await? {
+        let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
+        let zone = |v: &str| zones.get(v).cloned().unwrap_or_default();
+        out.push(placement::Need { side: side_key(&r.id, Role::Master), zone: zone(gw.vswitch_id.as_str()) });
+        if let (Some(dr), Some(_)) = (&gw.dr_vswitch_id, &gw.dr_internet_ip) {
+            out.push(placement::Need { side: side_key(&r.id, Role::Slave), zone: zone(dr.as_str()) });
+        }
+    }
+    Ok(out)
+}
+
+/// The placement round's inputs, read now.
+async fn round(svc: &Service) -> Result<(placement::Round, BTreeMap<String, (String, i64)>), StoreError> {
+    let agents: Vec<placement::Agent> = svc.store.agents().await?.into_iter().map(|a| placement::Agent { alive: a.alive(), name: a.info.name, zone: a.info.zone, epoch: a.epoch }).collect();
+    let current: BTreeMap<String, (String, i64)> = svc.store.placements().await?.into_iter().map(|p| (p.side, (p.agent, p.epoch))).collect();
+    let needs = needs(svc).await?;
+    Ok((placement::place(&agents, &needs, &current), current))
+}
+
+/// Places the sides that need an agent and moves those whose agent is gone (see
+/// `vpngw_model::placement::place`). Decided without the write lock first, and only when
+/// something changes again under it: most rounds change nothing and take no lock. A side that
+/// moves or loses its agent has its tunnels set not established in the same commit.
+pub async fn place_round(svc: &Service) -> Result<usize, StoreError> {
+    if round(svc).await?.0 == placement::Round::default() {
+        return Ok(0);
+    }
+    svc.with_write_lock(async {
+        let (round, current) = round(svc).await?;
+        let mut muts = Vec::new();
+        let mut down: HashMap<String, Vec<Role>> = HashMap::new();
+        for (side, on) in &round.changes {
+            match on {
+                Some((agent, _)) => tracing::info!(side = %side, agent = %agent, from = ?current.get(side).map(|c| &c.0), "Placed a gateway side."),
+                None => tracing::info!(side = %side, "Took a gateway side off its agent."),
+            }
+            if let Some((gw, role)) = parse_side(side) {
+                if current.contains_key(side) {
+                    down.entry(gw.to_string()).or_default().push(role);
+                }
+            }
+            muts.push(Mutation::Place { side: side.clone(), on: on.clone() });
+        }
+        let unplaced: HashSet<&str> = round.unplaced.iter().map(|u| u.side.as_str()).collect();
+        for u in &round.unplaced {
+            tracing::warn!(side = %u.side, zone = %u.zone, "No live agent serves the zone of this gateway side: its tunnels stay down until one does.");
+        }
+        for (gw, roles) in down {
+            for mut rec in svc.store.all(Kind::VpnConnection).await?.into_iter().filter(|r| r.parent.as_deref() == Some(gw.as_str())) {
+                let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { continue };
+                let mut changed = false;
+                if roles.contains(&Role::Master) && !c.dual() && c.status != NOT_ESTABLISHED {
+                    c.status = NOT_ESTABLISHED;
+                    changed = true;
+                }
+                for t in c.tunnels.iter_mut() {
+                    let role = if t.role == vpngw_model::state::TunnelRole::Slave { Role::Slave } else { Role::Master };
+                    if roles.contains(&role) && t.status != NOT_ESTABLISHED {
+                        t.status = NOT_ESTABLISHED;
+                        changed = true;
+                    }
+                }
+                let state =
+                    roles.iter().map(|r| if unplaced.contains(side_key(&gw, *r).as_str()) { "unplaced: no live agent in the zone" } else { "moving to another agent" }).next().unwrap_or_default();
+                if c.plane_state != state {
+                    c.plane_state = state.to_string();
+                    changed = true;
+                }
+                if changed {
+                    rec.doc = serde_json::to_value(&c).map_err(|e| StoreError::Other(e.to_string()))?;
+                    muts.push(Mutation::Put(rec));
+                }
+            }
+        }
+        let n = round.changes.len();
+        svc.store.commit(muts).await?;
+        svc.intent_changed.notify_one();
+        Ok(n)
+    })
+    .await
+}
+
+/// The converged keys the engine waits for before a resource's `updating` ends: one per side
+/// of it that runs somewhere. Without a fleet, the one data plane runs every side; in a fleet,
+/// a side with no agent runs nowhere and is not waited for.
+pub async fn converge_keys(svc: &Service, kind: Kind, id: &str) -> Result<Vec<String>, StoreError> {
+    let Some(rec) = svc.store.get_any(kind, id).await? else { return Ok(Vec::new()) };
+    let (gw, roles) = match kind {
+        Kind::VpnGateway => {
+            let Ok(g) = serde_json::from_value::<VpnGateway>(rec.doc) else { return Ok(Vec::new()) };
+            (rec.id.clone(), if g.dr_internet_ip.is_some() { vec![Role::Master, Role::Slave] } else { vec![Role::Master] })
+        }
+        Kind::VpnConnection => {
+            let Ok(c) = serde_json::from_value::<VpnConnection>(rec.doc) else { return Ok(Vec::new()) };
+            (rec.parent.clone().unwrap_or_default(), if c.dual() { vec![Role::Master, Role::Slave] } else { vec![Role::Master] })
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let placed: Option<HashSet<String>> = if svc.store.agents().await?.is_empty() { None } else { Some(svc.store.placements().await?.into_iter().map(|p| p.side).collect()) };
+    Ok(roles.into_iter().filter(|r| placed.as_ref().is_none_or(|p| p.contains(&side_key(&gw, *r)))).map(|r| converged_key(id, r)).collect())
+}
