@@ -111,6 +111,9 @@ class Fleet:
     def agent_row(self, name):
         return psql(self.url, f"SELECT epoch FROM agents WHERE name = '{name}' AND lease_until_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint").strip()
 
+    def fleet_status(self):
+        return json.loads(self.servers[0].cli("fleet", "--json"))
+
     def placed(self, side):
         return psql(self.url, f"SELECT agent FROM placements WHERE side = '{side}'").strip()
 
@@ -241,9 +244,9 @@ def test_a_dual_tunnel_connection_keeps_flowing_through_the_slave_while_the_mast
     assert ping_until(f.site_ns(site), host, VPC_HOST)
     owner = f.placed(f"{gw}/master")
     other = "a2" if owner == "a1" else "a1"
-    # The site sends through one of its two tunnels; make it the master's, so that the master's
-    # agent dying costs traffic (the customer side terminates the slave's IKE_SA, and the slave's
-    # agent brings it back).
+    # The site sends through one of its two tunnels (the newer); make it the master's, so that
+    # the master's agent dying costs traffic (the customer side closes the master's IKE_SA, and
+    # the master's agent negotiates it again).
     for _ in range(3):
         before = (packets_in(f.agents[owner], gw), packets_in(f.agents["b1"], gw))
         for _ in range(3):
@@ -251,9 +254,10 @@ def test_a_dual_tunnel_connection_keeps_flowing_through_the_slave_while_the_mast
         carried = (packets_in(f.agents[owner], gw) - before[0], packets_in(f.agents["b1"], gw) - before[1])
         if carried[0] >= 3:
             break
-        subprocess.run(["swanctl", "--terminate", "--ike", f"{vco}-slave", "--uri", f"unix:///run/vpngw/{f.lab}/site/{site}/charon.vici"], capture_output=True, timeout=10)
+        subprocess.run(["swanctl", "--terminate", "--ike", f"{vco}-master", "--uri", f"unix:///run/vpngw/{f.lab}/site/{site}/charon.vici"], capture_output=True, timeout=10)
+        time.sleep(1)
+        wait_conn(f.c, vco, "ipsec_sa_established", tunnel="master", timeout=30)
         assert ping_until(f.site_ns(site), host, VPC_HOST, timeout=10)
-        wait_conn(f.c, vco, "ipsec_sa_established", tunnel="slave", timeout=30)
     assert carried[0] >= 3, f"the master carries the traffic: {carried}"
 
     # Pings every 100 ms while the master's agent dies: how long no answer came.
@@ -279,3 +283,15 @@ def test_a_dual_tunnel_connection_keeps_flowing_through_the_slave_while_the_mast
     # other agent of its zone (the gateway initiates): the gap is bounded by the failover.
     assert gap < LEASE_MS / 1000 + 5, gap
     f.agents[owner].start()
+
+    # Zone B loses its only agent: the slave side has nowhere to go, reads down, and the
+    # operator's view says why; the agent's return brings it back.
+    f.agents["b1"].kill()
+    wait_down(f, vco, tunnel="slave", timeout=LEASE_MS / 1000 + 15)
+    st = f.fleet_status()
+    assert [gw + "/slave", ZONE_B] in st["unplaced"], st
+    assert not [a for a in st["agents"] if a["name"] == "b1"][0]["alive"]
+    assert [t.status for t in conn(f.c, vco).tunnel_options_specification.tunnel_options if t.role == "master"] == ["ipsec_sa_established"]
+    f.agents["b1"].start()
+    wait_conn(f.c, vco, "ipsec_sa_established", tunnel="slave", timeout=30)
+    assert f.placed(f"{gw}/slave") == "b1"

@@ -37,16 +37,19 @@ pub struct DataPlaneBenchArgs {
     /// Definitions pushed over VICI.
     #[arg(long, default_value_t = 1000)]
     pub definitions: usize,
+    /// The fleet part (gateway agents, failover), on PostgreSQL.
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
 }
 
 const R: &str = "cn-hangzhou";
-const PSK: &str = "bench-psk-0123";
+pub(crate) const PSK: &str = "bench-psk-0123";
 
-fn peer_ip(i: usize) -> Ipv4Addr {
+pub(crate) fn peer_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(203, 0, (i / 250) as u8, (i % 250 + 1) as u8)
 }
 
-fn peer_subnet(i: usize) -> String {
+pub(crate) fn peer_subnet(i: usize) -> String {
     format!("172.{}.{}.0/24", 16 + i / 256, i % 256)
 }
 
@@ -70,7 +73,7 @@ fn swanctl(range: std::ops::Range<usize>, gw: &str, initiator: bool) -> String {
     format!("connections {{\n{conns}}}\nsecrets {{\n  ike-all {{\n{ids}    id-gw = {gw}\n    secret = 0x{}\n  }}\n}}\n", hex::encode(PSK))
 }
 
-async fn installed(sock: &Path) -> Result<usize> {
+pub(crate) async fn installed(sock: &Path) -> Result<usize> {
     let mut c = Vici::connect(sock).await?;
     c.register("list-sa").await?;
     let (events, _) = c.stream("list-sas", Some("list-sa"), Message::new().kv("noblock", "yes")).await?;
@@ -203,7 +206,15 @@ pub async fn run(args: DataPlaneBenchArgs) -> Result<()> {
         let _ = lab.teardown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    result
+    result?;
+    if let Some(url) = &args.fleet.postgres {
+        let rows = crate::fleet::rows(&args.fleet, url).await.context("the fleet part")?;
+        println!("\n| fleet scenario | vpngw | bare strongSwan | result |\n|---|---|---|---|");
+        for (a, o, r, x) in rows {
+            println!("| {a} | {o} | {r} | {x} |");
+        }
+    }
+    Ok(())
 }
 
 async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: PathBuf) -> Result<()> {

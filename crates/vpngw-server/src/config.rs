@@ -81,7 +81,7 @@ impl Default for AgentSection {
             name: std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
             zone: String::new(),
             addresses: Vec::new(),
-            lease_ms: 5000,
+            lease_ms: 2000,
             live_listen: "127.0.0.1:0".into(),
             live_url: None,
         }

@@ -46,6 +46,8 @@ pub struct Member {
     held: std::sync::RwLock<HashMap<String, Sides>>,
     /// Woken when what is placed here changed.
     moved: tokio::sync::Notify,
+    /// The sides no agent can take, as last reported: (side, zone).
+    unplaced: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 fn plane_error(e: StoreError) -> PlaneError {
@@ -54,7 +56,7 @@ fn plane_error(e: StoreError) -> PlaneError {
 
 impl Member {
     pub fn new(svc: Arc<Service>, cfg: AgentConfig) -> Arc<Member> {
-        Arc::new(Member { svc, cfg, epoch: AtomicI64::new(0), owners: Default::default(), held: Default::default(), moved: Default::default() })
+        Arc::new(Member { svc, cfg, epoch: AtomicI64::new(0), owners: Default::default(), held: Default::default(), moved: Default::default(), unplaced: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -129,7 +131,14 @@ impl Member {
             }
             self.register().await?;
         }
-        place_round(&self.svc).await?;
+        let round = place_round(&self.svc).await?;
+        let unplaced: Vec<(String, String)> = round.unplaced.into_iter().map(|u| (u.side, u.zone)).collect();
+        let before = std::mem::replace(&mut *self.unplaced.lock().unwrap_or_else(|e| e.into_inner()), unplaced.clone());
+        if before != unplaced {
+            for (side, zone) in unplaced.iter().filter(|u| !before.contains(u)) {
+                tracing::warn!(side = %side, zone = %zone, "No live agent serves the zone of this gateway side: its tunnels stay down until one does.");
+            }
+        }
         let held = self.read_held().await?;
         let before = std::mem::replace(&mut *self.held.write().unwrap_or_else(|e| e.into_inner()), held.clone());
         if before != held {
@@ -282,9 +291,10 @@ async fn round(svc: &Service) -> Result<(placement::Round, BTreeMap<String, (Str
 /// `vpngw_model::placement::place`). Decided without the write lock first, and only when
 /// something changes again under it: most rounds change nothing and take no lock. A side that
 /// moves or loses its agent has its tunnels set not established in the same commit.
-pub async fn place_round(svc: &Service) -> Result<usize, StoreError> {
-    if round(svc).await?.0 == placement::Round::default() {
-        return Ok(0);
+pub async fn place_round(svc: &Service) -> Result<placement::Round, StoreError> {
+    let first = round(svc).await?.0;
+    if first.changes.is_empty() {
+        return Ok(first);
     }
     svc.with_write_lock(async {
         let (round, current) = round(svc).await?;
@@ -303,9 +313,6 @@ pub async fn place_round(svc: &Service) -> Result<usize, StoreError> {
             muts.push(Mutation::Place { side: side.clone(), on: on.clone() });
         }
         let unplaced: HashSet<&str> = round.unplaced.iter().map(|u| u.side.as_str()).collect();
-        for u in &round.unplaced {
-            tracing::warn!(side = %u.side, zone = %u.zone, "No live agent serves the zone of this gateway side: its tunnels stay down until one does.");
-        }
         for (gw, roles) in down {
             for mut rec in svc.store.all(Kind::VpnConnection).await?.into_iter().filter(|r| r.parent.as_deref() == Some(gw.as_str())) {
                 let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { continue };
@@ -333,12 +340,54 @@ pub async fn place_round(svc: &Service) -> Result<usize, StoreError> {
                 }
             }
         }
-        let n = round.changes.len();
         svc.store.commit(muts).await?;
         svc.intent_changed.notify_one();
-        Ok(n)
+        Ok(round)
     })
     .await
+}
+
+/// What an operator sees of the fleet (`vpngw fleet`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStatus {
+    pub agents: Vec<AgentStatus>,
+    /// Every gateway side with the agent that runs it.
+    pub placements: Vec<(String, String)>,
+    /// Sides no live agent can take: (side, zone).
+    pub unplaced: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentStatus {
+    pub name: String,
+    pub zone: String,
+    pub epoch: i64,
+    pub alive: bool,
+    /// Milliseconds of lease left (negative: expired that long ago).
+    pub lease_left_ms: i64,
+    pub live_url: String,
+    /// Sides placed on it at its current epoch.
+    pub sides: usize,
+}
+
+/// The fleet as the store has it now.
+pub async fn status(svc: &Service) -> Result<FleetStatus, StoreError> {
+    let rows = svc.store.agents().await?;
+    let placements = svc.store.placements().await?;
+    let (round, _) = round(svc).await?;
+    let agents = rows
+        .iter()
+        .map(|a| AgentStatus {
+            name: a.info.name.clone(),
+            zone: a.info.zone.clone(),
+            epoch: a.epoch,
+            alive: a.alive(),
+            lease_left_ms: a.lease_left_ms,
+            live_url: a.info.live_url.clone(),
+            sides: placements.iter().filter(|p| p.agent == a.info.name && p.epoch == a.epoch).count(),
+        })
+        .collect();
+    Ok(FleetStatus { agents, placements: placements.into_iter().map(|p| (p.side, p.agent)).collect(), unplaced: round.unplaced.into_iter().map(|u| (u.side, u.zone)).collect() })
 }
 
 /// The converged keys the engine waits for before a resource's `updating` ends: one per side

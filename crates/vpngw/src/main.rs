@@ -62,6 +62,15 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Shows the fleet: its agents with their zones and leases, where each gateway side runs,
+    /// and the sides no live agent can take.
+    Fleet {
+        #[command(flatten)]
+        common: Common,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manages accounts.
     Account {
         #[command(subcommand)]
@@ -238,6 +247,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("Shutting down.");
             let _ = running.shutdown.send(true);
             let _ = running.done.await;
+        }
+        Command::Fleet { common, json } => {
+            let cfg = common.load()?;
+            let store = server::open_store(&cfg).await?;
+            let svc = vpngw_service::Service::new(store, cfg.service_config()?);
+            let st = vpngw_service::fleet::status(&svc).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!("{:<16} {:<16} {:>6} {:<6} {:>10} {:>6}  live", "AGENT", "ZONE", "EPOCH", "ALIVE", "LEASE MS", "SIDES");
+                for a in &st.agents {
+                    println!("{:<16} {:<16} {:>6} {:<6} {:>10} {:>6}  {}", a.name, a.zone, a.epoch, if a.alive { "yes" } else { "no" }, a.lease_left_ms, a.sides, a.live_url);
+                }
+                println!();
+                for (side, agent) in &st.placements {
+                    println!("{side} on {agent}");
+                }
+                for (side, zone) in &st.unplaced {
+                    println!("{side}: no live agent in zone {zone}");
+                }
+            }
         }
         Command::Account { cmd: AccountCmd::Create { name, common } } => {
             let store = server::open_store(&common.load()?).await?;
