@@ -71,9 +71,12 @@ impl Agent {
             let _ = c.start_kill();
             let _ = c.wait().await;
         }
+        // SIGKILL, not a clean stop: a charon told to stop deletes its SAs at the peer first.
         if let Ok(d) = std::fs::read_dir(self.run_dir.join("gw")) {
             for e in d.flatten() {
-                vpngw_dataplane::lab::kill_pid_file(&e.path().join("charon.pid")).await;
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("charon.pid")) {
+                    let _ = tokio::process::Command::new("kill").args(["-KILL", pid.trim()]).status().await;
+                }
             }
         }
     }
@@ -171,6 +174,20 @@ impl Fleet {
         bail!("{} gateways never came back on another agent", left.len())
     }
 
+    /// Waits until both tunnels of a dual-tunnel connection are established.
+    async fn both_up(&self, vco: &str) -> Result<()> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            let v = self.call("DescribeVpnConnection", &[("RegionId", R), ("VpnConnectionId", vco)]).await?;
+            let up = v["TunnelOptionsSpecification"]["TunnelOptions"].as_array().map(|a| a.len() == 2 && a.iter().all(|t| t["Status"] == "ipsec_sa_established")).unwrap_or(false);
+            if up {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("the dual-tunnel connection {vco} never had both tunnels up")
+    }
+
     async fn gateway(&self, vpc: &str, vsw: &str) -> Result<(String, String)> {
         let gw = self.call("CreateVpnGateway", &[("RegionId", R), ("VpcId", vpc), ("VSwitchId", vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await?["VpnGatewayId"]
             .as_str()
@@ -201,23 +218,124 @@ impl Fleet {
     }
 }
 
+/// Brings up a dual-tunnel connection from peer `i`, makes its master the tunnel the site sends
+/// through, pings every 100 ms from the site to the VPC, kills the master's agent and returns
+/// the longest time without an answer.
+async fn dual_loss(f: &mut Fleet, lab: &Lab, gw: &str, i: usize, site: &Path) -> Result<f64> {
+    let cgw = f.call("CreateCustomerGateway", &[("RegionId", R), ("IpAddress", &peer_ip(i).to_string())]).await?["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
+    let mut params: Vec<(String, String)> = [("RegionId", R), ("VpnGatewayId", gw), ("LocalSubnet", "10.1.0.0/16"), ("RemoteSubnet", &peer_subnet(i)), ("EffectImmediately", "true")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (n, role) in [(1, "master"), (2, "slave")] {
+        let t = format!("TunnelOptionsSpecification.{n}");
+        for (k, v) in [
+            ("CustomerGatewayId", cgw.as_str()),
+            ("Role", role),
+            ("TunnelIkeConfig.Psk", PSK),
+            ("TunnelIkeConfig.IkeVersion", "ikev2"),
+            ("TunnelIkeConfig.IkeEncAlg", "aes"),
+            ("TunnelIkeConfig.IkeAuthAlg", "sha1"),
+            ("TunnelIkeConfig.IkePfs", "group2"),
+            ("TunnelIpsecConfig.IpsecEncAlg", "aes"),
+            ("TunnelIpsecConfig.IpsecAuthAlg", "sha1"),
+            ("TunnelIpsecConfig.IpsecPfs", "group2"),
+        ] {
+            params.push((format!("{t}.{k}"), v.to_string()));
+        }
+    }
+    let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vco = f.call("CreateVpnConnection", &refs).await?["VpnConnectionId"].as_str().unwrap_or_default().to_string();
+    f.wait_active(gw).await?;
+    f.both_up(&vco).await?;
+    let owner = f.owner(gw).await?;
+    let master_sock = f.agents[owner].sock(gw);
+    let ns = lab.site_ns("peers");
+    let src = peer_subnet(i).parse::<ipnet::Ipv4Net>()?.hosts().next().context("a host")?.to_string();
+    let ping = |count: &'static str| {
+        let (ns, src) = (ns.clone(), src.clone());
+        async move { tokio::process::Command::new("ip").args(["netns", "exec", &ns, "ping", "-n", "-q", "-c", count, "-W", "1", "-I", &src, "10.1.0.1"]).output().await }
+    };
+    // The site sends through its newer tunnel: close the master's on the customer side, and the
+    // gateway negotiates it again.
+    let packets = |sock: PathBuf| async move {
+        let out = tokio::process::Command::new("swanctl").args(["--list-sas", "--raw", "--uri"]).arg(format!("unix://{}", sock.display())).output().await?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        Ok::<u64, anyhow::Error>(text.split("packets-in=").skip(1).filter_map(|p| p.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()).sum())
+    };
+    let mut carried = false;
+    for _ in 0..3 {
+        let before = packets(master_sock.clone()).await?;
+        ping("3").await?;
+        if packets(master_sock.clone()).await? >= before + 3 {
+            carried = true;
+            break;
+        }
+        tokio::process::Command::new("swanctl").args(["--terminate", "--ike", "dual-m", "--uri"]).arg(format!("unix://{}", site.display())).output().await?;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        f.both_up(&vco).await?;
+    }
+    anyhow::ensure!(carried, "the site never sent through the master tunnel");
+    let pinger = tokio::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "ping", "-n", "-D", "-i", "0.1", "-W", "1", "-I", &src, "10.1.0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    f.agents[owner].kill().await;
+    f.wait_moved(owner, &[(gw.to_string(), vco.clone())], Duration::from_secs(60)).await.ok();
+    f.both_up(&vco).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(pid) = pinger.id() {
+        tokio::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().await?;
+    }
+    let out = pinger.wait_with_output().await?;
+    let answered: Vec<f64> =
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("bytes from")).filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse::<f64>().ok()).filter(|t| *t > killed).collect();
+    let mut last = killed;
+    let mut gap: f64 = 0.0;
+    for t in answered {
+        gap = gap.max(t - last);
+        last = t;
+    }
+    f.agents[owner].start().await?;
+    Ok(gap)
+}
+
 /// The site's side of peer `i` → gateway address `gw` (a responder), or the gateway's side of the
 /// same tunnel (an initiator, for bare strongSwan).
 fn pair(i: usize, gw: &str, initiator: bool) -> String {
+    pair_named(&format!("b{i}"), i, gw, initiator)
+}
+
+fn pair_named(name: &str, i: usize, gw: &str, initiator: bool) -> String {
     let (me, peer, lts, rts, start) = if initiator {
         (gw.to_string(), peer_ip(i).to_string(), "10.1.0.0/16".to_string(), peer_subnet(i), "start")
     } else {
         (peer_ip(i).to_string(), gw.to_string(), peer_subnet(i), "10.1.0.0/16".to_string(), "none")
     };
     format!(
-        "  b{i} {{\n    version = 2\n    local_addrs = {me}\n    remote_addrs = {peer}\n    proposals = aes128-sha1-modp1024\n    local {{\n      auth = psk\n      id = {me}\n    }}\n    remote {{\n      auth = psk\n      id = {peer}\n    }}\n    children {{\n      b{i}c {{\n        local_ts = {lts}\n        remote_ts = {rts}\n        esp_proposals = aes128-sha1-modp1024\n        start_action = {start}\n      }}\n    }}\n  }}\n"
+        "  {name} {{\n    version = 2\n    local_addrs = {me}\n    remote_addrs = {peer}\n    proposals = aes128-sha1-modp1024\n    local {{\n      auth = psk\n      id = {me}\n    }}\n    remote {{\n      auth = psk\n      id = {peer}\n    }}\n    children {{\n      {name}c {{\n        local_ts = {lts}\n        remote_ts = {rts}\n        esp_proposals = aes128-sha1-modp1024\n        start_action = {start}\n      }}\n    }}\n  }}\n"
     )
 }
 
 fn swanctl_pairs(pairs: &[(usize, String)], initiator: bool) -> String {
-    let conns: String = pairs.iter().map(|(i, gw)| pair(*i, gw, initiator)).collect();
+    site_conf(pairs, initiator, None)
+}
+
+/// Tunnels of `pairs`, and with `dual` = (peer, master address, slave address) the two tunnels of
+/// a dual-tunnel connection from one peer (the customer's side).
+fn site_conf(pairs: &[(usize, String)], initiator: bool, dual: Option<&(usize, String, String)>) -> String {
     let secret = hex::encode(PSK);
-    let secrets: String = pairs.iter().map(|(i, gw)| format!("  ike-{i} {{\n    id-a = {}\n    id-b = {gw}\n    secret = 0x{secret}\n  }}\n", peer_ip(*i))).collect();
+    let mut conns: String = pairs.iter().map(|(i, gw)| pair(*i, gw, initiator)).collect();
+    let mut secrets: String = pairs.iter().map(|(i, gw)| format!("  ike-{i} {{\n    id-a = {}\n    id-b = {gw}\n    secret = 0x{secret}\n  }}\n", peer_ip(*i))).collect();
+    if let Some((i, m, sl)) = dual {
+        for (name, gw) in [("dual-m", m), ("dual-s", sl)] {
+            conns.push_str(&pair_named(name, *i, gw, false));
+            secrets.push_str(&format!("  ike-{name} {{\n    id-a = {}\n    id-b = {gw}\n    secret = 0x{secret}\n  }}\n", peer_ip(*i)));
+        }
+    }
     format!("connections {{\n{conns}}}\nsecrets {{\n{secrets}}}\n")
 }
 
@@ -329,15 +447,18 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     let lease = f.lease_ms as f64 / 1000.0;
     let n_gw = args.fleet_gateways.max(2);
     let n_conn = args.fleet_connections.max(4);
-    // Peers: 0 for scenario 1, 1..=n_gw for scenario 2, then n_conn for scenario 3.
-    let peers = 1 + n_gw + n_conn;
+    // Peers: 0 for scenario 1, 1..=n_gw for scenario 2, then n_conn for scenario 3, then the
+    // dual-tunnel one.
+    let peers = 1 + n_gw + n_conn + 1;
+    let dual_peer = peers - 1;
     let publics: Vec<Ipv4Addr> = (0..peers).map(peer_ip).collect();
     let subnets: Vec<ipnet::Ipv4Net> = (0..peers).map(|i| peer_subnet(i).parse().expect("valid subnet")).collect();
     let site = lab.create_site("peers", &publics, &subnets).await?;
     let mut pairs: Vec<(usize, String)> = Vec::new();
-    let load_site = |pairs: &[(usize, String)]| {
+    let mut dual: Option<(usize, String, String)> = None;
+    let load_site = |pairs: &[(usize, String)], dual: Option<&(usize, String, String)>| {
         let path = dir.join("site.conf");
-        let text = swanctl_pairs(pairs, false);
+        let text = site_conf(pairs, false, dual);
         let site = site.clone();
         async move {
             std::fs::write(&path, text)?;
@@ -349,7 +470,7 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     // 1. One gateway.
     let (gw, ip) = f.gateway(&vpc, &vsw[0]).await?;
     pairs.push((0, ip));
-    load_site(&pairs).await?;
+    load_site(&pairs, dual.as_ref()).await?;
     let vco = f.connection(&gw, 0).await?;
     f.wait_established(std::slice::from_ref(&vco), Duration::from_secs(60)).await?;
     let owner = f.owner(&gw).await?;
@@ -365,6 +486,25 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     ));
     f.agents[owner].start().await?;
 
+    // 1b. A dual-tunnel connection whose master carries the traffic: its agent dies.
+    let dgw = f
+        .call("CreateVpnGateway", &[("RegionId", R), ("VpcId", &vpc), ("VSwitchId", &vsw[0]), ("DisasterRecoveryVSwitchId", &vsw[1]), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")])
+        .await?["VpnGatewayId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    f.wait_active(&dgw).await?;
+    let d = f.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", &dgw)]).await?;
+    dual = Some((dual_peer, d["InternetIp"].as_str().unwrap_or_default().to_string(), d["DisasterRecoveryInternetIp"].as_str().unwrap_or_default().to_string()));
+    load_site(&pairs, dual.as_ref()).await?;
+    let gap = dual_loss(f, lab, &dgw, dual_peer, &site).await?;
+    rows.push((
+        "packets lost by a dual-tunnel connection while its master's agent dies (longest gap, s)".into(),
+        format!("{gap:.2}"),
+        "-".into(),
+        format!("{} (target < 3 s)", if gap < 3.0 { "met" } else { "NOT met" }),
+    ));
+
     // 2. Many gateways in zone A: the agent holding about half of them dies.
     let mut gws: Vec<(String, String)> = Vec::new();
     for i in 1..=n_gw {
@@ -372,7 +512,7 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
         pairs.push((i, ip));
         gws.push((gw, String::new()));
     }
-    load_site(&pairs).await?;
+    load_site(&pairs, dual.as_ref()).await?;
     for (i, (gw, vco)) in gws.iter_mut().enumerate() {
         *vco = f.connection(gw, i + 1).await?;
     }
@@ -410,7 +550,7 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     let base = 1 + n_gw;
     let conn_pairs: Vec<(usize, usize)> = (0..n_conn).map(|k| (base + k, k % 4)).collect();
     pairs.extend(conn_pairs.iter().map(|(i, g)| (*i, four[*g].1.clone())));
-    load_site(&pairs).await?;
+    load_site(&pairs, dual.as_ref()).await?;
     let mut socks = Vec::new();
     for (gw, _) in &four {
         socks.push(f.agents[f.owner(gw).await?].sock(gw));

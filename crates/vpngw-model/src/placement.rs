@@ -114,9 +114,9 @@ pub struct Round {
 /// Places every needed side on a live agent of its zone. `current` is where sides run now:
 /// side → (agent, epoch). A placement holds while its agent is alive at that epoch and serves
 /// the side's zone. Otherwise the side goes to the live agent of its zone that holds the
-/// fewest sides, not the one that holds the gateway's other side when another is there, and the
-/// agent that held it before (registered again) when loads tie; with none, it is taken off and
-/// reported. Sides no longer needed are taken off.
+/// fewest sides (the one that held it before, if it registered again and is live, first), not
+/// the one that holds the gateway's other side when another is there; with none, it is taken
+/// off and reported. Sides no longer needed are taken off.
 pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (String, i64)>) -> Round {
     let by_name: HashMap<&str, &Agent> = agents.iter().map(|a| (a.name.as_str(), a)).collect();
     let zone_of: HashMap<&str, &str> = needs.iter().map(|n| (n.side.as_str(), n.zone.as_str())).collect();
@@ -148,7 +148,9 @@ pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (Strin
         let candidates: Vec<&Agent> = agents.iter().filter(|a| a.alive && a.zone == n.zone).collect();
         let apart: Vec<&Agent> = candidates.iter().copied().filter(|a| Some(a.name.as_str()) != sibling).collect();
         let pool = if apart.is_empty() { candidates } else { apart };
-        let chosen = pool.into_iter().min_by_key(|a| (load.get(a.name.as_str()).copied().unwrap_or(0), Some(a.name.as_str()) != before, a.name.clone()));
+        // The agent that held it before (registered again since) first: a side returns to its
+        // host rather than being shuffled; otherwise the least loaded.
+        let chosen = pool.into_iter().min_by_key(|a| (Some(a.name.as_str()) != before, load.get(a.name.as_str()).copied().unwrap_or(0), a.name.clone()));
         match chosen {
             Some(a) => {
                 *load.entry(a.name.as_str()).or_default() += 1;
@@ -227,6 +229,16 @@ mod tests {
         let needs = [need("vpn-1/master", "za")];
         let r = place(&agents, &needs, &at(&[("vpn-1/master", "a1", 1)]));
         assert_eq!(r.changes, vec![("vpn-1/master".to_string(), Some(("a1".to_string(), 2)))]);
+    }
+
+    #[test]
+    fn after_an_outage_every_side_returns_to_the_agent_that_held_it() {
+        // Every lease expired (the database was away); every agent registered again.
+        let agents = [agent("a1", "za", 2, true), agent("a2", "za", 2, true)];
+        let needs = [need("vpn-1/master", "za"), need("vpn-2/master", "za"), need("vpn-3/master", "za")];
+        let cur = at(&[("vpn-1/master", "a2", 1), ("vpn-2/master", "a2", 1), ("vpn-3/master", "a2", 1)]);
+        let r = place(&agents, &needs, &cur);
+        assert!(r.changes.iter().all(|(_, on)| on.as_ref().is_some_and(|(a, e)| a == "a2" && *e == 2)), "{r:?}");
     }
 
     #[test]

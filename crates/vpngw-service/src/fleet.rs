@@ -48,6 +48,8 @@ pub struct Member {
     moved: tokio::sync::Notify,
     /// The sides no agent can take, as last reported: (side, zone).
     unplaced: std::sync::Mutex<Vec<(String, String)>>,
+    /// When the current registration was made.
+    registered: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn plane_error(e: StoreError) -> PlaneError {
@@ -56,7 +58,16 @@ fn plane_error(e: StoreError) -> PlaneError {
 
 impl Member {
     pub fn new(svc: Arc<Service>, cfg: AgentConfig) -> Arc<Member> {
-        Arc::new(Member { svc, cfg, epoch: AtomicI64::new(0), owners: Default::default(), held: Default::default(), moved: Default::default(), unplaced: Default::default() })
+        Arc::new(Member {
+            svc,
+            cfg,
+            epoch: AtomicI64::new(0),
+            owners: Default::default(),
+            held: Default::default(),
+            moved: Default::default(),
+            unplaced: Default::default(),
+            registered: Default::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -76,6 +87,7 @@ impl Member {
     pub async fn register(&self) -> Result<i64, StoreError> {
         let epoch = self.svc.store.register_agent(&self.cfg.info, self.lease_ms()).await?;
         self.epoch.store(epoch, Ordering::SeqCst);
+        *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         tracing::info!(agent = %self.cfg.info.name, zone = %self.cfg.info.zone, epoch, "Registered in the fleet.");
         Ok(epoch)
     }
@@ -131,7 +143,10 @@ impl Member {
             }
             self.register().await?;
         }
-        let round = place_round(&self.svc).await?;
+        // An agent places only once it has held its lease for a whole lease: after the database
+        // was away from everyone, every agent has registered again before any moves a side.
+        let settled = self.registered.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| t.elapsed() >= self.cfg.lease);
+        let round = if settled { place_round(&self.svc).await? } else { Default::default() };
         let unplaced: Vec<(String, String)> = round.unplaced.into_iter().map(|u| (u.side, u.zone)).collect();
         let before = std::mem::replace(&mut *self.unplaced.lock().unwrap_or_else(|e| e.into_inner()), unplaced.clone());
         if before != unplaced {
@@ -148,12 +163,14 @@ impl Member {
         Ok(())
     }
 
-    /// The sides placed on this agent at its epoch, by gateway.
+    /// The sides placed on this agent, by gateway: at its epoch, or at an earlier one of its
+    /// own that no placement round has given to another agent yet (after a restart or a lost
+    /// lease, what it ran stays up until placement decides; its writes stay fenced until the
+    /// side is placed at its new epoch).
     async fn read_held(&self) -> Result<HashMap<String, Sides>, StoreError> {
-        let epoch = self.epoch();
         let mut held: HashMap<String, Sides> = HashMap::new();
         for p in self.svc.store.placements().await? {
-            if p.agent != self.cfg.info.name || p.epoch != epoch {
+            if p.agent != self.cfg.info.name {
                 continue;
             }
             if let Some((gw, role)) = parse_side(&p.side) {
