@@ -99,7 +99,10 @@ class Fleet:
     def stop(self):
         for a in self.agents.values():
             a.stop()
+        # `lab down` removes every namespace of the lab, a killed agent's too; its files go here.
         self.servers[0].cli("lab", "down")
+        for a in self.agents.values():
+            subprocess.run(["rm", "-rf", a.run_dir])
         for s in self.servers:
             s.stop()
 

@@ -221,7 +221,7 @@ impl Fleet {
 /// Brings up a dual-tunnel connection from peer `i`, makes its master the tunnel the site sends
 /// through, pings every 100 ms from the site to the VPC, kills the master's agent and returns
 /// the longest time without an answer.
-async fn dual_loss(f: &mut Fleet, lab: &Lab, gw: &str, i: usize, site: &Path) -> Result<f64> {
+async fn dual_loss(f: &mut Fleet, lab: &Lab, gw: &str, i: usize, site: &Path) -> Result<(f64, String)> {
     let cgw = f.call("CreateCustomerGateway", &[("RegionId", R), ("IpAddress", &peer_ip(i).to_string())]).await?["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
     let mut params: Vec<(String, String)> = [("RegionId", R), ("VpnGatewayId", gw), ("LocalSubnet", "10.1.0.0/16"), ("RemoteSubnet", &peer_subnet(i)), ("EffectImmediately", "true")]
         .iter()
@@ -300,7 +300,7 @@ async fn dual_loss(f: &mut Fleet, lab: &Lab, gw: &str, i: usize, site: &Path) ->
         last = t;
     }
     f.agents[owner].start().await?;
-    Ok(gap)
+    Ok((gap, vco))
 }
 
 /// The site's side of peer `i` → gateway address `gw` (a responder), or the gateway's side of the
@@ -321,7 +321,14 @@ fn pair_named(name: &str, i: usize, gw: &str, initiator: bool) -> String {
 }
 
 fn swanctl_pairs(pairs: &[(usize, String)], initiator: bool) -> String {
-    site_conf(pairs, initiator, None)
+    let conf = site_conf(pairs, initiator, None);
+    // Bare initiators keep trying, as vpngw's reconciler does: four charons negotiating at once
+    // on two cores outlast a few retransmits.
+    if initiator {
+        conf.replace("    proposals = aes128-sha1-modp1024\n", "    proposals = aes128-sha1-modp1024\n    keyingtries = 0\n")
+    } else {
+        conf
+    }
 }
 
 /// Tunnels of `pairs`, and with `dual` = (peer, master address, slave address) the two tunnels of
@@ -447,9 +454,9 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     let lease = f.lease_ms as f64 / 1000.0;
     let n_gw = args.fleet_gateways.max(2);
     let n_conn = args.fleet_connections.max(4);
-    // Peers: 0 for scenario 1, 1..=n_gw for scenario 2, then n_conn for scenario 3, then the
-    // dual-tunnel one.
-    let peers = 1 + n_gw + n_conn + 1;
+    // Peers of the shared site: 0 for scenario 1, 1..=n_gw for scenario 2, then the dual-tunnel
+    // one; scenario 3's come after them, on sites of their own.
+    let peers = 1 + n_gw + 1;
     let dual_peer = peers - 1;
     let publics: Vec<Ipv4Addr> = (0..peers).map(peer_ip).collect();
     let subnets: Vec<ipnet::Ipv4Net> = (0..peers).map(|i| peer_subnet(i).parse().expect("valid subnet")).collect();
@@ -497,7 +504,7 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
     let d = f.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", &dgw)]).await?;
     dual = Some((dual_peer, d["InternetIp"].as_str().unwrap_or_default().to_string(), d["DisasterRecoveryInternetIp"].as_str().unwrap_or_default().to_string()));
     load_site(&pairs, dual.as_ref()).await?;
-    let gap = dual_loss(f, lab, &dgw, dual_peer, &site).await?;
+    let (gap, dvco) = dual_loss(f, lab, &dgw, dual_peer, &site).await?;
     rows.push((
         "packets lost by a dual-tunnel connection while its master's agent dies (longest gap, s)".into(),
         format!("{gap:.2}"),
@@ -542,15 +549,29 @@ async fn scenarios(args: &FleetArgs, f: &mut Fleet, lab: &Arc<Lab>, dir: &Path) 
         f.call("DeleteVpnGateway", &[("RegionId", R), ("VpnGatewayId", gw)]).await?;
     }
 
-    // 3. Connections over four gateways, one per agent (two per zone).
+    // 3. Connections over four gateways, one per agent (two per zone), alone in the fleet.
+    for (gw, vco) in [(&gw, &vco), (&dgw, &dvco)] {
+        f.call("DeleteVpnConnection", &[("RegionId", R), ("VpnConnectionId", vco)]).await?;
+        f.wait_active(gw).await?;
+        f.call("DeleteVpnGateway", &[("RegionId", R), ("VpnGatewayId", gw)]).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut four = Vec::new();
     for z in [0, 0, 1, 1] {
         four.push(f.gateway(&vpc, &vsw[z]).await?);
     }
-    let base = 1 + n_gw;
+    let base = peers;
     let conn_pairs: Vec<(usize, usize)> = (0..n_conn).map(|k| (base + k, k % 4)).collect();
-    pairs.extend(conn_pairs.iter().map(|(i, g)| (*i, four[*g].1.clone())));
-    load_site(&pairs, dual.as_ref()).await?;
+    // One customer charon per gateway, as the single-gateway part has.
+    for (g, (_, ip)) in four.iter().enumerate() {
+        let mine: Vec<(usize, String)> = conn_pairs.iter().filter(|(_, x)| *x == g).map(|(i, _)| (*i, ip.clone())).collect();
+        let publics: Vec<Ipv4Addr> = mine.iter().map(|(i, _)| peer_ip(*i)).collect();
+        let subnets: Vec<ipnet::Ipv4Net> = mine.iter().map(|(i, _)| peer_subnet(*i).parse().expect("valid subnet")).collect();
+        let sock = lab.create_site(&format!("p{g}"), &publics, &subnets).await?;
+        let path = dir.join(format!("site-{g}.conf"));
+        std::fs::write(&path, swanctl_pairs(&mine, false))?;
+        swanctl_load(&sock, &path).await?;
+    }
     let mut socks = Vec::new();
     for (gw, _) in &four {
         socks.push(f.agents[f.owner(gw).await?].sock(gw));

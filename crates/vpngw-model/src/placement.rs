@@ -87,6 +87,15 @@ pub struct Agent {
     pub zone: String,
     pub epoch: i64,
     pub alive: bool,
+    /// The public addresses it can bind (any, when empty).
+    pub addresses: Vec<ipnet::Ipv4Net>,
+}
+
+impl Agent {
+    /// Whether it can run a side with this public address.
+    pub fn can_bind(&self, address: Option<std::net::Ipv4Addr>) -> bool {
+        self.addresses.is_empty() || address.is_none_or(|ip| self.addresses.iter().any(|n| n.contains(&ip)))
+    }
 }
 
 /// A side that must run, in a zone.
@@ -94,6 +103,8 @@ pub struct Agent {
 pub struct Need {
     pub side: String,
     pub zone: String,
+    /// The side's public address (InternetIp, or DisasterRecoveryInternetIp for a slave side).
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// A side that cannot run, and why.
@@ -111,7 +122,7 @@ pub struct Round {
     pub unplaced: Vec<Unplaced>,
 }
 
-/// Places every needed side on a live agent of its zone. `current` is where sides run now:
+/// Places every needed side on a live agent of its zone that can bind its address. `current` is where sides run now:
 /// side → (agent, epoch). A placement holds while its agent is alive at that epoch and serves
 /// the side's zone. Otherwise the side goes to the live agent of its zone that holds the
 /// fewest sides (the one that held it before, if it registered again and is live, first), not
@@ -119,8 +130,10 @@ pub struct Round {
 /// off and reported. Sides no longer needed are taken off.
 pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (String, i64)>) -> Round {
     let by_name: HashMap<&str, &Agent> = agents.iter().map(|a| (a.name.as_str(), a)).collect();
-    let zone_of: HashMap<&str, &str> = needs.iter().map(|n| (n.side.as_str(), n.zone.as_str())).collect();
-    let holds = |side: &str, (agent, epoch): &(String, i64)| by_name.get(agent.as_str()).is_some_and(|a| a.alive && a.epoch == *epoch && zone_of.get(side).is_some_and(|z| *z == a.zone));
+    let need_of: HashMap<&str, &Need> = needs.iter().map(|n| (n.side.as_str(), n)).collect();
+    let holds = |side: &str, (agent, epoch): &(String, i64)| {
+        by_name.get(agent.as_str()).is_some_and(|a| a.alive && a.epoch == *epoch && need_of.get(side).is_some_and(|n| n.zone == a.zone && a.can_bind(n.address)))
+    };
     let mut load: HashMap<&str, usize> = HashMap::new();
     let mut placed: BTreeMap<&str, &str> = BTreeMap::new();
     for (side, at) in current {
@@ -130,7 +143,7 @@ pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (Strin
         }
     }
     let mut round = Round::default();
-    for side in current.keys().filter(|s| !zone_of.contains_key(s.as_str())) {
+    for side in current.keys().filter(|s| !need_of.contains_key(s.as_str())) {
         round.changes.push((side.clone(), None));
     }
     let mut needs: Vec<&Need> = needs.iter().collect();
@@ -145,7 +158,7 @@ pub fn place(agents: &[Agent], needs: &[Need], current: &BTreeMap<String, (Strin
             placed.iter().find(|(s, _)| **s == other).map(|(_, a)| *a)
         });
         let before = current.get(&n.side).map(|(a, _)| a.as_str());
-        let candidates: Vec<&Agent> = agents.iter().filter(|a| a.alive && a.zone == n.zone).collect();
+        let candidates: Vec<&Agent> = agents.iter().filter(|a| a.alive && a.zone == n.zone && a.can_bind(n.address)).collect();
         let apart: Vec<&Agent> = candidates.iter().copied().filter(|a| Some(a.name.as_str()) != sibling).collect();
         let pool = if apart.is_empty() { candidates } else { apart };
         // The agent that held it before (registered again since) first: a side returns to its
@@ -173,10 +186,10 @@ mod tests {
     use super::*;
 
     fn agent(name: &str, zone: &str, epoch: i64, alive: bool) -> Agent {
-        Agent { name: name.into(), zone: zone.into(), epoch, alive }
+        Agent { name: name.into(), zone: zone.into(), epoch, alive, addresses: Vec::new() }
     }
     fn need(side: &str, zone: &str) -> Need {
-        Need { side: side.into(), zone: zone.into() }
+        Need { side: side.into(), zone: zone.into(), address: None }
     }
     fn at(pairs: &[(&str, &str, i64)]) -> BTreeMap<String, (String, i64)> {
         pairs.iter().map(|(s, a, e)| (s.to_string(), (a.to_string(), *e))).collect()
@@ -249,6 +262,19 @@ mod tests {
         let r = place(&agents, &needs, &cur);
         apply(&mut cur, &r);
         assert_ne!(cur["vpn-1/master"].0, cur["vpn-1/slave"].0);
+    }
+
+    #[test]
+    fn a_side_goes_only_to_an_agent_that_can_bind_its_address() {
+        let mut a1 = agent("a1", "za", 1, true);
+        a1.addresses = vec!["198.51.100.0/25".parse().unwrap()];
+        let mut a2 = agent("a2", "za", 1, true);
+        a2.addresses = vec!["198.51.100.128/25".parse().unwrap()];
+        let n = |side: &str, ip: &str| Need { side: side.into(), zone: "za".into(), address: Some(ip.parse().unwrap()) };
+        let r = place(&[a1.clone(), a2], &[n("vpn-1/master", "198.51.100.200"), n("vpn-2/master", "198.51.100.7")], &BTreeMap::new());
+        assert_eq!(r.changes, vec![("vpn-1/master".to_string(), Some(("a2".to_string(), 1))), ("vpn-2/master".to_string(), Some(("a1".to_string(), 1)))]);
+        let r = place(&[a1], &[n("vpn-1/master", "198.51.100.200")], &BTreeMap::new());
+        assert_eq!(r.unplaced.len(), 1, "no agent can bind it");
     }
 
     #[test]

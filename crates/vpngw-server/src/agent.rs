@@ -59,6 +59,9 @@ pub async fn start_agent(cfg: &Config) -> anyhow::Result<Running> {
     anyhow::ensure!(!a.name.trim().is_empty(), "[agent] name is empty (and the host has no name to take)");
     anyhow::ensure!(!a.zone.trim().is_empty(), "[agent] zone is empty: name the zone (a VSwitch's ZoneId) whose gateways this agent runs");
     anyhow::ensure!(a.lease_ms >= 500, "[agent] lease_ms must be at least 500");
+    if let Some(bad) = a.addresses.iter().find(|s| vpngw_service::fleet::parse_address(s).is_none()) {
+        anyhow::bail!("[agent] addresses: {bad:?} is neither an IPv4 address nor a CIDR block");
+    }
     anyhow::ensure!(cfg.dataplane.mode != vpngw_dataplane::config::Mode::None, "an agent runs a data plane: set [dataplane] mode = \"lab\" or \"host\"");
     let store = open_store(cfg).await?;
     anyhow::ensure!(store.shared(), "an agent needs the fleet's shared store: set store = \"postgres://…\"");

@@ -63,7 +63,8 @@ pub struct AgentSection {
     pub name: String,
     /// The zone it serves (a VSwitch's ZoneId): gateway sides of that zone are placed on it.
     pub zone: String,
-    /// The public addresses it can bind (informational: shown to the operator).
+    /// The public addresses it can bind, as addresses or CIDR blocks (empty: any): only a
+    /// gateway side whose public address is among them is placed on it.
     pub addresses: Vec<String>,
     /// How long its lease lasts without renewal, in milliseconds: how soon after this host dies
     /// its gateways move (renewed every fifth of it).

@@ -288,17 +288,28 @@ async fn needs(svc: &Service) -> Result<Vec<placement::Need>, StoreError> {
     for r in svc.store.all(Kind::VpnGateway).await? {
         let Ok(gw) = serde_json::from_value::<VpnGateway>(r.doc) else { continue };
         let zone = |v: &str| zones.get(v).cloned().unwrap_or_default();
-        out.push(placement::Need { side: side_key(&r.id, Role::Master), zone: zone(gw.vswitch_id.as_str()) });
-        if let (Some(dr), Some(_)) = (&gw.dr_vswitch_id, &gw.dr_internet_ip) {
-            out.push(placement::Need { side: side_key(&r.id, Role::Slave), zone: zone(dr.as_str()) });
+        out.push(placement::Need { side: side_key(&r.id, Role::Master), zone: zone(gw.vswitch_id.as_str()), address: gw.internet_ip.parse().ok() });
+        if let (Some(dr), Some(ip)) = (&gw.dr_vswitch_id, &gw.dr_internet_ip) {
+            out.push(placement::Need { side: side_key(&r.id, Role::Slave), zone: zone(dr.as_str()), address: ip.parse().ok() });
         }
     }
     Ok(out)
 }
 
+/// An address or a CIDR block an agent can bind (`[agent] addresses`).
+pub fn parse_address(s: &str) -> Option<ipnet::Ipv4Net> {
+    s.parse::<ipnet::Ipv4Net>().ok().or_else(|| s.parse::<std::net::Ipv4Addr>().ok().map(ipnet::Ipv4Net::from))
+}
+
 /// The placement round's inputs, read now.
 async fn round(svc: &Service) -> Result<(placement::Round, BTreeMap<String, (String, i64)>), StoreError> {
-    let agents: Vec<placement::Agent> = svc.store.agents().await?.into_iter().map(|a| placement::Agent { alive: a.alive(), name: a.info.name, zone: a.info.zone, epoch: a.epoch }).collect();
+    let agents: Vec<placement::Agent> = svc
+        .store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| placement::Agent { alive: a.alive(), addresses: a.info.addresses.iter().filter_map(|s| parse_address(s)).collect(), name: a.info.name, zone: a.info.zone, epoch: a.epoch })
+        .collect();
     let current: BTreeMap<String, (String, i64)> = svc.store.placements().await?.into_iter().map(|p| (p.side, (p.agent, p.epoch))).collect();
     let needs = needs(svc).await?;
     Ok((placement::place(&agents, &needs, &current), current))
