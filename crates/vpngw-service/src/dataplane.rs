@@ -151,103 +151,46 @@ impl Service {
         Ok(if found.len() == tunnels.len() { found } else { vec![None; tunnels.len()] })
     }
 
-    /// Reads everything a data plane must hold. A document that cannot be read is listed as
-    /// such, and the gateway it belongs to (or whose connections it serves) is frozen.
+    /// Reads everything a data plane must hold.
     pub async fn read_intent(&self) -> Result<Intent, StoreError> {
-        let store = &self.store;
-        let mut unreadable: Vec<Unreadable> = Vec::new();
-        fn read<T: serde::de::DeserializeOwned>(r: &Record, unreadable: &mut Vec<Unreadable>) -> Option<T> {
-            match serde_json::from_value::<T>(r.doc.clone()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    unreadable.push(Unreadable { kind: r.kind.as_str().to_string(), id: r.id.clone(), parent: r.parent.clone(), why: e.to_string() });
-                    None
+        let mut records: HashMap<Kind, Vec<Record>> = HashMap::new();
+        for kind in [Kind::CustomerGateway, Kind::VSwitch, Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnClientCert, Kind::SslVpnServer, Kind::VpnGateway] {
+            records.insert(kind, self.store.all(kind).await?);
+        }
+        Ok(assemble(records))
+    }
+
+    /// Reads what the data plane of these gateways (an agent's share) must hold, and nothing
+    /// else: each gateway and everything under it, its VPC's VSwitches, and the customer
+    /// gateways its connections name. Gateways that do not exist are left out.
+    pub async fn read_intent_of(&self, ids: &[String]) -> Result<Intent, StoreError> {
+        let mut records: HashMap<Kind, Vec<Record>> = HashMap::new();
+        let mut vpcs: HashSet<(Scope, String)> = HashSet::new();
+        let mut cgws: HashMap<Scope, HashSet<String>> = HashMap::new();
+        let kinds = [Kind::VpnConnection, Kind::VpnRoute, Kind::IpsecServer, Kind::SslVpnServer, Kind::SslVpnClientCert];
+        for id in ids {
+            let Some(gw) = self.store.get_any(Kind::VpnGateway, id).await? else { continue };
+            let scope = Scope { account: gw.account, region: gw.region.clone() };
+            if let Some(vpc) = gw.parent.clone() {
+                if vpcs.insert((scope.clone(), vpc.clone())) {
+                    let vsw = self.store.family(&scope, &vpc, &[Kind::VSwitch]).await?;
+                    records.entry(Kind::VSwitch).or_default().extend(vsw.into_iter().filter(|r| r.kind == Kind::VSwitch));
                 }
             }
-        }
-        let mut customer_gateways: HashMap<String, String> = HashMap::new();
-        for r in store.all(Kind::CustomerGateway).await? {
-            if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
-                customer_gateways.insert(r.id, c.ip_address);
-            }
-        }
-        let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
-        for r in store.all(Kind::VSwitch).await? {
-            let Some(v) = read::<VSwitch>(&r, &mut unreadable) else { continue };
-            if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
-                vswitches.entry(vpc).or_default().push(net);
-            }
-        }
-        let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
-        for r in store.all(Kind::VpnConnection).await? {
-            if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
-                conns.entry(p).or_default().push((r.id, c));
-            }
-        }
-        let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
-        for r in store.all(Kind::VpnRoute).await? {
-            if let (Some(route), Some(p)) = (read::<VpnRoute>(&r, &mut unreadable), r.parent) {
-                routes.entry(p).or_default().push(route);
-            }
-        }
-        let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
-        for r in store.all(Kind::IpsecServer).await? {
-            if let (Some(s), Some(p)) = (read::<IpsecServer>(&r, &mut unreadable), r.parent) {
-                servers.entry(p).or_default().push((r.id, s));
-            }
-        }
-        let now = crate::now_ms();
-        let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
-        for r in store.all(Kind::SslVpnClientCert).await? {
-            if let (Some(c), Some(p)) = (read::<SslVpnClientCert>(&r, &mut unreadable), r.parent) {
-                if c.not_after_ms > now {
-                    certs.entry(p).or_default().insert(r.id);
+            for r in self.store.family(&scope, id, &kinds).await?.into_iter().filter(|r| r.kind != Kind::VpnGateway) {
+                if r.kind == Kind::VpnConnection {
+                    let named = r.doc["cgw_ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string));
+                    cgws.entry(scope.clone()).or_default().extend(named);
                 }
+                records.entry(r.kind).or_default().push(r);
             }
+            records.entry(Kind::VpnGateway).or_default().push(gw);
         }
-        let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
-        let mut ssl_ids = HashSet::new();
-        let mut ssl_parent: HashMap<String, String> = HashMap::new();
-        for r in store.all(Kind::SslVpnServer).await? {
-            ssl_ids.insert(r.id.clone());
-            if let Some(p) = &r.parent {
-                ssl_parent.insert(r.id.clone(), p.clone());
-            }
-            if let (Some(s), Some(p)) = (read::<SslVpnServer>(&r, &mut unreadable), r.parent) {
-                let allowed = certs.remove(&r.id).unwrap_or_default();
-                ssl.entry(p).or_default().push((r.id, s, allowed));
-            }
+        for (scope, ids) in cgws {
+            let q = ListQuery { ids: ids.into_iter().collect(), limit: u64::MAX >> 1, ..Default::default() };
+            records.entry(Kind::CustomerGateway).or_default().extend(self.store.list(Kind::CustomerGateway, &scope, &q).await?.items);
         }
-        let mut gateways = Vec::new();
-        let mut gateway_ids = Vec::new();
-        for r in store.all(Kind::VpnGateway).await? {
-            gateway_ids.push(r.id.clone());
-            let Some(gw) = read::<VpnGateway>(&r, &mut unreadable) else { continue };
-            let conns = conns.remove(&r.id).unwrap_or_default();
-            // What this gateway's data plane depends on that cannot be read.
-            let frozen = unreadable
-                .iter()
-                .find(|u| match Kind::parse(&u.kind) {
-                    Some(Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer) => u.parent.as_deref() == Some(r.id.as_str()),
-                    Some(Kind::SslVpnClientCert) => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
-                    Some(Kind::CustomerGateway) => conns.iter().any(|(_, c)| c.cgw_ids.iter().any(|x| *x == u.id)),
-                    Some(Kind::VSwitch) => u.parent.is_some() && u.parent == r.parent,
-                    _ => false,
-                })
-                .map(|u| format!("{} {} cannot be read", u.kind, u.id));
-            gateways.push(GatewayIntent {
-                vpc_cidrs: r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default(),
-                routes: routes.remove(&r.id).unwrap_or_default(),
-                servers: servers.remove(&r.id).unwrap_or_default(),
-                ssl: ssl.remove(&r.id).unwrap_or_default(),
-                id: r.id,
-                gw,
-                conns,
-                frozen,
-                sides: vpngw_plane::Sides::BOTH,
-            });
-        }
-        Ok(Intent { gateways, gateway_ids, ssl_ids, customer_gateways, unreadable })
+        Ok(assemble(records))
     }
 
     /// Reads a record's document, lets `f` change its observed fields, and commits it when `f`
@@ -378,4 +321,104 @@ impl Service {
             _ => Ok(None),
         }
     }
+}
+
+/// Builds the intent from its records, by kind (each in creation order). A document that
+/// cannot be read is listed as such, and the gateway it belongs to (or whose connections it
+/// serves) is frozen.
+fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
+    let mut take = |kind: Kind| records.remove(&kind).unwrap_or_default();
+    let mut unreadable: Vec<Unreadable> = Vec::new();
+    fn read<T: serde::de::DeserializeOwned>(r: &Record, unreadable: &mut Vec<Unreadable>) -> Option<T> {
+        match serde_json::from_value::<T>(r.doc.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                unreadable.push(Unreadable { kind: r.kind.as_str().to_string(), id: r.id.clone(), parent: r.parent.clone(), why: e.to_string() });
+                None
+            }
+        }
+    }
+    let mut customer_gateways: HashMap<String, String> = HashMap::new();
+    for r in take(Kind::CustomerGateway) {
+        if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
+            customer_gateways.insert(r.id, c.ip_address);
+        }
+    }
+    let mut vswitches: HashMap<String, Vec<ipnet::Ipv4Net>> = HashMap::new();
+    for r in take(Kind::VSwitch) {
+        let Some(v) = read::<VSwitch>(&r, &mut unreadable) else { continue };
+        if let (Some(vpc), Ok(net)) = (r.parent, v.cidr_block.parse::<ipnet::Ipv4Net>()) {
+            vswitches.entry(vpc).or_default().push(net);
+        }
+    }
+    let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
+    for r in take(Kind::VpnConnection) {
+        if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
+            conns.entry(p).or_default().push((r.id, c));
+        }
+    }
+    let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
+    for r in take(Kind::VpnRoute) {
+        if let (Some(route), Some(p)) = (read::<VpnRoute>(&r, &mut unreadable), r.parent) {
+            routes.entry(p).or_default().push(route);
+        }
+    }
+    let mut servers: HashMap<String, Vec<(String, IpsecServer)>> = HashMap::new();
+    for r in take(Kind::IpsecServer) {
+        if let (Some(s), Some(p)) = (read::<IpsecServer>(&r, &mut unreadable), r.parent) {
+            servers.entry(p).or_default().push((r.id, s));
+        }
+    }
+    let now = crate::now_ms();
+    let mut certs: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in take(Kind::SslVpnClientCert) {
+        if let (Some(c), Some(p)) = (read::<SslVpnClientCert>(&r, &mut unreadable), r.parent) {
+            if c.not_after_ms > now {
+                certs.entry(p).or_default().insert(r.id);
+            }
+        }
+    }
+    let mut ssl: HashMap<String, Vec<(String, SslVpnServer, HashSet<String>)>> = HashMap::new();
+    let mut ssl_ids = HashSet::new();
+    let mut ssl_parent: HashMap<String, String> = HashMap::new();
+    for r in take(Kind::SslVpnServer) {
+        ssl_ids.insert(r.id.clone());
+        if let Some(p) = &r.parent {
+            ssl_parent.insert(r.id.clone(), p.clone());
+        }
+        if let (Some(s), Some(p)) = (read::<SslVpnServer>(&r, &mut unreadable), r.parent) {
+            let allowed = certs.remove(&r.id).unwrap_or_default();
+            ssl.entry(p).or_default().push((r.id, s, allowed));
+        }
+    }
+    let mut gateways = Vec::new();
+    let mut gateway_ids = Vec::new();
+    for r in take(Kind::VpnGateway) {
+        gateway_ids.push(r.id.clone());
+        let Some(gw) = read::<VpnGateway>(&r, &mut unreadable) else { continue };
+        let conns = conns.remove(&r.id).unwrap_or_default();
+        // What this gateway's data plane depends on that cannot be read.
+        let frozen = unreadable
+            .iter()
+            .find(|u| match Kind::parse(&u.kind) {
+                Some(Kind::VpnConnection | Kind::VpnRoute | Kind::IpsecServer | Kind::SslVpnServer) => u.parent.as_deref() == Some(r.id.as_str()),
+                Some(Kind::SslVpnClientCert) => u.parent.as_ref().and_then(|s| ssl_parent.get(s)) == Some(&r.id),
+                Some(Kind::CustomerGateway) => conns.iter().any(|(_, c)| c.cgw_ids.iter().any(|x| *x == u.id)),
+                Some(Kind::VSwitch) => u.parent.is_some() && u.parent == r.parent,
+                _ => false,
+            })
+            .map(|u| format!("{} {} cannot be read", u.kind, u.id));
+        gateways.push(GatewayIntent {
+            vpc_cidrs: r.parent.as_ref().and_then(|vpc| vswitches.get(vpc)).cloned().unwrap_or_default(),
+            routes: routes.remove(&r.id).unwrap_or_default(),
+            servers: servers.remove(&r.id).unwrap_or_default(),
+            ssl: ssl.remove(&r.id).unwrap_or_default(),
+            id: r.id,
+            gw,
+            conns,
+            frozen,
+            sides: vpngw_plane::Sides::BOTH,
+        });
+    }
+    Intent { gateways, gateway_ids, ssl_ids, customer_gateways, unreadable }
 }

@@ -207,15 +207,15 @@ impl IntentSource for Member {
     async fn intent(&self) -> vpngw_plane::Result<Intent> {
         let held = self.read_held().await.map_err(plane_error)?;
         *self.held.write().unwrap_or_else(|e| e.into_inner()) = held.clone();
-        let mut intent = self.svc.read_intent().await.map_err(plane_error)?;
-        intent.gateways.retain_mut(|g| match held.get(&g.id) {
-            Some(s) => {
+        // Only what is placed here: an agent's pass costs its share, not the fleet's size.
+        let mut ids: Vec<String> = held.keys().cloned().collect();
+        ids.sort();
+        let mut intent = self.svc.read_intent_of(&ids).await.map_err(plane_error)?;
+        for g in intent.gateways.iter_mut() {
+            if let Some(s) = held.get(&g.id) {
                 g.sides = *s;
-                true
             }
-            None => false,
-        });
-        intent.gateway_ids.retain(|id| held.contains_key(id));
+        }
         intent.ssl_ids = intent.gateways.iter().filter(|g| g.sides.master).flat_map(|g| g.ssl.iter().map(|(id, _, _)| id.clone())).collect();
         let mut owners = HashMap::new();
         for g in &intent.gateways {
