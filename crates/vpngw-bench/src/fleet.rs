@@ -328,10 +328,10 @@ fn pair_named(name: &str, i: usize, gw: &str, initiator: bool) -> String {
 
 fn swanctl_pairs(pairs: &[(usize, String)], initiator: bool) -> String {
     let conf = site_conf(pairs, initiator, None);
-    // Bare initiators keep trying, as vpngw's reconciler does: four charons negotiating at once
-    // on two cores outlast a few retransmits.
+    // Bare initiators are vpngw's definitions: they keep trying (four charons negotiating at
+    // once on two cores outlast a few retransmits) and check their peers with DPD every 10 s.
     if initiator {
-        conf.replace("    proposals = aes128-sha1-modp1024\n", "    proposals = aes128-sha1-modp1024\n    keyingtries = 0\n")
+        conf.replace("    proposals = aes128-sha1-modp1024\n", "    proposals = aes128-sha1-modp1024\n    keyingtries = 0\n    dpd_delay = 10s\n")
     } else {
         conf
     }
