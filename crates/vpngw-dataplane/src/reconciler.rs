@@ -324,22 +324,14 @@ impl Reconciler {
         let interval = Duration::from_millis(self.cfg.reconcile_interval_ms.max(50));
         let restarted = self.lab.as_ref().map(|l| l.restarted.clone()).unwrap_or_default();
         loop {
-            let started = Instant::now();
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = format!("{e:#}"), "Reconcile pass failed; retrying.");
             }
-            let took = started.elapsed();
             let mut trap_rx = self.trap_rx.lock().await;
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.source.changed() => {}
-                _ = self.events.notified() => {
-                    // Under a storm of charon events (many tunnels coming and going), passes
-                    // would follow each other back to back and starve the charons: leave as
-                    // long between them as a pass takes (at most a second); the events of that
-                    // time join the next pass.
-                    tokio::time::sleep(took.min(Duration::from_secs(1))).await;
-                }
+                _ = self.events.notified() => {}
                 _ = restarted.notified() => {}
                 Some((sock, reqid)) = trap_rx.recv() => {
                     drop(trap_rx);
