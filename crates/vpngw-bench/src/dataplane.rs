@@ -106,13 +106,18 @@ struct Bench {
     cgws: tokio::sync::Mutex<std::collections::HashMap<usize, String>>,
 }
 
+/// Calls an action; anything but 200 is an error (with the body).
+pub(crate) async fn call(client: &Client, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {
+    let a = client.call(action, params).await?;
+    if a.status != 200 {
+        bail!("{action}: {}", a.body);
+    }
+    Ok(a.json())
+}
+
 impl Bench {
     async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {
-        let a = self.client.call(action, params).await?;
-        if a.status != 200 {
-            bail!("{action}: {}", a.body);
-        }
-        Ok(a.json())
+        call(&self.client, action, params).await
     }
 
     async fn wait_gateway_active(&self) -> Result<()> {

@@ -112,11 +112,7 @@ struct Fleet {
 
 impl Fleet {
     async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {
-        let a = self.client.call(action, params).await?;
-        if a.status != 200 {
-            bail!("{action}: {}", a.body);
-        }
-        Ok(a.json())
+        crate::dataplane::call(&self.client, action, params).await
     }
 
     async fn wait_active(&self, gw: &str) -> Result<()> {

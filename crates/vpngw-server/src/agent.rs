@@ -88,18 +88,8 @@ pub async fn start_agent(cfg: &Config) -> anyhow::Result<Running> {
     let app = axum::Router::new().route("/live", axum::routing::post(live)).with_state(Arc::new(state));
     let plane = tokio::spawn(reconciler.run(rx.clone()));
     let lease = tokio::spawn(member.clone().run(rx.clone()));
-    let mut rx2 = rx;
     let done = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            while !*rx2.borrow() {
-                if rx2.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "The live port failed.");
-        }
+        crate::server::serve_until(listener, app, rx, "The live port failed.").await;
         let _ = lease.await;
         let _ = plane.await;
     });

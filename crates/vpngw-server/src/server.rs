@@ -223,6 +223,21 @@ async fn drive_dataplane(
     }
 }
 
+/// Serves `router` on `listener` until `shutdown` turns true (then lets open requests finish);
+/// `failed` is what the log says if serving fails.
+pub(crate) async fn serve_until(listener: tokio::net::TcpListener, router: axum::Router, mut shutdown: tokio::sync::watch::Receiver<bool>, failed: &'static str) {
+    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    if let Err(e) = serve.await {
+        tracing::error!(error = %e, "{failed}");
+    }
+}
+
 /// Whether the store has gateway agents (registered, live or not).
 async fn fleet_exists(svc: &Service) -> bool {
     svc.store.shared() && svc.store.agents().await.is_ok_and(|a| !a.is_empty())
@@ -270,18 +285,8 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);
-    let mut rx2 = rx;
     let done = tokio::spawn(async move {
-        let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-            while !*rx2.borrow() {
-                if rx2.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "Server failed.");
-        }
+        serve_until(listener, app(state), rx, "Server failed.").await;
         let _ = engine.await;
         if let Some(r) = reconciler {
             let _ = r.await;

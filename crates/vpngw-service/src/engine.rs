@@ -24,7 +24,8 @@ async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_s
         return Ok(false);
     }
     // A data plane here, on another server, or a fleet of agents.
-    if !svc.expects_dataplane() && svc.store.agents().await?.is_empty() {
+    let fleet = !svc.store.agents().await?.is_empty();
+    if !svc.expects_dataplane() && !fleet {
         return Ok(false);
     }
     let want = svc.intent_digest(task.kind, &task.resource_id).await?;
@@ -32,7 +33,7 @@ async fn waits_for_dataplane(svc: &Service, task: &Task) -> Result<bool, vpngw_s
     if !done {
         done = true;
         // Every side of it that runs somewhere has applied it.
-        for key in crate::fleet::converge_keys(svc, task.kind, &task.resource_id).await? {
+        for key in crate::fleet::converge_keys(svc, task.kind, &task.resource_id, fleet).await? {
             if svc.store.converged(&key).await? != want {
                 done = false;
                 break;

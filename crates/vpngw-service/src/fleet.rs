@@ -419,9 +419,9 @@ pub async fn status(svc: &Service) -> Result<FleetStatus, StoreError> {
 }
 
 /// The converged keys the engine waits for before a resource's `updating` ends: one per side
-/// of it that runs somewhere. Without a fleet, the one data plane runs every side; in a fleet,
-/// a side with no agent runs nowhere and is not waited for.
-pub async fn converge_keys(svc: &Service, kind: Kind, id: &str) -> Result<Vec<String>, StoreError> {
+/// of it that runs somewhere. Without a fleet (`fleet`: the store has agents), the one data
+/// plane runs every side; in a fleet, a side with no agent runs nowhere and is not waited for.
+pub async fn converge_keys(svc: &Service, kind: Kind, id: &str, fleet: bool) -> Result<Vec<String>, StoreError> {
     let Some(rec) = svc.store.get_any(kind, id).await? else { return Ok(Vec::new()) };
     let (gw, roles) = match kind {
         Kind::VpnGateway => {
@@ -434,6 +434,6 @@ pub async fn converge_keys(svc: &Service, kind: Kind, id: &str) -> Result<Vec<St
         }
         _ => return Ok(Vec::new()),
     };
-    let placed: Option<HashSet<String>> = if svc.store.agents().await?.is_empty() { None } else { Some(svc.store.placements().await?.into_iter().map(|p| p.side).collect()) };
+    let placed: Option<HashSet<String>> = if fleet { Some(svc.store.placements().await?.into_iter().map(|p| p.side).collect()) } else { None };
     Ok(roles.into_iter().filter(|r| placed.as_ref().is_none_or(|p| p.contains(&side_key(&gw, *r)))).map(|r| converged_key(id, r)).collect())
 }
