@@ -437,3 +437,75 @@ pub async fn converge_keys(svc: &Service, kind: Kind, id: &str, fleet: bool) -> 
     let placed: Option<HashSet<String>> = if fleet { Some(svc.store.placements().await?.into_iter().map(|p| p.side).collect()) } else { None };
     Ok(roles.into_iter().filter(|r| placed.as_ref().is_none_or(|p| p.contains(&side_key(&gw, *r)))).map(|r| converged_key(id, r)).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpngw_model::state::NegotiationStatus;
+    use vpngw_store::Store;
+
+    async fn call(svc: &Service, action: &str, params: &[(&str, &str)]) -> crate::Body {
+        let principal = crate::Principal { account: 1, access_key_id: "test".into(), readonly: false };
+        let params = vpngw_api::Params::from_pairs(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        svc.dispatch(vpngw_api::actions::find(action).unwrap(), &principal, params, "test").await.unwrap_or_else(|e| panic!("{action}: {e:?}"))
+    }
+
+    fn text(body: &crate::Body, key: &str) -> String {
+        body[key].as_str().unwrap().to_string()
+    }
+
+    /// The commit that moves a side off an agent whose lease expired also says its tunnels are
+    /// down, with why: a read between the move and the new agent's first observation never
+    /// sees the dead agent's last word.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_side_moved_off_a_dead_agent_reads_down_in_the_moving_commit() {
+        let url = match std::env::var("VPNGW_TEST_PG") {
+            Ok(u) if !u.is_empty() => u,
+            _ if std::env::var_os("VPNGW_REQUIRE_PG").is_some() => panic!("VPNGW_REQUIRE_PG is set but VPNGW_TEST_PG names no PostgreSQL"),
+            _ => return eprintln!("VPNGW_TEST_PG is not set: skipping a PostgreSQL test"),
+        };
+        let url = vpngw_store::postgres::fresh_database(&url, &format!("vpngw_test_fleet_moves_{}", std::process::id())).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(vpngw_store::postgres::PgStore::connect(&url).await.unwrap());
+        let svc = Service::new(store.clone(), crate::ServiceConfig { transition: Duration::ZERO, ..Default::default() });
+        let r = "cn-hangzhou";
+        let vpc = text(&call(&svc, "CreateVpc", &[("RegionId", r), ("CidrBlock", "10.1.0.0/16")]).await, "VpcId");
+        let vsw = text(&call(&svc, "CreateVSwitch", &[("RegionId", r), ("VpcId", &vpc), ("CidrBlock", "10.1.0.0/24"), ("ZoneId", "cn-hangzhou-h")]).await, "VSwitchId");
+        let gw = text(&call(&svc, "CreateVpnGateway", &[("RegionId", r), ("VpcId", &vpc), ("VSwitchId", &vsw), ("Bandwidth", "5"), ("InstanceChargeType", "POSTPAY")]).await, "VpnGatewayId");
+        crate::engine::apply_due(&svc).await;
+        let cgw = text(&call(&svc, "CreateCustomerGateway", &[("RegionId", r), ("IpAddress", "203.0.113.9")]).await, "CustomerGatewayId");
+        let vco = text(
+            &call(&svc, "CreateVpnConnection", &[("RegionId", r), ("VpnGatewayId", &gw), ("CustomerGatewayId", &cgw), ("LocalSubnet", "10.1.0.0/16"), ("RemoteSubnet", "10.9.0.0/24")]).await,
+            "VpnConnectionId",
+        );
+        let info = |name: &str| AgentInfo { name: name.into(), zone: "cn-hangzhou-h".into(), addresses: vec![], live_url: String::new() };
+        let e1 = store.register_agent(&info("ag1"), 400).await.unwrap();
+        let side = side_key(&gw, Role::Master);
+        place_round(&svc).await.unwrap();
+        assert_eq!(store.placements().await.unwrap().into_iter().map(|p| (p.side, p.agent, p.epoch)).collect::<Vec<_>>(), vec![(side.clone(), "ag1".into(), e1)]);
+        let up = Observation { status: Some(NegotiationStatus::IpsecUp), ..Default::default() };
+        assert!(svc.observe_fenced(&vco, &up, Some(Mutation::Fence { side: side.clone(), agent: "ag1".into(), epoch: e1 })).await.unwrap());
+        let read = || async { serde_json::from_value::<VpnConnection>(store.get_any(Kind::VpnConnection, &vco).await.unwrap().unwrap().doc).unwrap() };
+        assert_eq!(read().await.status, NegotiationStatus::IpsecUp);
+
+        // ag1 stops renewing. While its lease lives, the side stays.
+        store.register_agent(&info("ag2"), 60_000).await.unwrap();
+        assert!(place_round(&svc).await.unwrap().changes.is_empty(), "no move while the holder's lease lives");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let round = place_round(&svc).await.unwrap();
+        assert_eq!(round.changes.len(), 1, "{round:?}");
+        assert_eq!(store.placements().await.unwrap()[0].agent, "ag2");
+        let c = read().await;
+        assert_eq!((c.status, c.plane_state.as_str()), (NegotiationStatus::IkeDown, "moving to another agent"));
+        // The dead agent's last word, were it to arrive now, is fenced off.
+        assert!(matches!(svc.observe_fenced(&vco, &up, Some(Mutation::Fence { side: side.clone(), agent: "ag1".into(), epoch: e1 })).await, Err(StoreError::Conflict(_))));
+        assert_eq!(read().await.status, NegotiationStatus::IkeDown);
+
+        // The new holder dies too and nobody is left in the zone: unplaced, and says why.
+        for a in store.agents().await.unwrap() {
+            store.release_agent(&a.info.name, a.epoch).await.unwrap();
+        }
+        place_round(&svc).await.unwrap();
+        assert!(store.placements().await.unwrap().is_empty());
+        assert_eq!(read().await.plane_state, "unplaced: no live agent in the zone");
+    }
+}
