@@ -123,11 +123,12 @@ secrets {{
 """
 
 
-def device_config(server, vco):
-    """The customer side's strongSwan configuration, from DownloadVpnConnectionConfig (legacy SDK)."""
+def device_config(server, vco, device="strongswan"):
+    """The customer side's configuration, from DownloadVpnConnectionConfig (the legacy SDK: the
+    current one has no DeviceType)."""
     req = LegacyDownload()
     req.set_VpnConnectionId(vco)
-    req.add_query_param("DeviceType", "strongswan")
+    req.add_query_param("DeviceType", device)
     req.set_endpoint(server.endpoint)
     req.set_protocol_type("http")
     return json.loads(server.legacy().do_action_with_exception(req))["VpnConnectionConfig"]["DeviceConfig"]

@@ -45,6 +45,9 @@ pub struct DataPlaneConfig {
     pub charon: PathBuf,
     /// The OpenVPN binary (SSL-VPN servers; lab and host modes).
     pub openvpn: PathBuf,
+    /// The BIRD 2 binary (BGP speakers, one per gateway side with BGP-enabled tunnels; lab and
+    /// host modes).
+    pub bird: PathBuf,
     /// Lab mode: the plugins every lab charon loads besides the kernel interface, the socket
     /// and VICI (which vpngw always adds). Each must be installed: the lab refuses to start
     /// otherwise, rather than run a charon that quietly lacks algorithms.
@@ -79,6 +82,7 @@ impl Default for DataPlaneConfig {
             run_dir: None,
             charon: PathBuf::from("/usr/sbin/charon-systemd"),
             openvpn: PathBuf::from("/usr/sbin/openvpn"),
+            bird: PathBuf::from("/usr/sbin/bird"),
             charon_plugins: DEFAULT_PLUGINS.split(' ').map(str::to_string).collect(),
             charon_plugin_dir: PathBuf::from("/usr/lib/ipsec/plugins"),
             kernel_ipsec: "libipsec".into(),

@@ -53,7 +53,7 @@ pub fn plane_gateway(id: &str, conns: Vec<(String, VpnConnection)>) -> vpngw_pla
 
 /// The same gateway as the reconciler holds it.
 pub fn gateway(id: &str, conns: Vec<(String, VpnConnection)>) -> GatewayIntent {
-    GatewayIntent::build(plane_gateway(id, conns), &cgw_addresses(), &HashMap::new())
+    GatewayIntent::build(plane_gateway(id, conns), &cgw_addresses(), &HashMap::new(), &HashMap::new())
 }
 
 /// The intent of these gateways.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use vpngw_model::connection::VpnConnection;
+use vpngw_model::connection::{BgpCfg, VpnConnection};
 use vpngw_model::ipsec_server::IpsecServer;
 use vpngw_model::plane::status;
 use vpngw_model::proposal::{child_selectors, esp_proposal, identity, ike_proposal, tunnel_priority};
@@ -189,15 +189,30 @@ impl RoutePlan {
 
 /// The CHILD_SAs' selectors of a connection: its subnets, or in destination-routing mode the
 /// targets the plan gives it (one child each) and a child for its health probe.
-fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePlan) -> Vec<(Vec<String>, Vec<String>)> {
-    if !routed(c) {
-        return child_selectors(ike_version, &c.local_subnet, &c.remote_subnet);
-    }
-    let mut out: Vec<(Vec<String>, Vec<String>)> = plan.owned(conn_id).iter().map(|(l, r)| (vec![l.clone()], vec![r.clone()])).collect();
-    if c.health.enable && !c.health.sip.is_empty() && !c.health.dip.is_empty() {
-        out.push((vec![format!("{}/32", c.health.sip)], vec![format!("{}/32", c.health.dip)]));
+fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePlan, bgp: Option<&BgpCfg>) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut out = if !routed(c) {
+        child_selectors(ike_version, &c.local_subnet, &c.remote_subnet)
+    } else {
+        let mut out: Vec<(Vec<String>, Vec<String>)> = plan.owned(conn_id).iter().map(|(l, r)| (vec![l.clone()], vec![r.clone()])).collect();
+        if c.health.enable && !c.health.sip.is_empty() && !c.health.dip.is_empty() {
+            out.push((vec![format!("{}/32", c.health.sip)], vec![format!("{}/32", c.health.dip)]));
+        }
+        out
+    };
+    // The tunnel's BGP session rides a CHILD_SA of its own, from LocalBgpIp to the peer's
+    // address in TunnelCidr (last: the other children keep their names and reqids).
+    if let Some((l, r)) = bgp.and_then(bgp_selectors) {
+        out.push((vec![l], vec![r]));
     }
     out
+}
+
+/// The selectors of a tunnel's BGP session (LocalBgpIp/32, peer/32), when BGP is on and the
+/// addresses are known.
+pub fn bgp_selectors(b: &BgpCfg) -> Option<(String, String)> {
+    let local: std::net::Ipv4Addr = b.local_bgp_ip.parse().ok()?;
+    let peer: std::net::Ipv4Addr = b.peer_ip().parse().ok()?;
+    b.enable.then(|| (format!("{local}/32"), format!("{peer}/32")))
 }
 
 /// The definitions of one connection. `cgw_ip` maps customer gateway ids to their addresses;
@@ -213,6 +228,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
         dpd: bool,
         nat: bool,
         role: Option<vpngw_model::connection::TunnelRole>,
+        bgp: Option<&'a BgpCfg>,
     }
     let tunnels: Vec<T> = if c.dual() {
         c.tunnels
@@ -227,10 +243,22 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
                 dpd: t.enable_dpd,
                 nat: t.enable_nat_traversal,
                 role: Some(t.role),
+                bgp: c.enable_tunnels_bgp.then_some(&t.bgp),
             })
             .collect()
     } else {
-        vec![T { key: conn_id.to_string(), tunnel: None, local: &c.internet_ip, cgw: &c.customer_gateway_id, ike: &c.ike, ipsec: &c.ipsec, dpd: c.enable_dpd, nat: c.enable_nat_traversal, role: None }]
+        vec![T {
+            key: conn_id.to_string(),
+            tunnel: None,
+            local: &c.internet_ip,
+            cgw: &c.customer_gateway_id,
+            ike: &c.ike,
+            ipsec: &c.ipsec,
+            dpd: c.enable_dpd,
+            nat: c.enable_nat_traversal,
+            role: None,
+            bgp: Some(&c.bgp),
+        }]
     };
     let mut defs = Vec::new();
     let mut bad = Vec::new();
@@ -258,7 +286,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
             local_id: t.ike.local_id.clone(),
             remote_id: t.ike.remote_id.clone(),
             psk: t.ike.psk.clone(),
-            children: selectors(conn_id, c, &t.ike.ike_version, plan)
+            children: selectors(conn_id, c, &t.ike.ike_version, plan, t.bgp)
                 .into_iter()
                 .map(|(l, r)| ChildDef { name: String::new(), local_ts: l, remote_ts: r, esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime, reqid: 0 })
                 .collect(),

@@ -478,6 +478,7 @@ impl Lab {
     pub async fn remove_gateway(&self, gw: &str) -> Result<()> {
         self.stop_charon(gw).await;
         kill_pid_file(&self.gateway_dir(gw).join("charon.pid")).await;
+        kill_pid_file(&self.gateway_dir(gw).join("bird.pid")).await;
         self.remove_node(&self.gateway_ns(gw)).await?;
         let _ = std::fs::remove_dir_all(self.gateway_dir(gw));
         Ok(())
@@ -499,6 +500,7 @@ impl Lab {
             if let Ok(d) = std::fs::read_dir(self.run_dir.join(sub)) {
                 for e in d.flatten() {
                     kill_pid_file(&e.path().join("charon.pid")).await;
+                    kill_pid_file(&e.path().join("bird.pid")).await;
                 }
             }
         }
@@ -532,8 +534,33 @@ impl Lab {
         Ok(c.socket())
     }
 
+    /// Runs a customer site's BGP speaker (BIRD 2) with this configuration, started or
+    /// reconfigured in place.
+    pub async fn site_bird(&self, name: &str, bird: &Path, conf: &str) -> Result<PathBuf> {
+        let dir = self.site_dir(name);
+        let file = dir.join("bird.conf");
+        std::fs::write(&file, conf).with_context(|| format!("write {}", file.display()))?;
+        let sock = crate::bgp::socket(&dir);
+        if read_pid(&dir.join("bird.pid")).is_some_and(alive) {
+            let reply = crate::bgp::ask(&sock, "configure").await?;
+            if reply.starts_with('8') || reply.starts_with('9') {
+                bail!("BIRD refused {}: {}", file.display(), reply.trim());
+            }
+            return Ok(sock);
+        }
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.site_ns(name)]).arg(bird).arg("-f").arg("-c").arg(&file).arg("-s").arg(&sock);
+        spawn_detached(cmd, &dir.join("bird.out"), &dir.join("bird.pid")).context("start bird")?;
+        if !wait_socket(&sock, Duration::from_secs(10)).await {
+            bail!("the site's BIRD did not open its control socket; see {}", dir.join("bird.out").display());
+        }
+        Ok(sock)
+    }
+
     pub async fn delete_site(&self, name: &str) -> Result<()> {
         kill_pid_file(&self.site_dir(name).join("charon.pid")).await;
+        kill_pid_file(&self.site_dir(name).join("bird.pid")).await;
         self.remove_node(&self.site_ns(name)).await?;
         let _ = std::fs::remove_dir_all(self.site_dir(name));
         Ok(())
@@ -560,4 +587,30 @@ pub async fn swanctl_load(socket: &Path, file: &Path) -> Result<()> {
     let uri = format!("unix://{}", socket.display());
     let file = file.canonicalize().with_context(|| format!("read {}", file.display()))?;
     run("swanctl", &["--load-all", "--noprompt", "--file", &file.to_string_lossy(), "--uri", &uri]).await.map(|_| ())
+}
+
+/// The files of a multi-file device configuration (DownloadVpnConnectionConfig's
+/// `strongswan-bird`): each starts after a line `# ==> <file> <==`. A text without such lines
+/// is one file, `swanctl.conf`.
+pub fn split_device_config(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("# ==> ").and_then(|l| l.strip_suffix(" <==")) {
+            out.push((name.to_string(), String::new()));
+            continue;
+        }
+        if out.is_empty() {
+            out.push(("swanctl.conf".into(), String::new()));
+        }
+        let last = out.last_mut().expect("a file");
+        last.1.push_str(line);
+        last.1.push('\n');
+    }
+    out
+}
+
+/// The addresses a BIRD configuration's sessions speak from (`local <address> as`): a site
+/// must hold them.
+pub fn bird_local_addresses(conf: &str) -> Vec<Ipv4Addr> {
+    conf.lines().filter_map(|l| l.trim().strip_prefix("local ")?.split_whitespace().next()?.parse().ok()).collect()
 }

@@ -1,4 +1,5 @@
 //! `vpngw-dataplane`: reconcilers and the planes they drive.
+pub mod bgp;
 pub mod capabilities;
 pub mod charon;
 pub mod config;

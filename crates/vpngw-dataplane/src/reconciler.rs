@@ -32,6 +32,9 @@ use vpngw_model::route::VpnRoute;
 use vpngw_model::ssl_vpn::{SslClient, SslVpnServer};
 use vpngw_plane::{converged_key, gateway_digest, log_line_time, Diagnosis, IntentSource, LivePlane, Observation, ObservationSink, PlaneError, Role, Sides, Unreadable};
 
+use vpngw_model::bgp::{Peer, Session};
+
+use crate::bgp::BgpPlane;
 use crate::capabilities::Capabilities;
 use crate::charon::{disconnected, Charon, Connector, Vici};
 use crate::config::{DataPlaneConfig, Mode};
@@ -132,12 +135,14 @@ pub struct GatewayIntent {
     /// single-tunnel connections, the master tunnels and the servers; the slave side its
     /// DisasterRecoveryInternetIp and the slave tunnels.
     pub(crate) sides: Sides,
+    /// The BGP sessions of the tunnels of the sides held here.
+    pub(crate) bgp: Vec<Session>,
 }
 
 impl GatewayIntent {
     /// A gateway's definitions from its intent: `cgw_ip` gives customer gateways' addresses,
     /// `health` each connection's usability for routing.
-    pub(crate) fn build(g: vpngw_plane::GatewayIntent, cgw_ip: &HashMap<String, String>, health: &HashMap<String, ipsec::Health>) -> GatewayIntent {
+    pub(crate) fn build(g: vpngw_plane::GatewayIntent, cgw_ip: &HashMap<String, String>, peers: &HashMap<String, Peer>, health: &HashMap<String, ipsec::Health>) -> GatewayIntent {
         let mut defs = Vec::new();
         let mut unsupported = Vec::new();
         let plan = ipsec::RoutePlan::new(&g.routes, health);
@@ -150,7 +155,10 @@ impl GatewayIntent {
                 }
             }
         }
+        let mut bgp = Vec::new();
         for (id, c) in &g.conns {
+            let held = |r: Option<vpngw_model::state::TunnelRole>| sides.holds(if r == Some(vpngw_model::state::TunnelRole::Slave) { Role::Slave } else { Role::Master });
+            bgp.extend(vpngw_model::bgp::sessions(id, c, peers).into_iter().filter(|(r, _)| held(*r)).map(|(_, s)| s));
             let (d, u) = ipsec::definitions(id, c, cgw_ip, &plan);
             // Only the tunnels of the sides held here.
             defs.extend(d.into_iter().filter(|d| sides.holds(tunnel_role(c, &d.key))));
@@ -171,6 +179,7 @@ impl GatewayIntent {
             conn_digests: Vec::new(),
             digest: String::new(),
             sides,
+            bgp,
         };
         gi.digests();
         gi
@@ -206,6 +215,7 @@ pub struct Reconciler {
     /// The intent digest applied, by gateway or connection id (reported to the sink too).
     applied: RwLock<HashMap<String, String>>,
     ssl: SslPlane,
+    bgp: BgpPlane,
     /// How charons are reached, and a command connection to each (by socket).
     connector: Arc<dyn Connector>,
     charons: Mutex<HashMap<PathBuf, Box<dyn Charon>>>,
@@ -263,6 +273,7 @@ impl Reconciler {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let ssl = SslPlane::new(cfg.run_dir().join("ssl"), cfg.openvpn.clone());
+        let bgp = BgpPlane::new(cfg.bird.clone());
         let charon_logs = match (&cfg.mode, &cfg.charon_log) {
             (Mode::Lab, _) => CharonLogs::PerGateway(cfg.run_dir().join("gw")),
             (Mode::Host, Some(p)) => CharonLogs::File(p.clone()),
@@ -277,6 +288,7 @@ impl Reconciler {
             live,
             applied: Default::default(),
             ssl,
+            bgp,
             connector,
             charons: Default::default(),
             timing,
@@ -351,6 +363,9 @@ impl Reconciler {
         }
         if !self.cfg.persist {
             sslvpn::stop_all(&self.cfg.run_dir().join("ssl")).await;
+            for e in std::fs::read_dir(self.cfg.run_dir().join("bgp")).into_iter().flatten().flatten() {
+                self.bgp.stop(&e.path()).await;
+            }
         }
         if let Some(lab) = &self.lab {
             if !lab.persist {
@@ -367,7 +382,7 @@ impl Reconciler {
         let mut out = Vec::new();
         for g in std::mem::take(&mut intent.gateways) {
             let health: HashMap<String, ipsec::Health> = g.conns.iter().map(|(id, c)| (id.clone(), self.steady(id, ipsec::Health::of(c)))).collect();
-            out.push(GatewayIntent::build(g, &intent.customer_gateways, &health));
+            out.push(GatewayIntent::build(g, &intent.customer_gateways, &intent.bgp_peers, &health));
         }
         Ok((out, intent))
     }
@@ -443,6 +458,16 @@ impl Reconciler {
             }],
             Mode::Lab => self.lab_targets(&intent, &gateway_ids).await?,
         };
+        if self.cfg.mode == Mode::Host {
+            // The BGP speakers of gateways that are gone (the lab's go with their namespaces).
+            let live: HashSet<&str> = gateway_ids.iter().map(String::as_str).collect();
+            for e in std::fs::read_dir(self.cfg.run_dir().join("bgp")).into_iter().flatten().flatten() {
+                if !live.contains(e.file_name().to_string_lossy().as_ref()) {
+                    self.bgp.stop(&e.path()).await;
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         self.run_diagnoses(&intent, &targets).await;
         // SSL-VPN servers that are gone (from the store, not merely unreadable) stop first; the
         // others converge with their gateway.
@@ -598,6 +623,8 @@ impl Reconciler {
                     .filter_map(|n| n.hosts().next()),
             );
             private.extend(g.conns.iter().filter(|(_, c)| c.health.enable).filter_map(|(_, c)| c.health.sip.parse::<Ipv4Addr>().ok()));
+            // Each BGP session's LocalBgpIp (the speaker's end of the session).
+            private.extend(g.bgp.iter().map(|s| s.local_ip));
             private.sort();
             private.dedup();
             let ns = lab.gateway_ns(&g.id);
@@ -676,7 +703,23 @@ impl Reconciler {
         self.trap_map.lock().await.insert(t.socket.clone(), traps);
         drop(charons);
 
-        let plan::Observed { servers, conns } = plan::observations(gws, &desired, &states);
+        // The BGP speaker of each gateway here, converged after its tunnels.
+        let mut bgp_up: HashMap<String, bool> = HashMap::new();
+        for g in gws {
+            match self.speak(t, g).await {
+                Ok(seen) => bgp_up.extend(seen),
+                Err(e) => tracing::warn!(gateway = %g.id, error = format!("{e:#}"), "Could not converge the BGP speaker; its sessions read failed until it can."),
+            }
+        }
+        let plan::Observed { servers, mut conns } = plan::observations(gws, &desired, &states);
+        for (id, o) in conns.iter_mut() {
+            let Some((g, c)) = gws.iter().find_map(|g| g.conns.iter().find(|(i, _)| i == id).map(|(_, c)| (g, c))) else { continue };
+            for (role, s) in vpngw_model::bgp::bgp_keys(id, c) {
+                if g.sides.holds(if role == Some(vpngw_model::state::TunnelRole::Slave) { Role::Slave } else { Role::Master }) {
+                    o.bgp.insert(s.clone(), bgp_up.get(&s).copied().unwrap_or(false));
+                }
+            }
+        }
         for (id, online) in servers {
             if let Err(e) = self.sink.ipsec_server(&id, online).await {
                 tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
@@ -686,6 +729,23 @@ impl Reconciler {
             self.record(&id, o).await;
         }
         Ok(())
+    }
+
+    /// Makes the gateway's BGP speaker run the sessions of its tunnels held here; whether each
+    /// is Established, by tunnel key.
+    async fn speak(&self, t: &Target, g: &GatewayIntent) -> Result<HashMap<String, bool>> {
+        let dir = match &self.lab {
+            Some(lab) => lab.gateway_dir(&g.id),
+            None => self.cfg.run_dir().join("bgp").join(&g.id),
+        };
+        let advertise: Vec<ipnet::Ipv4Net> = g.vpc_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+        let seen = self.bgp.converge(&dir, t.netns.as_deref(), &g.bgp, &advertise).await?;
+        for (key, why) in &seen.refused {
+            if self.reported.lock().await.insert(format!("bgp:{key}:{why}")) {
+                tracing::warn!(tunnel = %key, reason = %why, "This BGP session cannot be configured; it reads failed.");
+            }
+        }
+        Ok(seen.sessions.into_iter().map(|(k, p)| (k, p.established())).collect())
     }
 
     /// Logs, once for each different answer, what a charon lacks of what the API accepts.

@@ -102,6 +102,10 @@ pub struct Tunnel {
     pub bgp: BgpCfg,
     /// Negotiation status, owned by the data plane.
     pub status: NegotiationStatus,
+    /// Whether the tunnel's BGP session is Established, as its BGP daemon said last; owned by
+    /// the data plane.
+    #[serde(default)]
+    pub bgp_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,14 +151,19 @@ pub struct VpnConnection {
     /// dual-tunnel connection): an algorithm its strongSwan lacks. Observed, like `status`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub plane_unsupported: std::collections::BTreeMap<String, String>,
+    /// Whether a single-tunnel connection's BGP session is Established, as its BGP daemon said
+    /// last; owned by the data plane.
+    #[serde(default)]
+    pub bgp_up: bool,
 }
 
 impl VpnConnection {
-    /// What the data plane must apply: a digest of the negotiable settings, the start policy and
-    /// the health check. Observed state (statuses) is not part of it.
+    /// What the data plane must apply: a digest of the negotiable settings, the start policy,
+    /// the health check and the BGP settings. Observed state (statuses) is not part of it.
     pub fn intent_digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let v = json!([self.negotiable(), self.effect_immediately, self.health, self.customer_gateway_id, self.cgw_ids]);
+        let bgp = json!([self.bgp, self.enable_tunnels_bgp, self.tunnels.iter().map(|t| &t.bgp).collect::<Vec<_>>()]);
+        let v = json!([self.negotiable(), self.effect_immediately, self.health, self.customer_gateway_id, self.cgw_ids, bgp]);
         hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8])
     }
     pub fn dual(&self) -> bool {

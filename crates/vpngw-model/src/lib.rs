@@ -3,6 +3,7 @@
 //! async runtime, no store, no wire format, no HTTP: the service converts between these types
 //! and the API's parameters and responses, and the data plane reads them as intent.
 
+pub mod bgp;
 pub mod certificate;
 pub mod connection;
 pub mod customer_gateway;

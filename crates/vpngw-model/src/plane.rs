@@ -66,6 +66,9 @@ pub struct Observation {
     /// With `plane`: why each tunnel (by connection or tunnel id) that this data plane cannot
     /// negotiate is not loaded; empty when every tunnel is.
     pub unsupported: std::collections::BTreeMap<String, String>,
+    /// Each BGP session this plane runs, by tunnel key (the connection's id for a single
+    /// tunnel, else the tunnel's id): whether its BGP daemon says it is Established.
+    pub bgp: std::collections::BTreeMap<String, bool>,
 }
 
 /// The Unix time of a log line that starts `YYYY-MM-DD HH:MM:SS` (OpenVPN's and vpngw's

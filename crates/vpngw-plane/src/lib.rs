@@ -47,6 +47,8 @@ pub struct Intent {
     pub ssl_ids: HashSet<String>,
     /// Customer gateways' public addresses, by id.
     pub customer_gateways: HashMap<String, String>,
+    /// Customer gateways' BGP settings (Asn, AuthKey in the clear), by id.
+    pub bgp_peers: HashMap<String, vpngw_model::bgp::Peer>,
     /// Documents that exist but cannot be read: unknown, never to be taken for absent.
     pub unreadable: Vec<Unreadable>,
 }

@@ -272,7 +272,9 @@ impl Service {
 
     pub async fn observe_fenced(&self, conn_id: &str, o: &Observation, fence: Option<Mutation>) -> Result<bool, StoreError> {
         self.update_observed(Kind::VpnConnection, conn_id, fence, |c: &mut VpnConnection| {
-            let snapshot = |c: &VpnConnection| (c.status, c.tunnels.iter().map(|t| t.status).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone());
+            let snapshot = |c: &VpnConnection| {
+                (c.status, c.tunnels.iter().map(|t| (t.status, t.bgp_up)).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone(), c.bgp_up)
+            };
             let before = snapshot(c);
             if let Some(s) = o.status {
                 c.status = s;
@@ -281,6 +283,12 @@ impl Service {
                 if let Some(s) = o.tunnels.get(&t.tunnel_id) {
                     t.status = *s;
                 }
+                if let Some(up) = o.bgp.get(t.tunnel_id.as_str()) {
+                    t.bgp_up = *up;
+                }
+            }
+            if let Some(up) = o.bgp.get(conn_id) {
+                c.bgp_up = *up;
             }
             if let Some(h) = &o.health {
                 c.health_status = h.clone();
@@ -292,7 +300,7 @@ impl Service {
             if before == snapshot(c) {
                 return false;
             }
-            tracing::info!(connection = %conn_id, status = %c.status, tunnels = ?o.tunnels, health = %c.health_status, "Observed a connection.");
+            tracing::info!(connection = %conn_id, status = %c.status, tunnels = ?o.tunnels, health = %c.health_status, bgp = ?o.bgp, "Observed a connection.");
             true
         })
         .await
@@ -339,8 +347,10 @@ fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
         }
     }
     let mut customer_gateways: HashMap<String, String> = HashMap::new();
+    let mut bgp_peers: HashMap<String, vpngw_model::bgp::Peer> = HashMap::new();
     for r in take(Kind::CustomerGateway) {
         if let Some(c) = read::<CustomerGateway>(&r, &mut unreadable) {
+            bgp_peers.insert(r.id.clone(), vpngw_model::bgp::Peer { asn: c.asn, auth_key: c.auth_key.expose().to_string() });
             customer_gateways.insert(r.id, c.ip_address);
         }
     }
@@ -420,5 +430,5 @@ fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
             sides: vpngw_plane::Sides::BOTH,
         });
     }
-    Intent { gateways, gateway_ids, ssl_ids, customer_gateways, unreadable }
+    Intent { gateways, gateway_ids, ssl_ids, customer_gateways, bgp_peers, unreadable }
 }

@@ -345,14 +345,16 @@ pub async fn place_round(svc: &Service) -> Result<placement::Round, StoreError> 
             for mut rec in svc.store.all(Kind::VpnConnection).await?.into_iter().filter(|r| r.parent.as_deref() == Some(gw.as_str())) {
                 let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { continue };
                 let mut changed = false;
-                if roles.contains(&Role::Master) && !c.dual() && c.status != NOT_ESTABLISHED {
+                if roles.contains(&Role::Master) && !c.dual() && (c.status != NOT_ESTABLISHED || c.bgp_up) {
                     c.status = NOT_ESTABLISHED;
+                    c.bgp_up = false;
                     changed = true;
                 }
                 for t in c.tunnels.iter_mut() {
                     let role = if t.role == vpngw_model::state::TunnelRole::Slave { Role::Slave } else { Role::Master };
-                    if roles.contains(&role) && t.status != NOT_ESTABLISHED {
+                    if roles.contains(&role) && (t.status != NOT_ESTABLISHED || t.bgp_up) {
                         t.status = NOT_ESTABLISHED;
+                        t.bgp_up = false;
                         changed = true;
                     }
                 }

@@ -161,7 +161,8 @@ enum SiteCmd {
         /// The site's private subnet; its first address answers on the site.
         #[arg(long)]
         subnet: ipnet::Ipv4Net,
-        /// A swanctl.conf to load (e.g. DownloadVpnConnectionConfig's DeviceConfig).
+        /// A swanctl.conf to load (DownloadVpnConnectionConfig's DeviceConfig), or a whole
+        /// site (DeviceType strongswan-bird: swanctl.conf and bird.conf; BIRD starts too).
         #[arg(long)]
         swanctl: Option<PathBuf>,
     },
@@ -342,9 +343,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 LabCmd::Site { cmd: SiteCmd::Create { name, ip, subnet, swanctl } } => {
                     lab.check()?;
-                    let sock = lab.create_site(&name, &[ip], &[subnet]).await?;
-                    if let Some(file) = swanctl {
+                    // A whole site (DeviceType strongswan-bird) is swanctl.conf and bird.conf in
+                    // one file; the site holds the addresses its BGP sessions speak from.
+                    let files = match &swanctl {
+                        Some(f) => vpngw_dataplane::lab::split_device_config(&std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?),
+                        None => Vec::new(),
+                    };
+                    let bird = files.iter().find(|(n, _)| n == "bird.conf").map(|(_, c)| c.clone());
+                    let mut subnets = vec![subnet];
+                    subnets.extend(bird.as_deref().map(vpngw_dataplane::lab::bird_local_addresses).unwrap_or_default().into_iter().map(ipnet::Ipv4Net::from));
+                    let sock = lab.create_site(&name, &[ip], &subnets).await?;
+                    if let Some((_, text)) = files.iter().find(|(n, _)| n == "swanctl.conf") {
+                        let file = lab.site_dir(&name).join("swanctl.conf");
+                        std::fs::write(&file, text)?;
                         vpngw_dataplane::lab::swanctl_load(&sock, &file).await?;
+                    }
+                    if let Some(conf) = bird {
+                        let ctl = lab.site_bird(&name, &cfg.dataplane.bird, &conf).await?;
+                        println!("site {name}: BIRD control socket {}", ctl.display());
                     }
                     println!("site {name}: namespace {}, VICI socket {}", lab.site_ns(&name), sock.display());
                 }

@@ -4,6 +4,7 @@
 use super::*;
 
 /// The customer side of one tunnel: its own address and IDs first.
+#[derive(Clone)]
 pub(crate) struct PeerTunnel {
     pub name: String,
     pub tunnel_id: String,
@@ -17,10 +18,22 @@ pub(crate) struct PeerTunnel {
     pub role: Option<TunnelRole>,
     pub local_subnet: Vec<String>,
     pub remote_subnet: Vec<String>,
+    /// The customer's side of the tunnel's BGP session, when BGP is on for it.
+    pub bgp: Option<vpngw_model::bgp::Session>,
 }
 
 pub(super) fn peer_ike(ike: &IkeCfg) -> IkeCfg {
     IkeCfg { local_id: ike.remote_id.clone(), remote_id: ike.local_id.clone(), ..ike.clone() }
+}
+
+/// The customer's side of a tunnel's BGP session: the mirror of the gateway's.
+fn peer_bgp(key: &str, bgp: &BgpCfg, on: bool, cgw: Option<&CustomerGateway>) -> Option<vpngw_model::bgp::Session> {
+    if !on {
+        return None;
+    }
+    let peer = vpngw_model::bgp::Peer { asn: cgw?.asn, auth_key: cgw?.auth_key.expose().to_string() };
+    let s = vpngw_model::bgp::session(key, bgp, Some(&peer))?;
+    Some(vpngw_model::bgp::Session { key: s.key, local_ip: s.peer_ip, local_asn: s.peer_asn, peer_ip: s.local_ip, peer_asn: s.local_asn, password: s.password })
 }
 
 pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult {
@@ -45,6 +58,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
                 role: Some(t.role),
                 local_subnet: c.remote_subnet.clone(),
                 remote_subnet: c.local_subnet.clone(),
+                bgp: peer_bgp(&t.tunnel_id, &t.bgp, c.enable_tunnels_bgp, cgws.get(&t.customer_gateway_id)),
             })
             .collect()
     } else {
@@ -60,6 +74,7 @@ pub async fn download_vpn_connection_config(req: &mut Req<'_>) -> HandlerResult 
             role: None,
             local_subnet: c.remote_subnet.clone(),
             remote_subnet: c.local_subnet.clone(),
+            bgp: peer_bgp(&rec.id, &c.bgp, true, cgws.get(&c.customer_gateway_id)),
         }]
     };
     let first = &peers[0];

@@ -91,6 +91,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         health_status: String::new(),
         plane_state: String::new(),
         plane_unsupported: Default::default(),
+        bgp_up: false,
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -128,6 +129,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
                 ipsec: default_ipsec(g.national),
                 bgp: BgpCfg::default(),
                 status: NOT_ESTABLISHED,
+                bgp_up: false,
             };
             apply_tunnel(&mut t, spec, &at, g.national, c.enable_tunnels_bgp)?;
             if g.national && !explicit_remote_id {

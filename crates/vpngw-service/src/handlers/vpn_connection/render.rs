@@ -30,13 +30,13 @@ pub(super) fn ipsec_json(c: &IpsecCfg, lifetime_as_text: bool) -> Value {
     })
 }
 
-/// BGP sessions need a BGP daemon, which the data plane does not have yet: an enabled session
-/// is reported as not up.
-pub(super) fn bgp_status(enabled: bool) -> &'static str {
-    if enabled {
-        "failed"
-    } else {
-        ""
+/// A BGP session's status: `success` only while its BGP daemon last said it was Established
+/// (the data plane's observation), `failed` otherwise; "" with BGP off.
+pub(super) fn bgp_status(enabled: bool, up: bool) -> &'static str {
+    match (enabled, up) {
+        (false, _) => "",
+        (true, true) => "success",
+        (true, false) => "failed",
     }
 }
 
@@ -61,7 +61,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
                 "RemoteCaCertificate": t.remote_ca_certificate, "TunnelIkeConfig": ike_json(&t.ike, text), "TunnelIpsecConfig": ipsec_json(&t.ipsec, text),
                 "TunnelBgpConfig": {
                     "LocalAsn": asn(Some(t.bgp.local_asn)), "PeerAsn": asn(peer_asn), "TunnelCidr": t.bgp.tunnel_cidr,
-                    "LocalBgpIp": t.bgp.local_bgp_ip, "PeerBgpIp": t.bgp.peer_ip(), "BgpStatus": bgp_status(t.bgp.enable),
+                    "LocalBgpIp": t.bgp.local_bgp_ip, "PeerBgpIp": t.bgp.peer_ip(), "BgpStatus": bgp_status(t.bgp.enable, t.bgp_up),
                 },
             });
             if shape != Shape::Modify {
@@ -85,7 +85,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
         "VpnBgpConfig": {
             "EnableBgp": c.bgp.enable.to_string(), "LocalAsn": c.bgp.local_asn, "TunnelCidr": c.bgp.tunnel_cidr,
             "LocalBgpIp": c.bgp.local_bgp_ip, "PeerBgpIp": c.bgp.peer_ip(), "PeerAsn": cgw.and_then(|g| g.asn),
-            "AuthKey": cgw.map(|g| g.auth_key.clone()).unwrap_or_default(), "Status": bgp_status(c.bgp.enable),
+            "AuthKey": cgw.map(|g| g.auth_key.clone()).unwrap_or_default(), "Status": bgp_status(c.bgp.enable, c.bgp_up),
         },
         "TunnelOptionsSpecification": {"TunnelOptions": tunnels},
     });

@@ -31,6 +31,7 @@ fn base() -> VpnConnection {
         health_status: String::new(),
         plane_state: String::new(),
         plane_unsupported: Default::default(),
+        bgp_up: false,
     }
 }
 

@@ -1,0 +1,150 @@
+//! BGP speakers: one BIRD 2 per gateway side that has BGP-enabled tunnels, started and
+//! supervised like the charons and OpenVPN servers (own process group, pid file, adopted after a
+//! restart of vpngw), configured by file and reconfigured in place over its control socket, and
+//! read over the same socket.
+//!
+//! Why BIRD: one small process per speaker with its own control socket and configuration file
+//! (several run side by side, one per namespace, with no shared state), TCP MD5, and `configure`
+//! that restarts only the sessions whose settings changed. Its state comes from its control
+//! socket's protocol (numbered reply lines, `1002` rows of `show protocols`), which is the
+//! structured form BIRD has: it has no JSON output.
+//!
+//! A session's transport is its tunnel: LocalBgpIp is an address of the gateway side (in the lab,
+//! on the namespace's loopback) and the tunnel's CHILD_SA from LocalBgpIp/32 to the peer's /32
+//! carries it (charon routes it, through table 220). BIRD installs no route: the routes it learns
+//! are read from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+use vpngw_model::bgp::{bird_conf, parse_protocols, ProtocolState, Session};
+
+use crate::process::{alive, kill_pid_file, read_pid, spawn_detached};
+
+/// What one speaker says of its sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Speaking {
+    /// By tunnel key: what BIRD says of the session (absent: BIRD did not answer for it).
+    pub sessions: BTreeMap<String, ProtocolState>,
+    /// Sessions that could not be configured, with why (by tunnel key).
+    pub refused: Vec<(String, String)>,
+}
+
+/// The speakers of this data plane, by directory.
+pub struct BgpPlane {
+    bird: PathBuf,
+    /// The configuration each running speaker was given (its digest), by directory.
+    applied: Mutex<HashMap<PathBuf, String>>,
+}
+
+fn conf(dir: &Path) -> PathBuf {
+    dir.join("bird.conf")
+}
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.join("bird.pid")
+}
+pub fn socket(dir: &Path) -> PathBuf {
+    dir.join("bird.ctl")
+}
+
+impl BgpPlane {
+    pub fn new(bird: PathBuf) -> BgpPlane {
+        BgpPlane { bird, applied: Mutex::new(HashMap::new()) }
+    }
+
+    /// Makes the speaker in `dir` (running in `netns`) run exactly `sessions`, advertising
+    /// `advertise`, and says what it sees. With no session, the speaker stops.
+    pub async fn converge(&self, dir: &Path, netns: Option<&str>, sessions: &[Session], advertise: &[ipnet::Ipv4Net]) -> Result<Speaking> {
+        if sessions.is_empty() {
+            self.stop(dir).await;
+            return Ok(Speaking::default());
+        }
+        let (text, refused) = bird_conf(sessions, advertise);
+        let digest = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
+        let running = read_pid(&pid_file(dir)).is_some_and(alive);
+        let mut applied = self.applied.lock().await;
+        if !running {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            std::fs::write(conf(dir), &text)?;
+            self.spawn(dir, netns).await?;
+            applied.insert(dir.to_path_buf(), digest);
+        } else if applied.get(dir) != Some(&digest) {
+            // A running speaker (perhaps adopted after a restart of vpngw): rewriting an
+            // unchanged file and `configure` leaves every session as it is; a changed one
+            // restarts only the sessions whose settings changed.
+            let on_disk = std::fs::read_to_string(conf(dir)).unwrap_or_default();
+            if on_disk != text {
+                std::fs::write(conf(dir), &text)?;
+                let reply = ask(&socket(dir), "configure").await?;
+                if !reply.lines().any(|l| l.starts_with("0003") || l.starts_with("0004") || l.starts_with("0019") || l.starts_with("0020")) {
+                    bail!("BIRD in {} refused its configuration: {}", dir.display(), reply.trim());
+                }
+                tracing::info!(speaker = %dir.display(), "Reconfigured a BGP speaker.");
+            }
+            applied.insert(dir.to_path_buf(), digest);
+        }
+        drop(applied);
+        let protocols = parse_protocols(&ask(&socket(dir), "show protocols").await?);
+        let sessions = sessions.iter().filter_map(|s| Some((s.key.clone(), protocols.get(&s.protocol())?.clone()))).collect();
+        Ok(Speaking { sessions, refused })
+    }
+
+    async fn spawn(&self, dir: &Path, netns: Option<&str>) -> Result<()> {
+        kill_pid_file(&pid_file(dir)).await;
+        let _ = std::fs::remove_file(socket(dir));
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bird);
+                c
+            }
+            None => tokio::process::Command::new(&self.bird),
+        };
+        cmd.arg("-f").arg("-c").arg(conf(dir)).arg("-s").arg(socket(dir));
+        let pid = spawn_detached(cmd, &dir.join("bird.out"), &pid_file(dir)).with_context(|| format!("start {}", self.bird.display()))?;
+        if !crate::lab::wait_socket(&socket(dir), Duration::from_secs(10)).await {
+            bail!("BIRD in {} did not open its control socket; see {}", dir.display(), dir.join("bird.out").display());
+        }
+        tracing::info!(speaker = %dir.display(), pid, "Started a BGP speaker.");
+        Ok(())
+    }
+
+    /// Stops the speaker in `dir`, if one runs.
+    pub async fn stop(&self, dir: &Path) {
+        if self.applied.lock().await.remove(dir).is_some() || pid_file(dir).exists() {
+            kill_pid_file(&pid_file(dir)).await;
+            let _ = std::fs::remove_file(socket(dir));
+            let _ = std::fs::remove_file(conf(dir));
+        }
+    }
+}
+
+/// Sends one command to BIRD's control socket and returns its whole reply (the greeting left
+/// out): lines up to and including the first whose four-digit code is followed by a space.
+pub async fn ask(socket: &Path, command: &str) -> Result<String> {
+    let go = async {
+        let stream = UnixStream::connect(socket).await.with_context(|| format!("connect to {}", socket.display()))?;
+        let (r, mut w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        // The greeting: "0001 BIRD 2.0.12 ready."
+        lines.next_line().await?.context("BIRD closed its control socket")?;
+        w.write_all(format!("{command}\n").as_bytes()).await?;
+        let mut out = String::new();
+        while let Some(line) = lines.next_line().await? {
+            let last = line.len() >= 5 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit) && line.as_bytes()[4] == b' ';
+            out.push_str(&line);
+            out.push('\n');
+            if last {
+                return Ok(out);
+            }
+        }
+        bail!("BIRD closed its control socket mid-reply")
+    };
+    tokio::time::timeout(Duration::from_secs(5), go).await.context("BIRD did not answer within 5 s")?
+}

@@ -1,0 +1,113 @@
+"""BGP over IPsec in the lab: each BGP-enabled tunnel's session is run by the gateway's BIRD,
+inside the tunnel, against a customer site configured only from DownloadVpnConnectionConfig's
+`strongswan-bird` rendering (swanctl.conf and bird.conf), and the API's BGP status is what the
+gateway's BIRD says.
+
+Needs root, strongSwan and BIRD 2 (bird2), which `.ci/run` installs."""
+import json
+import re
+import subprocess
+import time
+
+import pytest
+from alibabacloud_vpc20160428 import models as m
+
+from helpers import REGION, make_cgw
+from lab import Lab, conn, device_config, ike_ids, wait_conn
+from test_dataplane import gateway, new_site
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab().start()
+    yield lab
+    lab.stop()
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() if n.startswith(lab.name)], "the lab left namespaces behind"
+
+
+def site_config(lab, vco):
+    """The whole customer site (strongSwan and BIRD) from DownloadVpnConnectionConfig."""
+    return device_config(lab.server, vco, "strongswan-bird")
+
+
+def birdc(sock, *cmd):
+    return subprocess.run(["birdc", "-s", sock, *cmd], capture_output=True, text=True, timeout=10).stdout
+
+
+def bgp_status(lab, vco):
+    return conn(lab.c, vco).vpn_bgp_config.status
+
+
+def wait_bgp(lab, vco, status, timeout=30):
+    deadline = time.time() + timeout
+    seen = None
+    while time.time() < deadline:
+        seen = bgp_status(lab, vco)
+        if seen == status:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{vco}: BGP status stayed {seen!r}, never {status!r}")
+
+
+def bgp_connection(lab, gw, cidr, asn=65001, key="md5-Key!"):
+    c = lab.c
+    name, ip, subnet, host = new_site()
+    cgw = make_cgw(c, ip_address=ip, asn=asn, auth_key=key).customer_gateway_id
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+        region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet=subnet, effect_immediately=True,
+        bgp_config=json.dumps({"EnableBgp": "true", "TunnelCidr": cidr, "LocalAsn": "45104"}))).body.vpn_connection_id
+    return vco, cgw, name, ip, subnet
+
+
+def test_a_session_inside_the_tunnel_is_established_and_its_status_follows_bird(lab):
+    gw = gateway(lab.c)
+    vco, cgw, site, ip, subnet = bgp_connection(lab, gw, "169.254.11.0/30")
+    wait_conn(lab.c, vco, "ike_sa_not_established", timeout=30)
+    assert bgp_status(lab, vco) == "failed", "no peer yet"
+    text = site_config(lab, vco)
+    lab.site(site, ip, subnet, config=text)
+    wait_conn(lab.c, vco, "ipsec_sa_established", timeout=30)
+    wait_bgp(lab, vco, "success")
+    gw_bird = f"{lab.run_dir}/gw/{gw}/bird.ctl"
+    site_bird = f"{lab.run_dir}/site/{site}/bird.ctl"
+    assert "Established" in birdc(gw_bird, "show", "protocols", "all"), "the gateway's BIRD says so"
+    # The gateway advertises its VPC; the site advertises its subnet: both over the session.
+    assert "10.1.0.0/16" in birdc(site_bird, "show", "route"), birdc(site_bird, "show", "route")
+    assert subnet in birdc(gw_bird, "show", "route"), birdc(gw_bird, "show", "route")
+    # The session rides its own CHILD_SA (LocalBgpIp/32 ↔ the peer's /32).
+    assert "169.254.11.1/32" in lab.sas(lab.gw_sock(gw))
+
+    # The site's BGP stops: the status says so (BIRD: not Established), the tunnel stays up.
+    birdc(site_bird, "disable", "all")
+    wait_bgp(lab, vco, "failed")
+    assert conn(lab.c, vco).status == "ipsec_sa_established"
+    birdc(site_bird, "enable", "all")
+    wait_bgp(lab, vco, "success")
+
+    # A new AuthKey reaches BIRD without touching the IPsec SAs: the session fails until the
+    # site has the new key too, and comes back; the same IKE_SA carries it throughout.
+    before = ike_ids(lab.sas(lab.gw_sock(gw)))
+    lab.c.modify_customer_gateway_attribute(m.ModifyCustomerGatewayAttributeRequest(region_id=REGION, customer_gateway_id=cgw, auth_key="another-Key"))
+    birdc(site_bird, "restart", "all")
+    wait_bgp(lab, vco, "failed")
+    lab.site(site, ip, subnet, config=site_config(lab, vco))
+    wait_bgp(lab, vco, "success", timeout=45)
+    after = ike_ids(lab.sas(lab.gw_sock(gw)))
+    # (Both sides initiate, so a duplicate IKE_SA may come and go; no new one is made.)
+    assert after and set(after) <= set(before), f"the IPsec SAs were not renegotiated: {before} → {after}"
+
+
+def test_a_wrong_peer_asn_never_comes_up(lab):
+    gw = gateway(lab.c)
+    vco, cgw, site, ip, subnet = bgp_connection(lab, gw, "169.254.12.0/30", asn=65010)
+    text = site_config(lab, vco)
+    assert "as 65010;" in text
+    # The customer's device runs another AS than its customer gateway says.
+    lab.site(site, ip, subnet, config=text.replace("as 65010;", "as 65011;"))
+    wait_conn(lab.c, vco, "ipsec_sa_established", timeout=30)
+    site_bird = f"{lab.run_dir}/site/{site}/bird.ctl"
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        assert bgp_status(lab, vco) == "failed"
+        time.sleep(0.5)
+    assert re.search(r"Bad peer AS|Active|Connect|OpenSent", birdc(site_bird, "show", "protocols")), birdc(site_bird, "show", "protocols")
