@@ -13,7 +13,7 @@ import pytest
 from alibabacloud_vpc20160428 import models as m
 
 from helpers import REGION, make_cgw
-from lab import Lab, conn, device_config, ike_ids, wait_conn
+from lab import Lab, conn, device_config, ike_ids, ping, ping_until, wait_conn
 from test_dataplane import gateway, new_site
 
 
@@ -111,3 +111,67 @@ def test_a_wrong_peer_asn_never_comes_up(lab):
         assert bgp_status(lab, vco) == "failed"
         time.sleep(0.5)
     assert re.search(r"Bad peer AS|Active|Connect|OpenSent", birdc(site_bird, "show", "protocols")), birdc(site_bird, "show", "protocols")
+
+
+def plumbing(lab, gw, site):
+    """What the gateway and the site route, and their SAs (for a failure's message)."""
+    run = lambda *a: subprocess.run(list(a), capture_output=True, text=True).stdout
+    return "\n".join([run("ip", "-n", lab.gw_ns(gw), "route", "show", "table", "220"), run("ip", "-n", lab.gw_ns(gw), "rule"), lab.sas(lab.gw_sock(gw)),
+                      run("ip", "-n", lab.site_ns(site), "route", "show", "table", "220"), lab.sas(lab.site_sock(site))])
+
+
+def bgp_routes(lab, gw):
+    b = lab.c.describe_vpn_route_entries(m.DescribeVpnRouteEntriesRequest(region_id=REGION, vpn_gateway_id=gw, route_entry_type="bgp", page_size=50)).body
+    return {e.route_dest: e for e in b.vpn_route_entries.vpn_route_entry}
+
+
+def wait_routes(lab, gw, want, timeout=30):
+    deadline = time.time() + timeout
+    seen = None
+    while time.time() < deadline:
+        seen = bgp_routes(lab, gw)
+        if set(seen) == set(want):
+            return seen
+        time.sleep(0.3)
+    raise AssertionError(f"{gw}: BGP routes {sorted(seen)}, never {sorted(want)}")
+
+
+def test_learned_prefixes_are_bgp_routes_that_carry_traffic_and_a_withdrawal_stops_it(lab):
+    c = lab.c
+    gw = gateway(c)
+    name, ip, _, _ = new_site()
+    cgw = make_cgw(c, ip_address=ip, asn=65020).customer_gateway_id
+    # Destination-routing mode (0.0.0.0/0 on both sides): what BGP learns is what the tunnel carries.
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+        region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="0.0.0.0/0", remote_subnet="0.0.0.0/0", effect_immediately=True,
+        bgp_config=json.dumps({"EnableBgp": "true", "TunnelCidr": "169.254.13.0/30"}))).body.vpn_connection_id
+    text = site_config(lab, vco)
+    head = "protocol static site {\n  ipv4;\n"
+    assert head in text
+    two = text.replace(head, head + "  route 10.61.0.0/24 blackhole;\n  route 10.62.0.0/24 blackhole;\n")
+    lab.site(name, ip, "10.61.0.0/24", config=two)
+    subprocess.run(["ip", "-n", lab.site_ns(name), "addr", "add", "10.62.0.1/32", "dev", "lo"], check=True)
+    wait_bgp(lab, vco, "success", timeout=40)
+    routes = wait_routes(lab, gw, {"10.61.0.0/24", "10.62.0.0/24"})
+    r = routes["10.62.0.0/24"]
+    assert (r.next_hop, r.route_entry_type, r.as_path, r.state, r.vpn_instance_id) == (vco, "bgp", "65020", "published", gw)
+    assert r.create_time > 0
+    # The VPC reaches both learned prefixes through the tunnel.
+    gw_ns = lab.gw_ns(gw)
+    assert ping_until(gw_ns, "10.1.0.1", "10.61.0.1", timeout=20), plumbing(lab, gw, name)
+    assert ping_until(gw_ns, "10.1.0.1", "10.62.0.1", timeout=20), plumbing(lab, gw, name)
+
+    # The site withdraws one: gone from the API and from forwarding; only its CHILD_SA closes.
+    ike = ike_ids(lab.sas(lab.gw_sock(gw)))
+    lab.site(name, ip, "10.61.0.0/24", config=text.replace(head, head + "  route 10.61.0.0/24 blackhole;\n"))
+    # (The site keeps its address in the withdrawn prefix: only the route goes.)
+    subprocess.run(["ip", "-n", lab.site_ns(name), "addr", "replace", "10.62.0.1/32", "dev", "lo"], check=True)
+    wait_routes(lab, gw, {"10.61.0.0/24"})
+    deadline = time.time() + 15
+    while time.time() < deadline and ping(gw_ns, "10.1.0.1", "10.62.0.1", wait=1):
+        pass
+    assert not ping(gw_ns, "10.1.0.1", "10.62.0.1", wait=1), "a withdrawn prefix is not routed\n" + plumbing(lab, gw, name)
+    assert ping_until(gw_ns, "10.1.0.1", "10.61.0.1", timeout=20), "the other still is\n" + plumbing(lab, gw, name)
+    after = ike_ids(lab.sas(lab.gw_sock(gw)))
+    assert after and set(after) <= set(ike), f"no IKE_SA was renegotiated: {ike} → {after}"
+    assert "10.62.0.0/24" not in lab.sas(lab.gw_sock(gw))

@@ -57,8 +57,10 @@ def test_destination_routes_lifecycle_and_fields(alice):
     assert (by_hop[a].weight, by_hop[a].state, by_hop[b].weight, by_hop[b].state) == (100, "published", 0, "normal")
     assert by_hop[a].route_entry_type == "Custom"
     counts = {x.route_entry_type: x.route_count for x in d.vpn_route_counts.vpn_route_count}
-    assert counts == {"Custom": 2, "System": 0}
+    assert counts == {"Custom": 2, "System": 0, "bgp": 0}
     assert dbrs(alice, gw, route_entry_type="system").total_count == 0
+    # BGP routes are what the gateway's BGP sessions learned: none without a data plane.
+    assert dbrs(alice, gw, route_entry_type="bgp").total_count == 0
     assert dbrs(alice, gw, route_entry_type="Custom").total_count == 2
     # Weights swap: the active becomes standby only once the standby has moved away.
     assert error(alice.modify_vpn_route_entry_weight, m.ModifyVpnRouteEntryWeightRequest(
@@ -183,7 +185,7 @@ def test_auto_config_route_makes_system_policy_routes(alice):
     d = dbrs(alice, gw)
     assert sorted((e.route_dest, e.next_hop, e.route_entry_type) for e in d.vpn_route_entries.vpn_route_entry) == [
         ("192.168.40.0/24", by_dest, "System"), ("192.168.41.0/24", by_dest, "System")]
-    assert {x.route_entry_type: x.route_count for x in d.vpn_route_counts.vpn_route_count} == {"Custom": 0, "System": 2}
+    assert {x.route_entry_type: x.route_count for x in d.vpn_route_counts.vpn_route_count} == {"Custom": 0, "System": 2, "bgp": 0}
     alice.delete_vpn_connection(m.DeleteVpnConnectionRequest(region_id=REGION, vpn_connection_id=by_dest))
     wait_status(alice, gw, "active")
     assert dbrs(alice, gw).total_count == 0

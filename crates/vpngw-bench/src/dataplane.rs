@@ -304,6 +304,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
                 lifetime: 3600,
                 reqid: 0x1000_0000 + i as u32,
             }],
+            learned: Vec::new(),
             initiate: false,
             priority: None,
             pool: None,

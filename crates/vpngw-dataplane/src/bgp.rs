@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
-use vpngw_model::bgp::{bird_conf, parse_protocols, ProtocolState, Session};
+use vpngw_model::bgp::{bird_conf, parse_protocols, parse_routes, Learned, ProtocolState, Session};
 
 use crate::process::{alive, kill_pid_file, read_pid, spawn_detached};
 
@@ -34,6 +34,8 @@ pub struct Speaking {
     pub sessions: BTreeMap<String, ProtocolState>,
     /// Sessions that could not be configured, with why (by tunnel key).
     pub refused: Vec<(String, String)>,
+    /// By tunnel key: the routes the session learned (none unless it is Established).
+    pub learned: BTreeMap<String, Vec<Learned>>,
 }
 
 /// The speakers of this data plane, by directory.
@@ -91,8 +93,17 @@ impl BgpPlane {
         }
         drop(applied);
         let protocols = parse_protocols(&ask(&socket(dir), "show protocols").await?);
+        let mut routes = if protocols.values().any(ProtocolState::established) { parse_routes(&ask(&socket(dir), "show route all").await?) } else { BTreeMap::new() };
+        let mut learned = BTreeMap::new();
+        for s in sessions {
+            let up = protocols.get(&s.protocol()).is_some_and(ProtocolState::established);
+            let mut r = if up { routes.remove(&s.protocol()).unwrap_or_default() } else { Vec::new() };
+            r.sort();
+            r.dedup();
+            learned.insert(s.key.clone(), r);
+        }
         let sessions = sessions.iter().filter_map(|s| Some((s.key.clone(), protocols.get(&s.protocol())?.clone()))).collect();
-        Ok(Speaking { sessions, refused })
+        Ok(Speaking { sessions, refused, learned })
     }
 
     async fn spawn(&self, dir: &Path, netns: Option<&str>) -> Result<()> {

@@ -2,7 +2,7 @@
 //! charon over its socket; `fake::FakeCharon` (tests) keeps definitions and SAs in memory, so
 //! that whole reconcile scenarios run in milliseconds without root.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -29,7 +29,7 @@ pub trait Charon: Send {
     /// The algorithms and plugins it has.
     async fn capabilities(&mut self) -> Result<Capabilities>;
     /// The names of the definitions vpngw owns that it holds.
-    async fn loaded(&mut self) -> Result<HashSet<String>>;
+    async fn loaded(&mut self) -> Result<crate::plan::Loaded>;
     /// Removes a definition, then closes its SAs and forgets its PSK (and pool). Unloading
     /// first leaves a re-initiating peer no definition to land a new IKE_SA on.
     async fn unload(&mut self, name: &str) -> Result<()>;
@@ -39,6 +39,8 @@ pub trait Charon: Send {
     async fn sas(&mut self) -> Result<HashMap<String, SaState>>;
     /// Closes one IKE_SA (by unique id); a failure is only logged.
     async fn terminate(&mut self, ike_id: &str);
+    /// Closes one CHILD_SA (by unique id), leaving its IKE_SA; a failure is only logged.
+    async fn terminate_child(&mut self, child_id: &str);
     /// Starts negotiating a definition's IKE_SA, or one child under it; a failure is only
     /// logged (the next pass tries again).
     async fn initiate(&mut self, ike: &str, child: Option<&str>);
@@ -104,9 +106,17 @@ impl Charon for ViciCharon {
         Capabilities::query(&mut self.0).await.map_err(vici)
     }
 
-    async fn loaded(&mut self) -> Result<HashSet<String>> {
+    async fn loaded(&mut self) -> Result<crate::plan::Loaded> {
         let (conns, _) = self.0.stream("list-conns", Some("list-conn"), Message::new()).await.map_err(vici)?;
-        Ok(conns.iter().flat_map(|m| m.sections().map(|(n, _)| n.to_string())).filter(|n| ipsec::owned(n)).collect())
+        Ok(conns
+            .iter()
+            .flat_map(|m| m.sections())
+            .filter(|(n, _)| ipsec::owned(n))
+            .map(|(n, c)| {
+                let learned = c.sec("children").map(|ch| ch.sections().map(|(child, _)| child.to_string()).filter(|child| ipsec::is_learned_child(n, child)).collect()).unwrap_or_default();
+                (n.to_string(), learned)
+            })
+            .collect())
     }
 
     async fn unload(&mut self, name: &str) -> Result<()> {
@@ -150,6 +160,12 @@ impl Charon for ViciCharon {
     async fn terminate(&mut self, ike_id: &str) {
         if let Err(e) = self.0.call("terminate", Message::new().kv("ike-id", ike_id).kv("force", "yes").kv("timeout", "-1")).await {
             tracing::debug!(ike_sa = %ike_id, error = %e, "terminate");
+        }
+    }
+
+    async fn terminate_child(&mut self, child_id: &str) {
+        if let Err(e) = self.0.call("terminate", Message::new().kv("child-id", child_id).kv("force", "yes").kv("timeout", "-1")).await {
+            tracing::debug!(child_sa = %child_id, error = %e, "terminate");
         }
     }
 

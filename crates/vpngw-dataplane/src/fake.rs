@@ -211,8 +211,8 @@ impl Charon for FakeCharon {
     async fn capabilities(&mut self) -> Result<Capabilities> {
         Ok(self.state("get-algorithms")?.caps.clone().unwrap_or_else(full_capabilities))
     }
-    async fn loaded(&mut self) -> Result<HashSet<String>> {
-        Ok(self.state("list-conns")?.loaded.keys().cloned().collect())
+    async fn loaded(&mut self) -> Result<crate::plan::Loaded> {
+        Ok(self.state("list-conns")?.loaded.iter().map(|(n, d)| (n.clone(), d.learned_names())).collect())
     }
     async fn unload(&mut self, name: &str) -> Result<()> {
         let mut s = self.state("unload-conn")?;
@@ -240,12 +240,25 @@ impl Charon for FakeCharon {
                     established_count: v.len() as u32,
                     established: v.iter().map(|(id, _)| (10, id.clone())).collect(),
                     installed: v.iter().flat_map(|(_, c)| c.clone()).collect(),
+                    child_ids: v.iter().flat_map(|(id, c)| c.iter().map(move |ch| (ch.clone(), format!("{id}/{ch}")))).collect(),
                     ike_ids: v.iter().map(|(id, _)| id.clone()).collect(),
                 };
                 (name.clone(), st)
             })
             .collect())
     }
+    async fn terminate_child(&mut self, child_id: &str) {
+        let Some((ike, child)) = child_id.split_once('/') else { return };
+        if let Ok(mut s) = self.state("terminate") {
+            for v in s.sas.values_mut() {
+                for (id, children) in v.iter_mut().filter(|(id, _)| id == ike) {
+                    let _ = id;
+                    children.retain(|c| c != child);
+                }
+            }
+        }
+    }
+
     async fn terminate(&mut self, ike_id: &str) {
         if let Ok(mut s) = self.state("terminate") {
             for v in s.sas.values_mut() {

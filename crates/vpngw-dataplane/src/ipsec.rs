@@ -62,6 +62,11 @@ pub struct ConnDef {
     pub remote_id: String,
     pub psk: vpngw_model::secret::Secret,
     pub children: Vec<ChildDef>,
+    /// The CHILD_SAs of the prefixes the tunnel's BGP session learned (destination-routing
+    /// mode). Not part of the definition's name: a learned or withdrawn prefix adds or closes
+    /// its CHILD_SA under the running IKE_SA, and nothing else renegotiates. Not part of the
+    /// tunnel's status either.
+    pub learned: Vec<ChildDef>,
     /// EffectImmediately: initiate now (and keep it up); otherwise wait for traffic.
     pub initiate: bool,
     pub priority: Option<u32>,
@@ -107,6 +112,7 @@ pub fn server_definition(id: &str, s: &IpsecServer) -> Result<ConnDef, Unsupport
         remote_id: s.ike.remote_id.clone(),
         psk: s.ike.psk.clone(),
         children: vec![ChildDef { name: String::new(), local_ts: s.local_subnet.clone(), remote_ts: Vec::new(), esp_proposal: esp_p, lifetime: s.ipsec.ipsec_lifetime, reqid: 0 }],
+        learned: Vec::new(),
         initiate: false,
         priority: None,
         pool: Some((String::new(), s.client_ip_pool.clone())),
@@ -133,6 +139,8 @@ pub fn routed(c: &VpnConnection) -> bool {
 pub struct RoutePlan {
     /// (local selector, remote selector) pairs by connection id.
     owned: HashMap<String, Vec<(String, String)>>,
+    /// The same for BGP-learned prefixes, by tunnel key (the tunnel whose session learned them).
+    learned: HashMap<String, Vec<(String, String)>>,
 }
 
 /// What the plan needs to know of a connection.
@@ -179,11 +187,50 @@ impl RoutePlan {
                 owned.entry(r.next_hop.to_string()).or_default().push((src, dest));
             }
         }
-        RoutePlan { owned }
+        RoutePlan { owned, learned: HashMap::new() }
+    }
+
+    /// Adds the prefixes the BGP sessions of destination-routing connections learned: each is
+    /// carried by the tunnel that learned it. A destination route to the same prefix takes
+    /// precedence (the documented order: policy routes, then destination routes, then BGP
+    /// routes); a prefix that holds one of `avoid` (the gateway's own public addresses, the
+    /// customer gateways', the VPC's CIDR blocks) is not carried: it would take the tunnel's own
+    /// packets, or the VPC's, into the tunnel.
+    pub fn with_learned(mut self, conns: &[(String, VpnConnection)], avoid: &[ipnet::Ipv4Net]) -> RoutePlan {
+        let statics: std::collections::HashSet<&str> = self.owned.values().flatten().filter(|(src, _)| src == "0.0.0.0/0").map(|(_, d)| d.as_str()).collect();
+        let mut learned: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (_, c) in conns.iter().filter(|(_, c)| routed(c)) {
+            for r in &c.bgp_routes {
+                let Ok(p) = r.route.prefix.parse::<ipnet::Ipv4Net>() else { continue };
+                if statics.contains(r.route.prefix.as_str()) || avoid.iter().any(|a| p.contains(a) || a.contains(&p)) {
+                    continue;
+                }
+                learned.entry(r.tunnel.clone()).or_default().push(("0.0.0.0/0".into(), p.to_string()));
+            }
+        }
+        for v in learned.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        self.learned = learned;
+        self
     }
 
     pub fn owned(&self, conn: &str) -> &[(String, String)] {
         self.owned.get(conn).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every learned prefix some tunnel carries.
+    pub fn learned_prefixes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.learned.values().flatten().map(|(_, d)| d.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The learned prefixes a tunnel carries.
+    pub fn learned(&self, key: &str) -> &[(String, String)] {
+        self.learned.get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -290,6 +337,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
                 .into_iter()
                 .map(|(l, r)| ChildDef { name: String::new(), local_ts: l, remote_ts: r, esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime, reqid: 0 })
                 .collect(),
+            learned: Vec::new(),
             initiate: c.effect_immediately,
             priority: tunnel_priority(t.role),
             pool: None,
@@ -300,9 +348,43 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
             ch.name = format!("{}-{}", d.name, i + 1);
             ch.reqid = reqid_of(&ch.name);
         }
+        // Each learned prefix the tunnel carries (and no fixed child already does), named after
+        // the prefix so that its name, and reqid, stay while it is learned.
+        if routed(c) {
+            for (l, r) in plan.learned(&t.key) {
+                if d.children.iter().any(|ch| ch.local_ts == [l.clone()] && ch.remote_ts == [r.clone()]) {
+                    continue;
+                }
+                let name = learned_child_name(&d.name, r);
+                d.learned.push(ChildDef { reqid: reqid_of(&name), name, local_ts: vec![l.clone()], remote_ts: vec![r.clone()], esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime });
+            }
+        }
         defs.push(d);
     }
     (defs, bad)
+}
+
+/// The name of a learned prefix's CHILD_SA under a definition: `<definition>-p<8 hex digits>`.
+pub fn learned_child_name(def: &str, prefix: &str) -> String {
+    format!("{def}-p{}", hex::encode(&Sha256::digest(prefix.as_bytes())[..4]))
+}
+
+/// Whether a child name is a learned prefix's under this definition.
+pub fn is_learned_child(def: &str, child: &str) -> bool {
+    child.strip_prefix(def).and_then(|r| r.strip_prefix("-p")).is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl ConnDef {
+    /// Every child: the fixed ones, then the learned prefixes'.
+    pub fn all_children(&self) -> impl Iterator<Item = &ChildDef> {
+        self.children.iter().chain(&self.learned)
+    }
+
+    /// The names of the learned children: when they change, the definition is loaded again
+    /// under the same name.
+    pub fn learned_names(&self) -> std::collections::BTreeSet<String> {
+        self.learned.iter().map(|c| c.name.clone()).collect()
+    }
 }
 
 fn fingerprint(d: &ConnDef) -> String {
@@ -350,7 +432,7 @@ impl ConnDef {
     /// The `load-conn` message.
     pub fn load_conn(&self) -> Message {
         let mut children = Message::new();
-        for ch in &self.children {
+        for ch in self.all_children() {
             let responder = self.pool.is_some();
             let mut m = Message::new().list("local_ts", &ch.local_ts);
             if !ch.remote_ts.is_empty() {
@@ -390,7 +472,7 @@ impl ConnDef {
         if self.dpd {
             conn = conn.kv("dpd_delay", "10s").kv("dpd_timeout", "30s");
         }
-        if self.children.is_empty() && self.version == 2 {
+        if self.all_children().next().is_none() && self.version == 2 {
             // A routed connection that carries nothing now still keeps its IKE_SA (RFC 6023).
             conn = conn.kv("childless", "allow");
         }
@@ -430,6 +512,8 @@ pub struct SaState {
     pub established: Vec<(u64, String)>,
     /// Names of the children with an INSTALLED CHILD_SA.
     pub installed: Vec<String>,
+    /// (child name, CHILD_SA unique id) of every CHILD_SA, in any state.
+    pub child_ids: Vec<(String, String)>,
     /// The unique id of every IKE_SA under this name, in any state.
     pub ike_ids: Vec<String>,
 }
@@ -453,6 +537,7 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
                     if ch.str("state") == "INSTALLED" {
                         e.installed.push(ch.str("name").to_string());
                     }
+                    e.child_ids.push((ch.str("name").to_string(), ch.str("uniqueid").to_string()));
                 }
             }
         }
@@ -484,7 +569,7 @@ pub fn status_of(def: &ConnDef, sa: Option<&SaState>) -> status::NegotiationStat
 
 /// The reqid → (definition name, child name) of definitions waiting for traffic.
 pub fn trap_reqids(defs: &[&ConnDef]) -> HashMap<u32, (String, String)> {
-    defs.iter().filter(|d| !d.initiate && d.pool.is_none()).flat_map(|d| d.children.iter().map(|c| (c.reqid, (d.name.clone(), c.name.clone())))).collect()
+    defs.iter().filter(|d| !d.initiate && d.pool.is_none()).flat_map(|d| d.all_children().map(|c| (c.reqid, (d.name.clone(), c.name.clone())))).collect()
 }
 
 /// The reqid of libipsec's "no outbound SA" message: traffic matched a trap policy.
@@ -592,7 +677,7 @@ mod tests {
         let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
-        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![], ike_ids: vec![] };
+        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![], child_ids: vec![], ike_ids: vec![] };
         assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
         sa.ike_established = true;
         assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
@@ -624,6 +709,7 @@ mod tests {
                 established_count: 1,
                 established: vec![(12, "7".into())],
                 installed: vec!["vco-1-abcd-1".into()],
+                child_ids: vec![("vco-1-abcd-1".into(), String::new())],
                 ike_ids: vec!["7".into()]
             }
         );

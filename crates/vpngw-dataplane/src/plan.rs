@@ -10,7 +10,7 @@
 //!   Desired + SAs ────────── observations() ▶ statuses per tunnel, clients per server
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use vpngw_plane::{status, Observation};
 
@@ -68,13 +68,21 @@ pub struct Changes<'a> {
     /// new one is loaded).
     pub unload: Vec<String>,
     pub load: Vec<&'a ConnDef>,
+    /// Loaded definitions whose learned prefixes changed: loaded again under the same name,
+    /// which leaves their SAs as they are.
+    pub relearn: Vec<&'a ConnDef>,
 }
 
-pub fn changes<'a>(d: &Desired<'a>, loaded: &HashSet<String>) -> Changes<'a> {
-    let mut unload: Vec<String> = loaded.iter().filter(|n| !d.defs.contains_key(n.as_str()) && !d.unknown(n)).cloned().collect();
+/// What a charon holds: each definition vpngw owns, with the learned prefixes' children it was
+/// loaded with.
+pub type Loaded = HashMap<String, BTreeSet<String>>;
+
+pub fn changes<'a>(d: &Desired<'a>, loaded: &Loaded) -> Changes<'a> {
+    let mut unload: Vec<String> = loaded.keys().filter(|n| !d.defs.contains_key(n.as_str()) && !d.unknown(n)).cloned().collect();
     unload.sort();
-    let load = d.defs.iter().filter(|(n, _)| !loaded.contains(**n)).map(|(_, def)| *def).collect();
-    Changes { unload, load }
+    let load = d.defs.iter().filter(|(n, _)| !loaded.contains_key(**n)).map(|(_, def)| *def).collect();
+    let relearn = d.defs.iter().filter(|(n, def)| loaded.get(**n).is_some_and(|l| *l != def.learned_names())).map(|(_, def)| *def).collect();
+    Changes { unload, load, relearn }
 }
 
 /// What to do to the SAs.
@@ -86,6 +94,8 @@ pub struct SaActions {
     pub initiate: Vec<(String, Option<String>)>,
     /// (IPsec server id, IKE_SA unique id) of clients past the gateway's SslConnections.
     pub refuse: Vec<(String, String)>,
+    /// (child name, CHILD_SA unique id) of the CHILD_SAs of prefixes no longer learned.
+    pub close_children: Vec<(String, String)>,
 }
 
 /// Decides what to do to the SAs a charon reports. `just_loaded` are definitions loaded in
@@ -117,10 +127,19 @@ pub fn sa_actions(d: &Desired, states: &mut HashMap<String, SaState>, just_loade
                 }
             }
         } else if let Some(sa) = state.filter(|s| s.ike_established) {
-            for ch in def.children.iter().filter(|ch| !sa.installed.contains(&ch.name)) {
+            for ch in def.all_children().filter(|ch| !sa.installed.contains(&ch.name)) {
                 if due(&ch.name, false) {
                     out.initiate.push((def.name.clone(), Some(ch.name.clone())));
                 }
+            }
+        }
+    }
+    // A withdrawn prefix's CHILD_SA closes (the IKE_SA and the other children stay).
+    for def in d.defs.values() {
+        let Some(sa) = states.get(&def.name) else { continue };
+        for (child, id) in &sa.child_ids {
+            if ipsec::is_learned_child(&def.name, child) && !def.learned.iter().any(|l| &l.name == child) {
+                out.close_children.push((child.clone(), id.clone()));
             }
         }
     }
@@ -206,10 +225,15 @@ mod tests {
                 lifetime: 3600,
                 reqid: 1,
             }],
+            learned: Vec::new(),
             initiate,
             priority: None,
             pool: None,
         }
+    }
+
+    fn names(v: &[&str]) -> Loaded {
+        v.iter().map(|n| (n.to_string(), BTreeSet::new())).collect()
     }
 
     fn all() -> Capabilities {
@@ -217,25 +241,47 @@ mod tests {
     }
 
     fn up(name: &str, id: &str) -> SaState {
-        SaState { present: true, ike_established: true, established_secs: 10, established_count: 1, established: vec![(10, id.into())], installed: vec![format!("{name}-1")], ike_ids: vec![id.into()] }
+        SaState {
+            present: true,
+            ike_established: true,
+            established_secs: 10,
+            established_count: 1,
+            established: vec![(10, id.into())],
+            installed: vec![format!("{name}-1")],
+            child_ids: vec![],
+            ike_ids: vec![id.into()],
+        }
     }
 
     #[test]
     fn a_changed_definition_is_unloaded_before_its_new_one_is_loaded() {
         let (a, b) = (def("vco-a", "11111111", true), def("vco-b", "22222222", true));
         let d = desired([&a, &b], &all(), false);
-        let loaded: HashSet<String> = ["vco-a-11111111".to_string(), "vco-b-00000000".to_string(), "vco-gone-33333333".to_string()].into();
+        let loaded = names(&["vco-a-11111111", "vco-b-00000000", "vco-gone-33333333"]);
         let c = changes(&d, &loaded);
         assert_eq!(c.unload, ["vco-b-00000000", "vco-gone-33333333"]);
         assert_eq!(c.load.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["vco-b-22222222"]);
-        assert_eq!(changes(&d, &["vco-a-11111111".to_string(), "vco-b-22222222".to_string()].into()), Changes::default(), "nothing to do");
+        assert_eq!(changes(&d, &names(&["vco-a-11111111", "vco-b-22222222"])), Changes::default(), "nothing to do");
+        // A learned prefix more: the same definition, loaded again.
+        let mut a2 = a.clone();
+        a2.learned.push(ChildDef {
+            name: "vco-a-11111111-p0a0b0c0d".into(),
+            local_ts: vec!["0.0.0.0/0".into()],
+            remote_ts: vec!["10.9.0.0/24".into()],
+            esp_proposal: "aes128-sha1".into(),
+            lifetime: 3600,
+            reqid: 9,
+        });
+        let d2 = desired([&a2, &b], &all(), false);
+        let c = changes(&d2, &names(&["vco-a-11111111", "vco-b-22222222"]));
+        assert_eq!((c.load.len(), c.unload.len(), c.relearn.iter().map(|d| d.name.as_str()).collect::<Vec<_>>()), (0, 0, vec!["vco-a-11111111"]));
     }
 
     #[test]
     fn with_unreadable_intent_only_known_tunnels_are_replaced() {
         let a = def("vco-a", "11111111", true);
         let d = desired([&a], &all(), true);
-        let loaded: HashSet<String> = ["vco-a-00000000".to_string(), "vco-unknown-33333333".to_string()].into();
+        let loaded = names(&["vco-a-00000000", "vco-unknown-33333333"]);
         assert_eq!(changes(&d, &loaded).unload, ["vco-a-00000000"], "the unknown one may be an unreadable connection's");
         let mut states: HashMap<String, SaState> = [("vco-unknown-33333333".to_string(), up("vco-unknown-33333333", "7"))].into();
         assert!(sa_actions(&d, &mut states, &HashSet::new(), &[], |_, _| true).close.is_empty());
@@ -251,7 +297,7 @@ mod tests {
         assert_eq!(d.withheld.len(), 1);
         assert!(d.withheld[0].reason.contains("DES_CBC"));
         // And a loaded one is unloaded: its key is known.
-        assert_eq!(changes(&d, &["vco-d-11111111".to_string()].into()).unload, ["vco-d-11111111"]);
+        assert_eq!(changes(&d, &names(&["vco-d-11111111"])).unload, ["vco-d-11111111"]);
     }
 
     #[test]

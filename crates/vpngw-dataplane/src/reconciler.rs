@@ -137,6 +137,8 @@ pub struct GatewayIntent {
     pub(crate) sides: Sides,
     /// The BGP sessions of the tunnels of the sides held here.
     pub(crate) bgp: Vec<Session>,
+    /// The prefixes its BGP sessions learned that its tunnels carry.
+    pub(crate) bgp_prefixes: Vec<String>,
 }
 
 impl GatewayIntent {
@@ -145,7 +147,11 @@ impl GatewayIntent {
     pub(crate) fn build(g: vpngw_plane::GatewayIntent, cgw_ip: &HashMap<String, String>, peers: &HashMap<String, Peer>, health: &HashMap<String, ipsec::Health>) -> GatewayIntent {
         let mut defs = Vec::new();
         let mut unsupported = Vec::new();
-        let plan = ipsec::RoutePlan::new(&g.routes, health);
+        // Learned prefixes never take the tunnels' own packets (public addresses) or the VPC's.
+        let mut avoid: Vec<ipnet::Ipv4Net> = g.vpc_cidrs.clone();
+        avoid.extend([g.gw.internet_ip.as_str()].into_iter().chain(g.gw.dr_internet_ip.as_deref()).filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(ipnet::Ipv4Net::from));
+        avoid.extend(cgw_ip.values().filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(ipnet::Ipv4Net::from));
+        let plan = ipsec::RoutePlan::new(&g.routes, health).with_learned(&g.conns, &avoid);
         let sides = g.sides;
         if sides.master {
             for (id, s) in &g.servers {
@@ -180,6 +186,7 @@ impl GatewayIntent {
             digest: String::new(),
             sides,
             bgp,
+            bgp_prefixes: plan.learned_prefixes(),
         };
         gi.digests();
         gi
@@ -631,6 +638,10 @@ impl Reconciler {
             lab.ensure_node(&Node { ns: ns.clone(), public, private }).await.with_context(|| format!("build the namespace of {}", g.id))?;
             let mut published: Vec<String> = g.routes.iter().filter(|r| r.publish_vpc && !revoked(&g.conns, &r.next_hop)).map(|r| r.route_dest.clone()).collect();
             published.extend(g.servers.iter().map(|(_, s)| s.client_ip_pool.clone()));
+            // With AutoPropagate, what BGP learned is in the VPC's route table too.
+            if g.gw.auto_propagate {
+                published.extend(g.bgp_prefixes.iter().cloned());
+            }
             published.sort();
             published.dedup();
             let probes = g.conns.iter().filter(|(_, c)| c.health.enable && !c.health.sip.is_empty()).map(|(_, c)| (c.health.sip.clone(), c.health.dip.clone())).collect();
@@ -676,6 +687,15 @@ impl Reconciler {
             charon.load(&changes.load).await?;
         }
         let just_loaded: HashSet<String> = changes.load.iter().map(|d| d.name.clone()).collect();
+        // A definition whose learned prefixes changed is loaded again under the same name: its
+        // IKE_SA and CHILD_SAs stay, the new prefixes' children are initiated under it below,
+        // the withdrawn ones' closed.
+        for d in &changes.relearn {
+            tracing::info!(definition = %d.name, learned = d.learned.len(), "Loading a definition again: the prefixes it carries changed.");
+        }
+        if !changes.relearn.is_empty() {
+            charon.load(&changes.relearn).await?;
+        }
 
         let mut states = charon.sas().await?;
         // An IPsec server's clients share the gateway's SslConnections with SSL-VPN clients.
@@ -695,6 +715,10 @@ impl Reconciler {
         for (ike, child) in &acts.initiate {
             charon.initiate(ike, child.as_deref()).await;
         }
+        for (child, id) in &acts.close_children {
+            tracing::info!(child = %child, child_sa = %id, "Closing the CHILD_SA of a prefix no longer learned.");
+            charon.terminate_child(id).await;
+        }
         for (server, id) in &acts.refuse {
             tracing::info!(ipsec_server = %server, ike_sa = %id, "Refusing a client past the gateway's SslConnections.");
             charon.terminate(id).await;
@@ -705,9 +729,13 @@ impl Reconciler {
 
         // The BGP speaker of each gateway here, converged after its tunnels.
         let mut bgp_up: HashMap<String, bool> = HashMap::new();
+        let mut learned: HashMap<String, Vec<vpngw_model::bgp::Learned>> = HashMap::new();
         for g in gws {
             match self.speak(t, g).await {
-                Ok(seen) => bgp_up.extend(seen),
+                Ok(seen) => {
+                    bgp_up.extend(seen.sessions.into_iter().map(|(k, p)| (k, p.established())));
+                    learned.extend(seen.learned);
+                }
                 Err(e) => tracing::warn!(gateway = %g.id, error = format!("{e:#}"), "Could not converge the BGP speaker; its sessions read failed until it can."),
             }
         }
@@ -717,6 +745,7 @@ impl Reconciler {
             for (role, s) in vpngw_model::bgp::bgp_keys(id, c) {
                 if g.sides.holds(if role == Some(vpngw_model::state::TunnelRole::Slave) { Role::Slave } else { Role::Master }) {
                     o.bgp.insert(s.clone(), bgp_up.get(&s).copied().unwrap_or(false));
+                    o.learned.insert(s.clone(), learned.get(&s).cloned().unwrap_or_default());
                 }
             }
         }
@@ -731,9 +760,9 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Makes the gateway's BGP speaker run the sessions of its tunnels held here; whether each
-    /// is Established, by tunnel key.
-    async fn speak(&self, t: &Target, g: &GatewayIntent) -> Result<HashMap<String, bool>> {
+    /// Makes the gateway's BGP speaker run the sessions of its tunnels held here, and says what
+    /// it sees of them.
+    async fn speak(&self, t: &Target, g: &GatewayIntent) -> Result<crate::bgp::Speaking> {
         let dir = match &self.lab {
             Some(lab) => lab.gateway_dir(&g.id),
             None => self.cfg.run_dir().join("bgp").join(&g.id),
@@ -745,7 +774,7 @@ impl Reconciler {
                 tracing::warn!(tunnel = %key, reason = %why, "This BGP session cannot be configured; it reads failed.");
             }
         }
-        Ok(seen.sessions.into_iter().map(|(k, p)| (k, p.established())).collect())
+        Ok(seen)
     }
 
     /// Logs, once for each different answer, what a charon lacks of what the API accepts.

@@ -233,6 +233,47 @@ async fn a_route_moves_to_its_standby_when_the_active_connection_goes_down_and_b
 }
 
 #[tokio::test]
+async fn a_learned_prefix_adds_a_child_under_the_running_ike_sa_and_a_withdrawn_one_closes_it() {
+    let w = World::new(eager());
+    let (id, mut c) = fake::connection("vco-a", "cgw-1", true);
+    c.local_subnet = vec!["0.0.0.0/0".into()];
+    c.remote_subnet = vec!["0.0.0.0/0".into()];
+    let learn = |c: &mut vpngw_model::connection::VpnConnection, prefixes: &[&str]| {
+        c.bgp_routes = prefixes
+            .iter()
+            .map(|p| vpngw_model::connection::BgpRoute {
+                tunnel: "vco-a".into(),
+                route: vpngw_model::bgp::Learned { prefix: p.to_string(), as_path: "65001".into(), community: String::new(), next_hop: "169.254.11.2".into() },
+                created_ms: 1,
+            })
+            .collect()
+    };
+    learn(&mut c, &["10.60.0.0/24"]);
+    w.set(one((id.clone(), c.clone())));
+    w.pass().await;
+    w.pass().await;
+    let children = |w: &World| -> Vec<Vec<String>> { w.charon().sas.values().flatten().map(|(_, ch)| ch.clone()).collect() };
+    let ike = w.charon().ike_ids();
+    let name = w.loaded()[0].clone();
+    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.60.0.0/24")]]);
+    // A second prefix: the same definition and IKE_SA, one child more.
+    learn(&mut c, &["10.60.0.0/24", "10.61.0.0/24"]);
+    w.set(one((id.clone(), c.clone())));
+    w.pass().await;
+    w.pass().await;
+    assert_eq!((w.loaded(), w.charon().ike_ids()), (vec![name.clone()], ike.clone()), "nothing renegotiated");
+    assert_eq!(children(&w)[0].len(), 2);
+    // The first is withdrawn: its child closes, the other stays.
+    learn(&mut c, &["10.61.0.0/24"]);
+    w.set(one((id, c)));
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.charon().ike_ids(), ike);
+    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.61.0.0/24")]]);
+    assert_eq!(w.sink.status("vco-a"), Some(status::IPSEC_UP));
+}
+
+#[tokio::test]
 async fn what_depends_on_an_unreadable_document_is_left_exactly_as_it_is() {
     let w = World::new(eager());
     w.set(vec![fake::plane_gateway("vpn-1", vec![fake::connection("vco-a", "cgw-1", true)]), fake::plane_gateway("vpn-2", vec![fake::connection("vco-b", "cgw-2", true)])]);

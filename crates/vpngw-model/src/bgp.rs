@@ -192,6 +192,67 @@ pub fn parse_protocols(reply: &str) -> BTreeMap<String, ProtocolState> {
     out
 }
 
+/// A route a session learned from its peer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Learned {
+    pub prefix: String,
+    /// The AS path, comma-separated, nearest AS first (`65001,65010`).
+    pub as_path: String,
+    /// Communities, comma-separated (`65001:100,65001:200`).
+    pub community: String,
+    /// The BGP next hop (the peer's address in the tunnel).
+    pub next_hop: String,
+}
+
+/// Parses BIRD's control-socket reply to `show route all`: by protocol, the routes it imported.
+/// Route rows are `1007` lines or continuations (a row whose prefix is blank is another route to
+/// the previous prefix); their attributes follow on lines that start with a tab.
+pub fn parse_routes(reply: &str) -> BTreeMap<String, Vec<Learned>> {
+    let mut out: BTreeMap<String, Vec<Learned>> = BTreeMap::new();
+    let mut code = "";
+    let mut prefix = String::new();
+    let mut current: Option<(String, Learned)> = None;
+    let finish = |cur: &mut Option<(String, Learned)>, out: &mut BTreeMap<String, Vec<Learned>>| {
+        if let Some((proto, l)) = cur.take() {
+            out.entry(proto).or_default().push(l);
+        }
+    };
+    for line in reply.lines() {
+        let content = if line.len() >= 5 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit) && matches!(line.as_bytes()[4], b'-' | b' ') {
+            code = &line[..4];
+            &line[5..]
+        } else if let Some(rest) = line.strip_prefix(' ') {
+            rest
+        } else {
+            continue;
+        };
+        if let Some(attr) = content.strip_prefix('\t') {
+            let Some((_, l)) = current.as_mut() else { continue };
+            if let Some(v) = attr.strip_prefix("BGP.as_path:") {
+                l.as_path = v.split_whitespace().collect::<Vec<_>>().join(",");
+            } else if let Some(v) = attr.strip_prefix("BGP.next_hop:") {
+                l.next_hop = v.split_whitespace().next().unwrap_or_default().to_string();
+            } else if let Some(v) = attr.strip_prefix("BGP.community:") {
+                l.community = v.split_whitespace().map(|c| c.trim_matches(|ch| ch == '(' || ch == ')').replace(',', ":")).collect::<Vec<_>>().join(",");
+            }
+            continue;
+        }
+        // A route row: a `1007` line, or a continuation of the listing (BIRD writes a code only
+        // when it changes) that is neither an attribute nor a table's heading.
+        if !matches!(code, "1007" | "1008" | "1012") || content.starts_with("Table ") || !content.contains(" [") {
+            continue;
+        }
+        finish(&mut current, &mut out);
+        if !content.starts_with(char::is_whitespace) {
+            prefix = content.split_whitespace().next().unwrap_or_default().to_string();
+        }
+        let Some(proto) = content.split_once('[').and_then(|(_, r)| r.split_whitespace().next()) else { continue };
+        current = Some((proto.to_string(), Learned { prefix: prefix.clone(), as_path: String::new(), community: String::new(), next_hop: String::new() }));
+    }
+    finish(&mut current, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +279,21 @@ mod tests {
         let (conf, refused) = bird_conf(&[s("vco-a", "169.254.11.1", "x\";}\nprotocol bgp evil {")], &[]);
         assert_eq!(refused.len(), 1);
         assert!(!conf.contains("evil") && !conf.contains("t_vco_a"), "{conf}");
+    }
+
+    #[test]
+    fn learned_routes_are_read_by_protocol() {
+        let reply = "0001 BIRD 2.0.12 ready.\n1007-Table master4:\n 10.50.0.0/24         unreachable [t_a 18:49:28.255 from 169.254.11.2] * (100) [AS65001i]\n\
+                     1008-\tType: BGP univ\n1012-\tBGP.origin: IGP\n \tBGP.as_path: 65001\n \tBGP.next_hop: 169.254.11.2\n \tBGP.local_pref: 100\n\
+                     \x20                    unreachable [t_b 18:49:29.000 from 169.254.12.2] (100) [AS65002i]\n1008-\tType: BGP univ\n \tBGP.as_path: 65002 65010\n \tBGP.next_hop: 169.254.12.2\n\
+                     1007-10.51.0.0/24         unreachable [t_a 19:06:02.450 from 169.254.11.2] * (100) [AS65001i]\n1008-\tType: BGP univ\n \tBGP.as_path: 65001 65001\n\
+                     \x20\tBGP.next_hop: 169.254.11.2\n \tBGP.community: (65001,100) (65001,200)\n\
+                     1007-10.1.0.0/16          blackhole [vpc 18:49:25.966] * (200)\n1008-\tType: static univ\n0000 \n";
+        let r = parse_routes(reply);
+        let l = |p: &str, a: &str, c: &str, n: &str| Learned { prefix: p.into(), as_path: a.into(), community: c.into(), next_hop: n.into() };
+        assert_eq!(r["t_a"], vec![l("10.50.0.0/24", "65001", "", "169.254.11.2"), l("10.51.0.0/24", "65001,65001", "65001:100,65001:200", "169.254.11.2")]);
+        assert_eq!(r["t_b"], vec![l("10.50.0.0/24", "65002,65010", "", "169.254.12.2")], "another route to the same prefix");
+        assert_eq!(r["vpc"].len(), 1);
     }
 
     #[test]

@@ -155,6 +155,21 @@ pub struct VpnConnection {
     /// last; owned by the data plane.
     #[serde(default)]
     pub bgp_up: bool,
+    /// The routes its BGP sessions learned from their peers, as their BGP daemon said last;
+    /// owned by the data plane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_routes: Vec<BgpRoute>,
+}
+
+/// A route a tunnel's BGP session learned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpRoute {
+    /// The tunnel whose session learned it: the connection's id (single tunnel) or the tunnel's.
+    pub tunnel: String,
+    #[serde(flatten)]
+    pub route: crate::bgp::Learned,
+    /// When it was first learned (ms since the epoch).
+    pub created_ms: i64,
 }
 
 impl VpnConnection {

@@ -69,6 +69,9 @@ pub struct Observation {
     /// Each BGP session this plane runs, by tunnel key (the connection's id for a single
     /// tunnel, else the tunnel's id): whether its BGP daemon says it is Established.
     pub bgp: std::collections::BTreeMap<String, bool>,
+    /// The routes each of those sessions learned (by tunnel key; a session that is not
+    /// Established learned none).
+    pub learned: std::collections::BTreeMap<String, Vec<crate::bgp::Learned>>,
 }
 
 /// The Unix time of a log line that starts `YYYY-MM-DD HH:MM:SS` (OpenVPN's and vpngw's

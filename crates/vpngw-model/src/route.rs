@@ -6,6 +6,8 @@ pub const DBR: &str = "dbr";
 pub const PBR: &str = "pbr";
 pub const CUSTOM: &str = "custom";
 pub const SYSTEM: &str = "system";
+/// Routes a gateway's BGP sessions learned (DescribeVpnRouteEntries' RouteEntryType `bgp`).
+pub const BGP: &str = "bgp";
 pub const DEFAULT_PRIORITY: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -273,7 +273,15 @@ impl Service {
     pub async fn observe_fenced(&self, conn_id: &str, o: &Observation, fence: Option<Mutation>) -> Result<bool, StoreError> {
         self.update_observed(Kind::VpnConnection, conn_id, fence, |c: &mut VpnConnection| {
             let snapshot = |c: &VpnConnection| {
-                (c.status, c.tunnels.iter().map(|t| (t.status, t.bgp_up)).collect::<Vec<_>>(), c.health_status.clone(), c.plane_state.clone(), c.plane_unsupported.clone(), c.bgp_up)
+                (
+                    c.status,
+                    c.tunnels.iter().map(|t| (t.status, t.bgp_up)).collect::<Vec<_>>(),
+                    c.health_status.clone(),
+                    c.plane_state.clone(),
+                    c.plane_unsupported.clone(),
+                    c.bgp_up,
+                    c.bgp_routes.clone(),
+                )
             };
             let before = snapshot(c);
             if let Some(s) = o.status {
@@ -289,6 +297,17 @@ impl Service {
             }
             if let Some(up) = o.bgp.get(conn_id) {
                 c.bgp_up = *up;
+            }
+            // Each observed session's routes replace what it had (a route it still has keeps
+            // when it was first learned).
+            for (key, learned) in &o.learned {
+                let before: Vec<vpngw_model::connection::BgpRoute> = c.bgp_routes.iter().filter(|r| &r.tunnel == key).cloned().collect();
+                c.bgp_routes.retain(|r| &r.tunnel != key);
+                let now = crate::now_ms();
+                for l in learned {
+                    let created_ms = before.iter().find(|b| &b.route == l).map(|b| b.created_ms).unwrap_or(now);
+                    c.bgp_routes.push(vpngw_model::connection::BgpRoute { tunnel: key.clone(), route: l.clone(), created_ms });
+                }
             }
             if let Some(h) = &o.health {
                 c.health_status = h.clone();

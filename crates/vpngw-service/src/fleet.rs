@@ -345,9 +345,10 @@ pub async fn place_round(svc: &Service) -> Result<placement::Round, StoreError> 
             for mut rec in svc.store.all(Kind::VpnConnection).await?.into_iter().filter(|r| r.parent.as_deref() == Some(gw.as_str())) {
                 let Ok(mut c) = serde_json::from_value::<VpnConnection>(rec.doc.clone()) else { continue };
                 let mut changed = false;
-                if roles.contains(&Role::Master) && !c.dual() && (c.status != NOT_ESTABLISHED || c.bgp_up) {
+                if roles.contains(&Role::Master) && !c.dual() && (c.status != NOT_ESTABLISHED || c.bgp_up || !c.bgp_routes.is_empty()) {
                     c.status = NOT_ESTABLISHED;
                     c.bgp_up = false;
+                    c.bgp_routes.clear();
                     changed = true;
                 }
                 for t in c.tunnels.iter_mut() {
@@ -355,6 +356,10 @@ pub async fn place_round(svc: &Service) -> Result<placement::Round, StoreError> 
                     if roles.contains(&role) && (t.status != NOT_ESTABLISHED || t.bgp_up) {
                         t.status = NOT_ESTABLISHED;
                         t.bgp_up = false;
+                        changed = true;
+                    }
+                    if roles.contains(&role) && c.bgp_routes.iter().any(|r| r.tunnel == t.tunnel_id.as_str()) {
+                        c.bgp_routes.retain(|r| r.tunnel != t.tunnel_id.as_str());
                         changed = true;
                     }
                 }

@@ -15,7 +15,7 @@
 
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code, Params};
-pub use vpngw_model::route::{VpnRoute, CUSTOM, DBR, DEFAULT_PRIORITY, PBR, SYSTEM};
+pub use vpngw_model::route::{VpnRoute, BGP, CUSTOM, DBR, DEFAULT_PRIORITY, PBR, SYSTEM};
 use vpngw_store::{Kind, ListQuery, Mutation, Record};
 
 use super::neighbourhood::{model_error, neighbourhood, Read};
@@ -300,20 +300,61 @@ async fn listed(req: &Req<'_>, kind: &str) -> Result<(Vec<(Record, VpnRoute)>, u
     Ok((routes, offset, limit, number, size))
 }
 
+/// The routes the gateway's BGP sessions learned (as its data plane last saw them), newest
+/// first: (connection id, tunnel id or "" for a single tunnel, route).
+async fn learned_routes(req: &Req<'_>, gw: &str) -> Result<Vec<(String, String, vpngw_model::connection::BgpRoute)>, ApiError> {
+    let q = ListQuery { parent: Some(gw.to_string()), limit: u32::MAX as u64, ..Default::default() };
+    let page = req.store().list(Kind::VpnConnection, &req.scope, &q).await.map_err(store_error)?;
+    let mut out = Vec::new();
+    for rec in &page.items {
+        let c: vpngw_model::connection::VpnConnection = doc(rec)?;
+        let dual = c.dual();
+        for r in c.bgp_routes {
+            let tunnel = if dual { r.tunnel.clone() } else { String::new() };
+            out.push((rec.id.clone(), tunnel, r));
+        }
+    }
+    out.sort_by(|a, b| b.2.created_ms.cmp(&a.2.created_ms).then_with(|| a.2.route.prefix.cmp(&b.2.route.prefix)).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
 pub async fn describe_vpn_route_entries(req: &mut Req<'_>) -> HandlerResult {
     let filter = match req.params.opt("RouteEntryType").map(str::to_ascii_lowercase) {
         None => None,
-        Some(t) if t == CUSTOM || t == SYSTEM => Some(t),
+        Some(t) if t == CUSTOM || t == SYSTEM || t == BGP => Some(t),
         Some(_) => return Err(ApiError::invalid("RouteEntryType")),
     };
     let (routes, offset, limit, number, size) = listed(req, DBR).await?;
-    let counts: Vec<Value> = [CUSTOM, SYSTEM]
+    let gw_id = req.params.req("VpnGatewayId")?.to_string();
+    let gw: VpnGateway = doc(&load(req, Kind::VpnGateway, &gw_id, Code::InvalidVpnGatewayId).await?)?;
+    let learned = learned_routes(req, &gw_id).await?;
+    let mut counts: Vec<Value> = [CUSTOM, SYSTEM]
         .iter()
         .map(|t| {
             let n = routes.iter().filter(|(_, r)| r.entry_type == *t).count();
             json!({"RouteEntryType": if *t == SYSTEM { "System" } else { "Custom" }, "Source": if *t == SYSTEM { "AUTO_CONFIG" } else { "CUSTOM" }, "RouteCount": n})
         })
         .collect();
+    counts.push(json!({"RouteEntryType": BGP, "Source": "BGP", "RouteCount": learned.len()}));
+    if filter.as_deref() == Some(BGP) {
+        // Learned routes: with AutoPropagate they are published to the VPC's route table.
+        let items: Vec<Value> = learned
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|(conn, tunnel, r)| {
+                json!({
+                    "RouteDest": r.route.prefix, "NextHop": conn, "NextHopTunnelId": tunnel, "Weight": 100,
+                    "State": if gw.auto_propagate { "published" } else { "normal" }, "CreateTime": r.created_ms, "VpnInstanceId": gw_id,
+                    "RouteEntryType": BGP, "Source": "", "AsPath": r.route.as_path, "Community": r.route.community,
+                })
+            })
+            .collect();
+        return Ok(obj(json!({
+            "TotalCount": learned.len(), "PageNumber": number, "PageSize": size,
+            "VpnRouteCounts": {"VpnRouteCount": counts}, "VpnRouteEntries": {"VpnRouteEntry": items},
+        })));
+    }
     let selected: Vec<&(Record, VpnRoute)> = routes.iter().filter(|(_, r)| filter.as_deref().is_none_or(|f| r.entry_type == f)).collect();
     let items: Vec<Value> = selected
         .iter()

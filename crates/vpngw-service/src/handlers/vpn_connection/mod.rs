@@ -92,6 +92,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         plane_state: String::new(),
         plane_unsupported: Default::default(),
         bgp_up: false,
+        bgp_routes: Vec::new(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;

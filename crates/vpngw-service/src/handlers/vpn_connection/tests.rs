@@ -32,6 +32,7 @@ fn base() -> VpnConnection {
         plane_state: String::new(),
         plane_unsupported: Default::default(),
         bgp_up: false,
+        bgp_routes: Vec::new(),
     }
 }
 
