@@ -106,11 +106,43 @@ def test_a_wrong_peer_asn_never_comes_up(lab):
     lab.site(site, ip, subnet, config=text.replace("as 65010;", "as 65011;"))
     wait_conn(lab.c, vco, "ipsec_sa_established", timeout=30)
     site_bird = f"{lab.run_dir}/site/{site}/bird.ctl"
+    # The status stays failed while the two speakers try (BIRD retries every few seconds), and
+    # once one has refused the other's OPEN, the diagnosis names it.
+    d, deadline = None, time.time() + 40
+    while time.time() < deadline:
+        assert bgp_status(lab, vco) == "failed"
+        d = diagnosis(lab, vco)
+        if d.failed_reason_code == "BgpPeerAsMismatch":
+            break
+        time.sleep(0.5)
+    assert (d.severity, d.failed_reason_code) == ("Warn", "BgpPeerAsMismatch"), d.failed_reason + birdc(f"{lab.run_dir}/gw/{gw}/bird.ctl", "show", "protocols", "all")
+    assert "Bad peer AS: 65011" in d.failed_reason and d.mismatch_local_param == "LocalAsn 45104, LocalBgpIp 169.254.12.1", d.failed_reason
+    assert re.search(r"Bad peer AS", birdc(site_bird, "show", "protocols")), birdc(site_bird, "show", "protocols")
+
+
+def diagnosis(lab, vco):
+    b = lab.c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_connection_ids=[vco])).body
+    return b.vpn_connections[0]
+
+
+def test_a_wrong_auth_key_never_comes_up_and_the_diagnosis_says_what_to_check(lab):
+    gw = gateway(lab.c)
+    vco, cgw, site, ip, subnet = bgp_connection(lab, gw, "169.254.16.0/30", key="right-Key")
+    text = site_config(lab, vco)
+    assert 'password "right-Key";' in text
+    lab.site(site, ip, subnet, config=text.replace('password "right-Key";', 'password "wrong-Key";'))
+    wait_conn(lab.c, vco, "ipsec_sa_established", timeout=30)
     deadline = time.time() + 8
     while time.time() < deadline:
         assert bgp_status(lab, vco) == "failed"
         time.sleep(0.5)
-    assert re.search(r"Bad peer AS|Active|Connect|OpenSent", birdc(site_bird, "show", "protocols")), birdc(site_bird, "show", "protocols")
+    d = diagnosis(lab, vco)
+    assert (d.severity, d.failed_reason_code) == ("Warn", "BgpNotEstablished"), d.failed_reason
+    assert "AuthKey" in d.failed_reason and d.mismatch_remote_param == "PeerBgpIp 169.254.16.2", d
+    # The right key: up, and the diagnosis is Normal again.
+    lab.site(site, ip, subnet, config=text)
+    wait_bgp(lab, vco, "success", timeout=40)
+    assert diagnosis(lab, vco).severity == "Normal"
 
 
 def plumbing(lab, gw, site):

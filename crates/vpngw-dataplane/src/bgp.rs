@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
-use vpngw_model::bgp::{bird_conf, parse_protocols, parse_routes, Learned, ProtocolState, Session};
+use vpngw_model::bgp::{bird_conf, parse_last_errors, parse_protocols, parse_routes, Learned, ProtocolState, Session};
 
 use crate::process::{alive, kill_pid_file, read_pid, spawn_detached};
 
@@ -67,7 +67,9 @@ impl BgpPlane {
             self.stop(dir).await;
             return Ok(Speaking::default());
         }
-        let (text, refused) = bird_conf(sessions, advertise);
+        let log = dir.join("bird.log");
+        crate::logs::rotate(&log);
+        let (text, refused) = bird_conf(sessions, advertise, log.to_str());
         let digest = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
         let running = read_pid(&pid_file(dir)).is_some_and(alive);
         let mut applied = self.applied.lock().await;
@@ -102,7 +104,36 @@ impl BgpPlane {
             r.dedup();
             learned.insert(s.key.clone(), r);
         }
-        let sessions = sessions.iter().filter_map(|s| Some((s.key.clone(), protocols.get(&s.protocol())?.clone()))).collect();
+        // A session that is not up: BIRD's last error says why (kept across its retries).
+        let errors = if sessions.iter().any(|s| !protocols.get(&s.protocol()).is_some_and(ProtocolState::established)) {
+            parse_last_errors(&ask(&socket(dir), "show protocols all").await?)
+        } else {
+            BTreeMap::new()
+        };
+        // The log says more than the control socket keeps (a refused incoming connection, the
+        // peer's AS).
+        // (Of the last ten minutes: its times are UTC, as its environment says.)
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0) - 600;
+        let logged = if !errors.is_empty() || sessions.iter().any(|s| !protocols.get(&s.protocol()).is_some_and(ProtocolState::established)) {
+            crate::logs::lines(&log, |l| (l.contains("<RMT>") || l.contains("<ERR>") || l.contains("<WARN>")) && vpngw_model::plane::log_line_time(l).is_some_and(|t| t >= since))
+        } else {
+            Vec::new()
+        };
+        let sessions = sessions
+            .iter()
+            .filter_map(|s| {
+                let mut p = protocols.get(&s.protocol())?.clone();
+                if p.established() {
+                    return Some((s.key.clone(), p));
+                }
+                // The log's words first: they say more ("Bad peer AS: 65011").
+                let e = vpngw_model::bgp::last_logged_error(logged.iter().map(String::as_str), &s.protocol()).or_else(|| errors.get(&s.protocol()).cloned());
+                if let Some(e) = e.filter(|e| !p.info.contains(e.as_str())) {
+                    p.info = format!("{} (last error: {e})", p.info);
+                }
+                Some((s.key.clone(), p))
+            })
+            .collect();
         Ok(Speaking { sessions, refused, learned })
     }
 
@@ -117,7 +148,7 @@ impl BgpPlane {
             }
             None => tokio::process::Command::new(&self.bird),
         };
-        cmd.arg("-f").arg("-c").arg(conf(dir)).arg("-s").arg(socket(dir));
+        cmd.arg("-f").arg("-c").arg(conf(dir)).arg("-s").arg(socket(dir)).env("TZ", "UTC");
         let pid = spawn_detached(cmd, &dir.join("bird.out"), &pid_file(dir)).with_context(|| format!("start {}", self.bird.display()))?;
         if !crate::lab::wait_socket(&socket(dir), Duration::from_secs(10)).await {
             bail!("BIRD in {} did not open its control socket; see {}", dir.display(), dir.join("bird.out").display());

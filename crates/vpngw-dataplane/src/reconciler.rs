@@ -730,10 +730,19 @@ impl Reconciler {
         // The BGP speaker of each gateway here, converged after its tunnels.
         let mut bgp_up: HashMap<String, bool> = HashMap::new();
         let mut learned: HashMap<String, Vec<vpngw_model::bgp::Learned>> = HashMap::new();
+        let mut bgp_info: HashMap<String, String> = HashMap::new();
         for g in gws {
             match self.speak(t, g).await {
                 Ok(seen) => {
-                    bgp_up.extend(seen.sessions.into_iter().map(|(k, p)| (k, p.established())));
+                    for (k, p) in seen.sessions {
+                        if !p.established() {
+                            bgp_info.insert(k.clone(), format!("{} {}", p.state, p.info).trim().to_string());
+                        }
+                        bgp_up.insert(k, p.established());
+                    }
+                    for (k, why) in seen.refused {
+                        bgp_info.insert(k, format!("not configured: {why}"));
+                    }
                     learned.extend(seen.learned);
                 }
                 Err(e) => tracing::warn!(gateway = %g.id, error = format!("{e:#}"), "Could not converge the BGP speaker; its sessions read failed until it can."),
@@ -746,6 +755,9 @@ impl Reconciler {
                 if g.sides.holds(if role == Some(vpngw_model::state::TunnelRole::Slave) { Role::Slave } else { Role::Master }) {
                     o.bgp.insert(s.clone(), bgp_up.get(&s).copied().unwrap_or(false));
                     o.learned.insert(s.clone(), learned.get(&s).cloned().unwrap_or_default());
+                    if !bgp_up.get(&s).copied().unwrap_or(false) {
+                        o.bgp_info.insert(s.clone(), bgp_info.get(&s).cloned().unwrap_or_else(|| "not configured: the BGP settings are incomplete, or the speaker did not answer".into()));
+                    }
                 }
             }
         }

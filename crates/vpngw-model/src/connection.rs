@@ -159,6 +159,10 @@ pub struct VpnConnection {
     /// owned by the data plane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bgp_routes: Vec<BgpRoute>,
+    /// What the BGP daemon last said of each session that is not Established (by tunnel key);
+    /// DiagnoseVpnConnections reads it. Owned by the data plane.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bgp_info: std::collections::BTreeMap<String, String>,
 }
 
 /// A route a tunnel's BGP session learned.

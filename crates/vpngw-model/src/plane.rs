@@ -72,6 +72,9 @@ pub struct Observation {
     /// The routes each of those sessions learned (by tunnel key; a session that is not
     /// Established learned none).
     pub learned: std::collections::BTreeMap<String, Vec<crate::bgp::Learned>>,
+    /// What the BGP daemon says of each session that is not Established (its state and last
+    /// error, as it words them), by tunnel key.
+    pub bgp_info: std::collections::BTreeMap<String, String>,
 }
 
 /// The Unix time of a log line that starts `YYYY-MM-DD HH:MM:SS` (OpenVPN's and vpngw's

@@ -281,6 +281,7 @@ impl Service {
                     c.plane_unsupported.clone(),
                     c.bgp_up,
                     c.bgp_routes.clone(),
+                    c.bgp_info.clone(),
                 )
             };
             let before = snapshot(c);
@@ -297,6 +298,12 @@ impl Service {
             }
             if let Some(up) = o.bgp.get(conn_id) {
                 c.bgp_up = *up;
+            }
+            for key in o.bgp.keys() {
+                match o.bgp_info.get(key) {
+                    Some(info) => c.bgp_info.insert(key.clone(), info.clone()),
+                    None => c.bgp_info.remove(key),
+                };
             }
             // Each observed session's routes replace what it had (a route it still has keeps
             // when it was first learned).

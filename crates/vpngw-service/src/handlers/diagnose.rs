@@ -120,11 +120,49 @@ impl Target {
     }
 }
 
+/// A tunnel whose IPsec SA is up but whose BGP session is not Established: what its BGP
+/// daemon says. vpngw's codes (the documents list none): `BgpPeerAsMismatch` (the peer speaks
+/// another AS than its customer gateway's Asn), `BgpHoldTimerExpired` (the peer stopped
+/// answering), `BgpNotEstablished` (anything else, a wrong AuthKey included: TCP MD5 drops every
+/// segment signed with another key, so the peer never seems to answer).
+fn bgp_finding(t: &Target) -> Option<Diagnosis> {
+    let c = &t.conn;
+    let (bgp, up, key) = match t.tunnel.map(|i| &c.tunnels[i]) {
+        Some(tu) => (&tu.bgp, tu.bgp_up, tu.tunnel_id.as_str()),
+        None => (&c.bgp, c.bgp_up, t.rec.id.as_str()),
+    };
+    let enabled = bgp.enable && (t.tunnel.is_none() || c.enable_tunnels_bgp);
+    if !enabled || up {
+        return None;
+    }
+    let info = c.bgp_info.get(key).cloned().unwrap_or_default();
+    let code = if info.contains("Bad peer AS") {
+        "BgpPeerAsMismatch"
+    } else if info.contains("Hold timer expired") {
+        "BgpHoldTimerExpired"
+    } else {
+        "BgpNotEstablished"
+    };
+    let hint = match code {
+        "BgpPeerAsMismatch" => "the peer's AS is not its customer gateway's Asn",
+        "BgpHoldTimerExpired" => "the peer stopped answering",
+        _ => "nothing answers on TCP port 179 at the peer's BGP address inside the tunnel: no BGP speaker there, another TunnelCidr, or another AuthKey (TCP MD5 drops every segment signed with a wrong key)",
+    };
+    Some(Diagnosis {
+        code,
+        reason: format!("The tunnel is up but its BGP session is not Established: {hint}. The BGP daemon says: {}", if info.is_empty() { "nothing yet" } else { info.as_str() }),
+        severity: "Warn",
+        local: format!("LocalAsn {}, LocalBgpIp {}", bgp.local_asn, bgp.local_bgp_ip),
+        remote: format!("PeerBgpIp {}", bgp.peer_ip()),
+        ..Default::default()
+    })
+}
+
 fn entry(t: &Target, found: Option<Diagnosis>) -> Value {
     let c = &t.conn;
     let v = t.view();
     let d = if t.up() {
-        Diagnosis { severity: "Normal", ..Default::default() }
+        bgp_finding(t).unwrap_or(Diagnosis { severity: "Normal", ..Default::default() })
     } else if let Some(why) = c.plane_unsupported.get(v.key) {
         // The data plane did not load the tunnel: its strongSwan lacks an algorithm it needs.
         Diagnosis {

@@ -93,6 +93,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         plane_unsupported: Default::default(),
         bgp_up: false,
         bgp_routes: Vec::new(),
+        bgp_info: Default::default(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;

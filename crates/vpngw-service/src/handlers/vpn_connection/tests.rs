@@ -33,6 +33,7 @@ fn base() -> VpnConnection {
         plane_unsupported: Default::default(),
         bgp_up: false,
         bgp_routes: Vec::new(),
+        bgp_info: Default::default(),
     }
 }
 
