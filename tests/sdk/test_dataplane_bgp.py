@@ -12,7 +12,7 @@ import time
 import pytest
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, make_cgw
+from helpers import REGION, make_cgw, wait_status
 from lab import Lab, conn, device_config, ike_ids, ping, ping_until, wait_conn
 from test_dataplane import gateway, new_site
 
@@ -207,3 +207,88 @@ def test_learned_prefixes_are_bgp_routes_that_carry_traffic_and_a_withdrawal_sto
     after = ike_ids(lab.sas(lab.gw_sock(gw)))
     assert after and set(after) <= set(ike), f"no IKE_SA was renegotiated: {ike} → {after}"
     assert "10.62.0.0/24" not in lab.sas(lab.gw_sock(gw))
+
+
+def carries(sas_text, key, prefix):
+    """Whether the IKE_SA of a tunnel (by its key) has a CHILD_SA to this prefix; its packets out."""
+    found, packets = False, 0
+    for event in sas_text.split("list-sa event")[1:]:
+        if not re.match(rf"\s*\{{{re.escape(key)}-", event):
+            continue
+        for child in re.findall(r"\{name=[^{}]*\}", event):
+            if f"remote-ts=[{prefix}]" in child:
+                found = True
+                packets += int(re.search(r"packets-out=(\d+)", child).group(1))
+    return found, packets
+
+
+def test_dual_tunnel_both_sessions_up_the_masters_peer_stops_and_traffic_moves_to_the_slave_and_back(lab):
+    c = lab.c
+    gw = gateway(c, dual=True)
+    name, ip, _, _ = new_site()
+    cgw = make_cgw(c, ip_address=ip, asn=65030, auth_key="dual-Key").customer_gateway_id
+    tos = m.CreateVpnConnectionRequestTunnelOptionsSpecification
+    tike = m.CreateVpnConnectionRequestTunnelOptionsSpecificationTunnelIkeConfig
+    tbgp = m.CreateVpnConnectionRequestTunnelOptionsSpecificationTunnelBgpConfig
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+        region_id=REGION, vpn_gateway_id=gw, local_subnet="0.0.0.0/0", remote_subnet="0.0.0.0/0", effect_immediately=True, enable_tunnels_bgp=True,
+        tunnel_options_specification=[
+            tos(customer_gateway_id=cgw, role="master", tunnel_ike_config=tike(psk="m-key", ike_version="ikev2"), tunnel_bgp_config=tbgp(tunnel_cidr="169.254.17.0/30")),
+            tos(customer_gateway_id=cgw, role="slave", tunnel_ike_config=tike(psk="s-key", ike_version="ikev2"), tunnel_bgp_config=tbgp(tunnel_cidr="169.254.18.0/30")),
+        ])).body.vpn_connection_id
+    wait_status(c, gw, "active", timeout=30)
+    tunnels = {t.role: t.tunnel_id for t in conn(c, vco).tunnel_options_specification.tunnel_options}
+    text = site_config(lab, vco)
+    head = "protocol static site {\n  ipv4;\n"
+    lab.site(name, ip, "10.71.0.0/24", config=text.replace(head, head + "  route 10.71.0.0/24 blackhole;\n"))
+    site_bird = f"{lab.run_dir}/site/{name}/bird.ctl"
+
+    def statuses():
+        return {t.role: t.tunnel_bgp_config.bgp_status for t in conn(c, vco).tunnel_options_specification.tunnel_options}
+
+    def wait_statuses(want, timeout=40):
+        deadline = time.time() + timeout
+        while time.time() < deadline and statuses() != want:
+            time.sleep(0.3)
+        assert statuses() == want
+
+    def learned_by():
+        return sorted(e.next_hop_tunnel_id for e in bgp_routes_all(lab, gw) if e.route_dest == "10.71.0.0/24")
+
+    wait_statuses({"master": "success", "slave": "success"})
+    deadline = time.time() + 30
+    while time.time() < deadline and learned_by() != sorted(tunnels.values()):
+        time.sleep(0.3)
+    assert learned_by() == sorted(tunnels.values()), "both sessions learned the prefix"
+    gw_ns = lab.gw_ns(gw)
+    assert ping_until(gw_ns, "10.1.0.1", "10.71.0.1", timeout=20), plumbing(lab, gw, name)
+
+    # The master's peer stops: its session and what it learned go; the slave carries the traffic.
+    birdc(site_bird, "disable", f"t_{vco.replace('-', '_')}_master")
+    wait_statuses({"master": "failed", "slave": "success"})
+    deadline = time.time() + 30
+    while time.time() < deadline and learned_by() != [tunnels["slave"]]:
+        time.sleep(0.3)
+    assert learned_by() == [tunnels["slave"]]
+    deadline = time.time() + 15
+    while time.time() < deadline and carries(lab.sas(lab.gw_sock(gw)), tunnels["master"], "10.71.0.0/24")[0]:
+        time.sleep(0.3)
+    assert not carries(lab.sas(lab.gw_sock(gw)), tunnels["master"], "10.71.0.0/24")[0], "the master no longer carries it"
+    before = carries(lab.sas(lab.gw_sock(gw)), tunnels["slave"], "10.71.0.0/24")
+    assert before[0]
+    assert ping_until(gw_ns, "10.1.0.1", "10.71.0.1", timeout=20), plumbing(lab, gw, name)
+    assert carries(lab.sas(lab.gw_sock(gw)), tunnels["slave"], "10.71.0.0/24")[1] > before[1], "through the slave"
+
+    # The master's peer returns: both up again, both carry it.
+    birdc(site_bird, "enable", f"t_{vco.replace('-', '_')}_master")
+    wait_statuses({"master": "success", "slave": "success"})
+    deadline = time.time() + 30
+    while time.time() < deadline and learned_by() != sorted(tunnels.values()):
+        time.sleep(0.3)
+    assert learned_by() == sorted(tunnels.values())
+    assert ping_until(gw_ns, "10.1.0.1", "10.71.0.1", timeout=20), plumbing(lab, gw, name)
+
+
+def bgp_routes_all(lab, gw):
+    b = lab.c.describe_vpn_route_entries(m.DescribeVpnRouteEntriesRequest(region_id=REGION, vpn_gateway_id=gw, route_entry_type="bgp", page_size=50)).body
+    return b.vpn_route_entries.vpn_route_entry

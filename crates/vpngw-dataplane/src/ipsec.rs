@@ -196,7 +196,12 @@ impl RoutePlan {
     /// routes); a prefix that holds one of `avoid` (the gateway's own public addresses, the
     /// customer gateways', the VPC's CIDR blocks) is not carried: it would take the tunnel's own
     /// packets, or the VPC's, into the tunnel.
-    pub fn with_learned(mut self, conns: &[(String, VpnConnection)], avoid: &[ipnet::Ipv4Net]) -> RoutePlan {
+    ///
+    /// A learned prefix's traffic is from the VPC (`sources`, its CIDR blocks) to the prefix:
+    /// those are its selectors, so that the customer's side of the tunnel routes only the VPC
+    /// back into it (a 0.0.0.0/0 there would take its own IKE packets to the gateway's other
+    /// tunnels into the tunnel).
+    pub fn with_learned(mut self, conns: &[(String, VpnConnection)], avoid: &[ipnet::Ipv4Net], sources: &[ipnet::Ipv4Net]) -> RoutePlan {
         let statics: std::collections::HashSet<&str> = self.owned.values().flatten().filter(|(src, _)| src == "0.0.0.0/0").map(|(_, d)| d.as_str()).collect();
         let mut learned: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (_, c) in conns.iter().filter(|(_, c)| routed(c)) {
@@ -205,7 +210,11 @@ impl RoutePlan {
                 if statics.contains(r.route.prefix.as_str()) || avoid.iter().any(|a| p.contains(a) || a.contains(&p)) {
                     continue;
                 }
-                learned.entry(r.tunnel.clone()).or_default().push(("0.0.0.0/0".into(), p.to_string()));
+                let entry = learned.entry(r.tunnel.clone()).or_default();
+                if sources.is_empty() {
+                    entry.push(("0.0.0.0/0".into(), p.to_string()));
+                }
+                entry.extend(sources.iter().map(|s| (s.to_string(), p.to_string())));
             }
         }
         for v in learned.values_mut() {
@@ -355,7 +364,7 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
                 if d.children.iter().any(|ch| ch.local_ts == [l.clone()] && ch.remote_ts == [r.clone()]) {
                     continue;
                 }
-                let name = learned_child_name(&d.name, r);
+                let name = learned_child_name(&d.name, &format!("{l}>{r}"));
                 d.learned.push(ChildDef { reqid: reqid_of(&name), name, local_ts: vec![l.clone()], remote_ts: vec![r.clone()], esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime });
             }
         }
@@ -364,9 +373,10 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
     (defs, bad)
 }
 
-/// The name of a learned prefix's CHILD_SA under a definition: `<definition>-p<8 hex digits>`.
-pub fn learned_child_name(def: &str, prefix: &str) -> String {
-    format!("{def}-p{}", hex::encode(&Sha256::digest(prefix.as_bytes())[..4]))
+/// The name of a learned prefix's CHILD_SA under a definition, from its selectors
+/// (`<source>><prefix>`): `<definition>-p<8 hex digits>`.
+pub fn learned_child_name(def: &str, selectors: &str) -> String {
+    format!("{def}-p{}", hex::encode(&Sha256::digest(selectors.as_bytes())[..4]))
 }
 
 /// Whether a child name is a learned prefix's under this definition.

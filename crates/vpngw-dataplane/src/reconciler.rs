@@ -151,7 +151,7 @@ impl GatewayIntent {
         let mut avoid: Vec<ipnet::Ipv4Net> = g.vpc_cidrs.clone();
         avoid.extend([g.gw.internet_ip.as_str()].into_iter().chain(g.gw.dr_internet_ip.as_deref()).filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(ipnet::Ipv4Net::from));
         avoid.extend(cgw_ip.values().filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(ipnet::Ipv4Net::from));
-        let plan = ipsec::RoutePlan::new(&g.routes, health).with_learned(&g.conns, &avoid);
+        let plan = ipsec::RoutePlan::new(&g.routes, health).with_learned(&g.conns, &avoid, &g.vpc_cidrs);
         let sides = g.sides;
         if sides.master {
             for (id, s) in &g.servers {

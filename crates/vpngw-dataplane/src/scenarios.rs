@@ -255,7 +255,7 @@ async fn a_learned_prefix_adds_a_child_under_the_running_ike_sa_and_a_withdrawn_
     let children = |w: &World| -> Vec<Vec<String>> { w.charon().sas.values().flatten().map(|(_, ch)| ch.clone()).collect() };
     let ike = w.charon().ike_ids();
     let name = w.loaded()[0].clone();
-    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.60.0.0/24")]]);
+    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.1.0.0/16>10.60.0.0/24")]]);
     // A second prefix: the same definition and IKE_SA, one child more.
     learn(&mut c, &["10.60.0.0/24", "10.61.0.0/24"]);
     w.set(one((id.clone(), c.clone())));
@@ -269,7 +269,7 @@ async fn a_learned_prefix_adds_a_child_under_the_running_ike_sa_and_a_withdrawn_
     w.pass().await;
     w.pass().await;
     assert_eq!(w.charon().ike_ids(), ike);
-    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.61.0.0/24")]]);
+    assert_eq!(children(&w), [vec![crate::ipsec::learned_child_name(&name, "10.1.0.0/16>10.61.0.0/24")]]);
     assert_eq!(w.sink.status("vco-a"), Some(status::IPSEC_UP));
 }
 

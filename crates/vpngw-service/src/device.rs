@@ -85,8 +85,13 @@ fn strongswan(tunnels: &[PeerTunnel]) -> Result<String, String> {
             children.push((vec![format!("{}/32", b.local_ip)], vec![format!("{}/32", b.peer_ip)]));
         }
         for (i, (l, r)) in children.iter().enumerate() {
+            // In destination-routing mode (0.0.0.0/0 on both sides) the gateway decides which
+            // prefixes get a CHILD_SA (its routes, what BGP learned) and closes one whose prefix
+            // goes: the device must not open it again.
+            let all = |v: &Vec<String>| v.len() == 1 && v[0] == "0.0.0.0/0";
+            let close = if all(l) && all(r) { "none" } else { start };
             conns.push_str(&format!(
-                "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp}\n        rekey_time = {life}s\n{priority}        start_action = {start}\n        dpd_action = restart\n        close_action = {start}\n      }}\n",
+                "      {name}-{n} {{\n        local_ts = {l}\n        remote_ts = {r}\n        esp_proposals = {esp}\n        rekey_time = {life}s\n{priority}        start_action = {start}\n        dpd_action = restart\n        close_action = {close}\n      }}\n",
                 name = t.name,
                 n = i + 1,
                 l = l.join(","),
