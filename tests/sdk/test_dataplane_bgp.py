@@ -292,3 +292,30 @@ def test_dual_tunnel_both_sessions_up_the_masters_peer_stops_and_traffic_moves_t
 def bgp_routes_all(lab, gw):
     b = lab.c.describe_vpn_route_entries(m.DescribeVpnRouteEntriesRequest(region_id=REGION, vpn_gateway_id=gw, route_entry_type="bgp", page_size=50)).body
     return b.vpn_route_entries.vpn_route_entry
+
+
+def test_sessions_survive_a_restart_of_vpngw_and_a_dead_speaker_is_started_again():
+    lab = Lab(persist=True).start()
+    try:
+        gw = gateway(lab.c)
+        vco, cgw, site, ip, subnet = bgp_connection(lab, gw, "169.254.19.0/30")
+        lab.site(site, ip, subnet, config=site_config(lab, vco))
+        wait_bgp(lab, vco, "success", timeout=40)
+        gw_bird = f"{lab.run_dir}/gw/{gw}/bird.ctl"
+        pid = open(f"{lab.run_dir}/gw/{gw}/bird.pid").read().strip()
+        since = re.search(r"t_\S+\s+BGP\s+\S+\s+up\s+(\S+)", birdc(gw_bird, "show", "protocols")).group(1)
+        # vpngw stops and starts again: the speaker is adopted, its session untouched.
+        lab.stop()
+        lab.start()
+        time.sleep(3)  # several reconcile passes
+        assert open(f"{lab.run_dir}/gw/{gw}/bird.pid").read().strip() == pid, "the same BIRD"
+        assert re.search(r"t_\S+\s+BGP\s+\S+\s+up\s+(\S+)", birdc(gw_bird, "show", "protocols")).group(1) == since, "the same session"
+        assert bgp_status(lab, vco) == "success"
+        # The speaker dies: the data plane starts it again and the session returns, no API call.
+        subprocess.run(["kill", "-9", pid], check=True)
+        wait_bgp(lab, vco, "failed", timeout=15)
+        wait_bgp(lab, vco, "success", timeout=60)
+        assert open(f"{lab.run_dir}/gw/{gw}/bird.pid").read().strip() != pid
+    finally:
+        lab.stop()
+        lab.down()
