@@ -11,6 +11,8 @@
 //! 5. SSL-VPN: CreateSslVpnServer → the gateway is active again (its OpenVPN serving), beside
 //!    starting bare `openvpn` with the same configuration; client certificates issued through
 //!    the API per second; a client's profile → its tunnel address.
+//! 6. BGP (`bgp.rs`): tunnel → session Established; N sessions on one gateway and the speaker's
+//!    memory; a withdrawal, beside BIRD configured by hand.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -37,12 +39,15 @@ pub struct DataPlaneBenchArgs {
     /// Definitions pushed over VICI.
     #[arg(long, default_value_t = 1000)]
     pub definitions: usize,
+    /// The BGP part.
+    #[command(flatten)]
+    pub bgp: crate::bgp::BgpArgs,
     /// The fleet part (gateway agents, failover), on PostgreSQL.
     #[command(flatten)]
     pub fleet: crate::fleet::FleetArgs,
 }
 
-const R: &str = "cn-hangzhou";
+pub(crate) const R: &str = "cn-hangzhou";
 pub(crate) const PSK: &str = "bench-psk-0123";
 
 pub(crate) fn peer_ip(i: usize) -> Ipv4Addr {
@@ -96,12 +101,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-struct Bench {
-    client: Client,
-    lab: Arc<Lab>,
+pub(crate) struct Bench {
+    pub(crate) client: Client,
+    pub(crate) lab: Arc<Lab>,
     gw: String,
     gw_ip: String,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Customer gateways by peer index.
     cgws: tokio::sync::Mutex<std::collections::HashMap<usize, String>>,
 }
@@ -124,7 +129,7 @@ impl Bench {
         self.wait_active(&self.gw).await
     }
 
-    async fn wait_active(&self, gw: &str) -> Result<()> {
+    pub(crate) async fn wait_active(&self, gw: &str) -> Result<()> {
         for _ in 0..6000 {
             if self.call("DescribeVpnGateway", &[("RegionId", R), ("VpnGatewayId", gw)]).await?["Status"] == "active" {
                 return Ok(());
@@ -359,6 +364,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
     rows.push((format!("VICI calls for one change among {n} connections"), calls_n.to_string(), "-".into(), "constant".into()));
 
     rows.extend(ssl_rows(&b, args, &vpc, &vsw).await.context("the SSL-VPN part")?);
+    rows.extend(crate::bgp::rows(&b, &args.bgp, &vpc, &vsw).await.context("the BGP part")?);
 
     println!("| scenario | vpngw | bare strongSwan / OpenVPN | result |\n|---|---|---|---|");
     for (a, o, r, x) in rows {
@@ -367,7 +373,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
     Ok(())
 }
 
-type Row = (String, String, String, String);
+pub(crate) type Row = (String, String, String, String);
 
 /// 5. SSL-VPN on a second gateway of the same VPC.
 async fn ssl_rows(b: &Bench, args: &DataPlaneBenchArgs, vpc: &str, vsw: &str) -> Result<Vec<Row>> {

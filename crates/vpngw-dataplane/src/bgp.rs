@@ -157,6 +157,15 @@ impl BgpPlane {
         Ok(())
     }
 
+    /// Has a session that is not up try to connect now (`restart`), rather than when its
+    /// connect-retry timer says; a failure is only logged.
+    pub async fn kick(&self, dir: &Path, protocol: &str) {
+        match ask(&socket(dir), &format!("restart {protocol}")).await {
+            Ok(_) => tracing::debug!(speaker = %dir.display(), protocol, "Asked a BGP session to connect now: its tunnel came up."),
+            Err(e) => tracing::debug!(speaker = %dir.display(), protocol, error = %e, "Could not restart a BGP session."),
+        }
+    }
+
     /// Stops the speaker in `dir`, if one runs.
     pub async fn stop(&self, dir: &Path) {
         if self.applied.lock().await.remove(dir).is_some() || pid_file(dir).exists() {

@@ -766,19 +766,57 @@ impl Reconciler {
                 tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
             }
         }
+        // A tunnel that has just come up carries its session from now on: BIRD would otherwise
+        // wait out its connect-retry timer (5 s) before it tries again.
+        let mut kick: Vec<(PathBuf, String)> = Vec::new();
+        {
+            let seen = self.observed.lock().await;
+            for (id, o) in &conns {
+                let before = seen.get(id);
+                let now_up = |key: &str| if key == id.as_str() { o.status == Some(vpngw_model::plane::status::IPSEC_UP) } else { o.tunnels.get(key) == Some(&vpngw_model::plane::status::IPSEC_UP) };
+                let was_up = |key: &str| {
+                    before.is_some_and(|b| if key == id.as_str() { b.status == Some(vpngw_model::plane::status::IPSEC_UP) } else { b.tunnels.get(key) == Some(&vpngw_model::plane::status::IPSEC_UP) })
+                };
+                for (key, up) in &o.bgp {
+                    if !up && now_up(key) && !was_up(key) {
+                        if let Some(g) = gws.iter().find(|g| g.conns.iter().any(|(c, _)| c == id)) {
+                            kick.push((self.speaker_dir(&g.id), vpngw_model::bgp::protocol_name(key)));
+                        }
+                    }
+                }
+            }
+        }
+        if !kick.is_empty() {
+            for (dir, protocol) in kick {
+                self.bgp.kick(&dir, &protocol).await;
+            }
+            // BIRD tells no one when a session comes up: look again shortly.
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                for _ in 0..4 {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    events.notify_one();
+                }
+            });
+        }
         for (id, o) in conns {
             self.record(&id, o).await;
         }
         Ok(())
     }
 
+    /// Where a gateway's BGP speaker keeps its files.
+    fn speaker_dir(&self, gw: &str) -> PathBuf {
+        match &self.lab {
+            Some(lab) => lab.gateway_dir(gw),
+            None => self.cfg.run_dir().join("bgp").join(gw),
+        }
+    }
+
     /// Makes the gateway's BGP speaker run the sessions of its tunnels held here, and says what
     /// it sees of them.
     async fn speak(&self, t: &Target, g: &GatewayIntent) -> Result<crate::bgp::Speaking> {
-        let dir = match &self.lab {
-            Some(lab) => lab.gateway_dir(&g.id),
-            None => self.cfg.run_dir().join("bgp").join(&g.id),
-        };
+        let dir = self.speaker_dir(&g.id);
         let advertise: Vec<ipnet::Ipv4Net> = g.vpc_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
         let seen = self.bgp.converge(&dir, t.netns.as_deref(), &g.bgp, &advertise).await?;
         for (key, why) in &seen.refused {

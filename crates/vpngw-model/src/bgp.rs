@@ -132,13 +132,14 @@ pub fn bird_conf(sessions: &[Session], advertise: &[ipnet::Ipv4Net], log: Option
 }
 
 /// One `protocol bgp` block: a session over a tunnel (multihop: the peer is behind the tunnel,
-/// not on a link BIRD sees), importing everything.
+/// not on a link BIRD sees), importing everything. It connects at once when it starts (BIRD
+/// would wait 5 s), and every 5 s while the peer does not answer.
 #[allow(clippy::too_many_arguments)]
 pub fn session_block(protocol: &str, description: &str, local_ip: Ipv4Addr, local_asn: u32, peer_ip: Ipv4Addr, peer_asn: u32, password: &str, export: &str) -> String {
     let password = if password.is_empty() { String::new() } else { format!("  password \"{password}\";\n") };
     format!(
         "protocol bgp {protocol} {{\n  description \"{description}\";\n  local {local_ip} as {local_asn};\n  neighbor {peer_ip} as {peer_asn};\n  multihop 1;\n\
-         \x20 hold time {HOLD_TIME_S};\n  keepalive time {keep};\n  connect retry time 5;\n  error wait time 5, 30;\n{password}\
+         \x20 hold time {HOLD_TIME_S};\n  keepalive time {keep};\n  connect delay time 0;\n  connect retry time 5;\n  error wait time 5, 30;\n{password}\
          \x20 ipv4 {{\n    import all;\n    {export}\n  }};\n}}\n",
         keep = HOLD_TIME_S / 3,
         description = description.replace(|c: char| c == '"' || c.is_control(), "_"),
