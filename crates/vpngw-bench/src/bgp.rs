@@ -231,6 +231,7 @@ pub(crate) async fn rows(b: &Bench, args: &BgpArgs, vpc: &str, vsw: &str) -> Res
         vcos.push(connection(i).await?);
     }
     let gw_sock = b.lab.gateway_dir(&gw).join("bird.ctl");
+    let created = t0.elapsed();
     wait(Duration::from_secs(600), || async { established(&gw_sock).await >= n }).await.context("every BGP session")?;
     let all = t0.elapsed();
     for v in &vcos {
@@ -273,10 +274,10 @@ pub(crate) async fn rows(b: &Bench, args: &BgpArgs, vpc: &str, vsw: &str) -> Res
             format!("{:+.0} ms (state read at reconcile passes)", (to_bgp.as_secs_f64() - bare_one.as_secs_f64()) * 1000.0),
         ),
         (
-            format!("BGP: {n} sessions on one gateway, all Established (s; vpngw: from the first CreateVpnConnection of the rest, one by one; bare: BIRD started with all of them)"),
-            format!("{:.2}", all.as_secs_f64()),
+            format!("BGP: {n} sessions on one gateway, all Established (s; vpngw: after the last CreateVpnConnection; bare: BIRD started with all of them)"),
+            format!("{:.2}", (all - created).as_secs_f64()),
             format!("{:.2}", bare_up.as_secs_f64()),
-            format!("{:.2}×", all.as_secs_f64() / bare_up.as_secs_f64().max(0.001)),
+            format!("{:.2}× ({n} BGP connections created one by one, each applied, in {:.1} s)", (all - created).as_secs_f64() / bare_up.as_secs_f64().max(0.001), created.as_secs_f64()),
         ),
         (format!("BGP: the speaker's memory with {n} sessions (RSS, KiB)"), rss.to_string(), bare_rss.to_string(), "one BIRD per gateway side".into()),
         ("BGP: prefix withdrawn → gone (ms; vpngw: from DescribeVpnRouteEntries)".into(), ms(gone), ms(bare_gone), "read at each reconcile pass".into()),
