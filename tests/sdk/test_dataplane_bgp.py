@@ -9,20 +9,12 @@ import re
 import subprocess
 import time
 
-import pytest
 from alibabacloud_vpc20160428 import models as m
 
 from helpers import REGION, make_cgw, wait_status
 from lab import Lab, conn, device_config, ike_ids, ping, ping_until, wait_conn
-from test_dataplane import gateway, new_site
-
-
-@pytest.fixture(scope="module")
-def lab():
-    lab = Lab().start()
-    yield lab
-    lab.stop()
-    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() if n.startswith(lab.name)], "the lab left namespaces behind"
+# `lab`: a module-scoped lab-mode server of this module's own (the fixture of test_dataplane).
+from test_dataplane import gateway, lab, new_site  # noqa: F401
 
 
 def site_config(lab, vco):
