@@ -88,6 +88,17 @@ def test_a_session_inside_the_tunnel_is_established_and_its_status_follows_bird(
     # (Both sides initiate, so a duplicate IKE_SA may come and go; no new one is made.)
     assert after and set(after) <= set(before), f"the IPsec SAs were not renegotiated: {before} → {after}"
 
+    # Another TunnelCidr (ModifyVpnConnectionAttribute): the session's CHILD_SA is replaced under
+    # the same IKE_SA, and the session comes back on the new addresses.
+    lab.c.modify_vpn_connection_attribute(m.ModifyVpnConnectionAttributeRequest(
+        region_id=REGION, vpn_connection_id=vco, bgp_config=json.dumps({"EnableBgp": "true", "TunnelCidr": "169.254.21.0/30", "LocalBgpIp": "169.254.21.1"})))
+    lab.site(site, ip, subnet, config=site_config(lab, vco))
+    wait_bgp(lab, vco, "success", timeout=45)
+    sas = lab.sas(lab.gw_sock(gw))
+    assert "169.254.21.1/32" in sas and "169.254.11.1/32" not in sas, sas
+    again = ike_ids(sas)
+    assert again and set(again) <= set(before), f"the IPsec SAs were not renegotiated: {before} → {again}"
+
 
 def test_a_wrong_peer_asn_never_comes_up(lab):
     gw = gateway(lab.c)

@@ -310,6 +310,7 @@ async fn bench(args: &DataPlaneBenchArgs, client: Client, lab: Arc<Lab>, dir: Pa
                 reqid: 0x1000_0000 + i as u32,
             }],
             learned: Vec::new(),
+            bgp_child: None,
             initiate: false,
             priority: None,
             pool: None,

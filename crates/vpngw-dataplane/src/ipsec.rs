@@ -62,11 +62,13 @@ pub struct ConnDef {
     pub remote_id: String,
     pub psk: vpngw_model::secret::Secret,
     pub children: Vec<ChildDef>,
-    /// The CHILD_SAs of the prefixes the tunnel's BGP session learned (destination-routing
-    /// mode). Not part of the definition's name: a learned or withdrawn prefix adds or closes
-    /// its CHILD_SA under the running IKE_SA, and nothing else renegotiates. Not part of the
-    /// tunnel's status either.
+    /// The CHILD_SAs of the tunnel's BGP session and of the prefixes it learned
+    /// (destination-routing mode). Not part of the definition's name: a change of BGP settings
+    /// or a learned or withdrawn prefix adds or closes its CHILD_SA under the running IKE_SA,
+    /// and nothing else renegotiates. Not part of the tunnel's status either.
     pub learned: Vec<ChildDef>,
+    /// The name of the BGP session's CHILD_SA (among `learned`), when the tunnel runs BGP.
+    pub bgp_child: Option<String>,
     /// EffectImmediately: initiate now (and keep it up); otherwise wait for traffic.
     pub initiate: bool,
     pub priority: Option<u32>,
@@ -113,6 +115,7 @@ pub fn server_definition(id: &str, s: &IpsecServer) -> Result<ConnDef, Unsupport
         psk: s.ike.psk.clone(),
         children: vec![ChildDef { name: String::new(), local_ts: s.local_subnet.clone(), remote_ts: Vec::new(), esp_proposal: esp_p, lifetime: s.ipsec.ipsec_lifetime, reqid: 0 }],
         learned: Vec::new(),
+        bgp_child: None,
         initiate: false,
         priority: None,
         pool: Some((String::new(), s.client_ip_pool.clone())),
@@ -245,8 +248,8 @@ impl RoutePlan {
 
 /// The CHILD_SAs' selectors of a connection: its subnets, or in destination-routing mode the
 /// targets the plan gives it (one child each) and a child for its health probe.
-fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePlan, bgp: Option<&BgpCfg>) -> Vec<(Vec<String>, Vec<String>)> {
-    let mut out = if !routed(c) {
+fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePlan) -> Vec<(Vec<String>, Vec<String>)> {
+    let out = if !routed(c) {
         child_selectors(ike_version, &c.local_subnet, &c.remote_subnet)
     } else {
         let mut out: Vec<(Vec<String>, Vec<String>)> = plan.owned(conn_id).iter().map(|(l, r)| (vec![l.clone()], vec![r.clone()])).collect();
@@ -255,11 +258,6 @@ fn selectors(conn_id: &str, c: &VpnConnection, ike_version: &str, plan: &RoutePl
         }
         out
     };
-    // The tunnel's BGP session rides a CHILD_SA of its own, from LocalBgpIp to the peer's
-    // address in TunnelCidr (last: the other children keep their names and reqids).
-    if let Some((l, r)) = bgp.and_then(bgp_selectors) {
-        out.push((vec![l], vec![r]));
-    }
     out
 }
 
@@ -342,11 +340,12 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
             local_id: t.ike.local_id.clone(),
             remote_id: t.ike.remote_id.clone(),
             psk: t.ike.psk.clone(),
-            children: selectors(conn_id, c, &t.ike.ike_version, plan, t.bgp)
+            children: selectors(conn_id, c, &t.ike.ike_version, plan)
                 .into_iter()
                 .map(|(l, r)| ChildDef { name: String::new(), local_ts: l, remote_ts: r, esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime, reqid: 0 })
                 .collect(),
             learned: Vec::new(),
+            bgp_child: None,
             initiate: c.effect_immediately,
             priority: tunnel_priority(t.role),
             pool: None,
@@ -356,6 +355,15 @@ pub fn definitions(conn_id: &str, c: &VpnConnection, cgw_ip: &HashMap<String, St
         for (i, ch) in d.children.iter_mut().enumerate() {
             ch.name = format!("{}-{}", d.name, i + 1);
             ch.reqid = reqid_of(&ch.name);
+        }
+        // The tunnel's BGP session rides a CHILD_SA of its own, from LocalBgpIp to the peer's
+        // address in TunnelCidr. Like a learned prefix's, it is not part of the definition's
+        // name: turning BGP on or off, or a new TunnelCidr, adds or closes that CHILD_SA under
+        // the running IKE_SA.
+        if let Some((l, r)) = t.bgp.and_then(bgp_selectors) {
+            let name = learned_child_name(&d.name, &format!("bgp:{l}>{r}"));
+            d.bgp_child = Some(name.clone());
+            d.learned.push(ChildDef { reqid: reqid_of(&name), name, local_ts: vec![l], remote_ts: vec![r], esp_proposal: esp_p.clone(), lifetime: t.ipsec.ipsec_lifetime });
         }
         // Each learned prefix the tunnel carries (and no fixed child already does), named after
         // the prefix so that its name, and reqid, stay while it is learned.

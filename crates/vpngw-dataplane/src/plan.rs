@@ -121,8 +121,8 @@ pub fn sa_actions(d: &Desired, states: &mut HashMap<String, SaState>, just_loade
         let state = states.get(&def.name);
         if !state.is_some_and(|s| s.present) {
             if due(&def.name, fresh.contains(&def.name)) {
-                out.initiate.extend(def.children.iter().map(|ch| (def.name.clone(), Some(ch.name.clone()))));
-                if def.children.is_empty() {
+                out.initiate.extend(def.all_children().map(|ch| (def.name.clone(), Some(ch.name.clone()))));
+                if def.all_children().next().is_none() {
                     out.initiate.push((def.name.clone(), None));
                 }
             }
@@ -226,6 +226,7 @@ mod tests {
                 reqid: 1,
             }],
             learned: Vec::new(),
+            bgp_child: None,
             initiate,
             priority: None,
             pool: None,

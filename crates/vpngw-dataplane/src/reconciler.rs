@@ -238,6 +238,8 @@ pub struct Reconciler {
     trap_map: Mutex<HashMap<PathBuf, TrapMap>>,
     last_initiate: std::sync::Mutex<HashMap<String, Instant>>,
     observed: Mutex<HashMap<String, Observation>>,
+    /// The BGP sessions' CHILD_SAs seen installed at the last pass (by child name).
+    bgp_children: Mutex<HashSet<String>>,
     /// When each connection was first seen down (for [`Reconciler::steady`]).
     down_since: std::sync::Mutex<HashMap<String, Instant>>,
     /// Moves whenever a negotiation status or health verdict changes in the store.
@@ -307,6 +309,7 @@ impl Reconciler {
             trap_map: Default::default(),
             last_initiate: Default::default(),
             observed: Default::default(),
+            bgp_children: Default::default(),
             down_since: Default::default(),
             observed_generation: Default::default(),
             reported: Default::default(),
@@ -766,25 +769,25 @@ impl Reconciler {
                 tracing::warn!(ipsec_server = %id, error = %e, "Failed to record an observation.");
             }
         }
-        // A tunnel that has just come up carries its session from now on: BIRD would otherwise
-        // wait out its connect-retry timer (5 s) before it tries again.
+        // A session whose CHILD_SA has just been installed can connect from now on: BIRD would
+        // otherwise wait out its connect-retry timer (5 s) before it tries again.
         let mut kick: Vec<(PathBuf, String)> = Vec::new();
         {
-            let seen = self.observed.lock().await;
-            for (id, o) in &conns {
-                let before = seen.get(id);
-                let now_up = |key: &str| if key == id.as_str() { o.status == Some(vpngw_model::plane::status::IPSEC_UP) } else { o.tunnels.get(key) == Some(&vpngw_model::plane::status::IPSEC_UP) };
-                let was_up = |key: &str| {
-                    before.is_some_and(|b| if key == id.as_str() { b.status == Some(vpngw_model::plane::status::IPSEC_UP) } else { b.tunnels.get(key) == Some(&vpngw_model::plane::status::IPSEC_UP) })
-                };
-                for (key, up) in &o.bgp {
-                    if !up && now_up(key) && !was_up(key) {
-                        if let Some(g) = gws.iter().find(|g| g.conns.iter().any(|(c, _)| c == id)) {
-                            kick.push((self.speaker_dir(&g.id), vpngw_model::bgp::protocol_name(key)));
+            let mut before = self.bgp_children.lock().await;
+            let mut now = HashSet::new();
+            for g in gws {
+                for d in g.defs.iter() {
+                    let Some(child) = &d.bgp_child else { continue };
+                    if states.get(&d.name).is_some_and(|s| s.installed.contains(child)) {
+                        if !before.contains(child) && conns.iter().any(|(_, o)| o.bgp.get(&d.key) == Some(&false)) {
+                            kick.push((self.speaker_dir(&g.id), vpngw_model::bgp::protocol_name(&d.key)));
                         }
+                        now.insert(child.clone());
                     }
                 }
             }
+            before.retain(|c| !gws.iter().any(|g| g.defs.iter().any(|d| d.bgp_child.as_ref() == Some(c))));
+            before.extend(now);
         }
         if !kick.is_empty() {
             for (dir, protocol) in kick {
