@@ -161,3 +161,47 @@ def test_host_mode_runs_openvpn_where_charon_is(host):
             client.wait(timeout=10)
         server.stop()
     assert not os.path.exists(os.path.join(run_dir, "ssl", vss, "openvpn.pid")), "without persist, vpngw stops its OpenVPN servers"
+
+
+def test_host_mode_runs_the_bgp_speaker_where_charon_is(host):
+    run_dir = os.path.join(host.dir, "run")
+    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\nrun_dir = "{run_dir}"\nreconcile_interval_ms = 500\n')
+    # The operator's host holds the gateway's LocalBgpIp; the peer its own.
+    sh("ip", "-n", host.gw, "addr", "add", "169.254.50.1/32", "dev", "lo")
+    sh("ip", "-n", host.peer, "addr", "add", "169.254.50.2/32", "dev", "lo")
+    server.start()
+    peer_bird = os.path.join(host.dir, "peer-bird")
+    os.makedirs(peer_bird)
+    try:
+        c = server.tea()
+        vpc = make_vpc(c)
+        vsw = make_vsw(c, vpc, "10.1.0.0/16")
+        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")).body.vpn_gateway_id
+        wait_status(c, gw, "active")
+        cgw = make_cgw(c, ip_address="192.0.2.100", asn=65050, auth_key="host-Key").customer_gateway_id
+        vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
+            region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet="10.60.0.0/24", effect_immediately=True,
+            bgp_config=json.dumps({"EnableBgp": "true", "TunnelCidr": "169.254.50.0/30"}))).body.vpn_connection_id
+        wait_status(c, gw, "active", timeout=30)
+        # The whole site from one download: its swanctl.conf into the peer's charon, its bird.conf
+        # into a BIRD of the peer's.
+        text = device_config(server, vco, "strongswan-bird")
+        swanctl, bird = text.split("# ==> bird.conf <==\n")
+        for name, content in (("peer.conf", swanctl), ("bird.conf", bird)):
+            with open(os.path.join(peer_bird, name), "w") as f:
+                f.write(content)
+        sh("swanctl", "--load-all", "--noprompt", "--file", os.path.join(peer_bird, "peer.conf"), "--uri", f"unix://{host.peer_sock}")
+        sh("ip", "netns", "exec", host.peer, "bird", "-c", os.path.join(peer_bird, "bird.conf"), "-s", os.path.join(peer_bird, "bird.ctl"), "-P", os.path.join(peer_bird, "bird.pid"))
+        wait_conn(c, vco, "ipsec_sa_established", timeout=30)
+        deadline = time.time() + 40
+        while time.time() < deadline and c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco)).body.vpn_bgp_config.status != "success":
+            time.sleep(0.2)
+        assert c.describe_vpn_connection(m.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=vco)).body.vpn_bgp_config.status == "success"
+        assert os.path.exists(os.path.join(run_dir, "bgp", gw, "bird.pid")), "the speaker's files are under run_dir/bgp"
+        # The gateway advertised its VPC to the peer, over the session.
+        out = subprocess.run(["birdc", "-s", os.path.join(peer_bird, "bird.ctl"), "show", "route"], capture_output=True, text=True).stdout
+        assert "10.1.0.0/16" in out, out
+    finally:
+        server.stop()
+        subprocess.run(["sh", "-c", f"kill $(cat {peer_bird}/bird.pid)"], capture_output=True)
+    assert not os.path.exists(os.path.join(run_dir, "bgp", gw, "bird.pid")), "without persist, vpngw stops its BGP speakers"
