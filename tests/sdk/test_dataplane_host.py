@@ -95,15 +95,26 @@ def host():
     h.close()
 
 
+def host_server(host, setting):
+    """A host-mode server driving the host's charon; `setting` is one more [dataplane] line."""
+    return Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\n{setting}\nreconcile_interval_ms = 500\n')
+
+
+def host_gateway(c, **kw):
+    """A gateway (active) in a new VPC with a 10.1.0.0/16 VSwitch."""
+    vpc = make_vpc(c)
+    vsw = make_vsw(c, vpc, "10.1.0.0/16")
+    gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", **kw)).body.vpn_gateway_id
+    wait_status(c, gw, "active")
+    return gw
+
+
 def test_host_mode_drives_the_operators_charon(host):
-    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\ncharon_log = "{host.dir}/gw/charon.log"\nreconcile_interval_ms = 500\n')
+    server = host_server(host, f'charon_log = "{host.dir}/gw/charon.log"')
     server.start()
     try:
         c = server.tea()
-        vpc = make_vpc(c)
-        vsw = make_vsw(c, vpc, "10.1.0.0/16")
-        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")).body.vpn_gateway_id
-        wait_status(c, gw, "active")
+        gw = host_gateway(c)
         assert describe(c, gw).internet_ip in ("192.0.2.1", "192.0.2.2"), "an address of the configured pool"
         cgw = make_cgw(c, ip_address="192.0.2.100").customer_gateway_id
         vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
@@ -132,15 +143,12 @@ def test_host_mode_drives_the_operators_charon(host):
 
 def test_host_mode_runs_openvpn_where_charon_is(host):
     run_dir = os.path.join(host.dir, "run")
-    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\nrun_dir = "{run_dir}"\nreconcile_interval_ms = 500\n')
+    server = host_server(host, f'run_dir = "{run_dir}"')
     server.start()
     client = None
     try:
         c = server.tea()
-        vpc = make_vpc(c)
-        vsw = make_vsw(c, vpc, "10.1.0.0/16")
-        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY", enable_ssl=True)).body.vpn_gateway_id
-        wait_status(c, gw, "active")
+        gw = host_gateway(c, enable_ssl=True)
         vss = c.create_ssl_vpn_server(m.CreateSslVpnServerRequest(region_id=REGION, vpn_gateway_id=gw, client_ip_pool="192.168.100.0/24", local_subnet="10.1.0.0/16", proto="TCP", port=1443)).body.ssl_vpn_server_id
         wait_status(c, gw, "active", timeout=30)
         cert = c.create_ssl_vpn_client_cert(m.CreateSslVpnClientCertRequest(region_id=REGION, ssl_vpn_server_id=vss)).body.ssl_vpn_client_cert_id
@@ -165,7 +173,7 @@ def test_host_mode_runs_openvpn_where_charon_is(host):
 
 def test_host_mode_runs_the_bgp_speaker_where_charon_is(host):
     run_dir = os.path.join(host.dir, "run")
-    server = Server(top='public_ip_pool = "192.0.2.0/30"\n', extra=f'\n[dataplane]\nmode = "host"\nvici_socket = "{host.gw_sock}"\nnetns = "{host.gw}"\nrun_dir = "{run_dir}"\nreconcile_interval_ms = 500\n')
+    server = host_server(host, f'run_dir = "{run_dir}"')
     # The operator's host holds the gateway's LocalBgpIp; the peer its own.
     sh("ip", "-n", host.gw, "addr", "add", "169.254.50.1/32", "dev", "lo")
     sh("ip", "-n", host.peer, "addr", "add", "169.254.50.2/32", "dev", "lo")
@@ -174,10 +182,7 @@ def test_host_mode_runs_the_bgp_speaker_where_charon_is(host):
     os.makedirs(peer_bird)
     try:
         c = server.tea()
-        vpc = make_vpc(c)
-        vsw = make_vsw(c, vpc, "10.1.0.0/16")
-        gw = c.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")).body.vpn_gateway_id
-        wait_status(c, gw, "active")
+        gw = host_gateway(c)
         cgw = make_cgw(c, ip_address="192.0.2.100", asn=65050, auth_key="host-Key").customer_gateway_id
         vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(
             region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=cgw, local_subnet="10.1.0.0/16", remote_subnet="10.60.0.0/24", effect_immediately=True,
