@@ -133,6 +133,8 @@ def test_create_errors(alice, bob):
         (dict(remote_ca_certificate="-----BEGIN CERTIFICATE-----"), "InvalidParameter", 400),
         (dict(tunnel_options_specification=[TOS(customer_gateway_id=cgw.customer_gateway_id, role="master")]), "IllegalParam.TunnelOptionsSpecification", 400),
         (dict(tags=[m.CreateVpnConnectionRequestTags(key="acs:x", value="v")]), "InvalidParameter.TagKey", 400),
+        # DryRun: every check passes, nothing is created.
+        (dict(dry_run=True), "DryRunOperation", 400),
     ]
     for change, code, status in cases:
         args = dict(base, **change)

@@ -80,6 +80,15 @@ def test_gateway_lifecycle_and_fields(tea):
     tea.delete_vpc(m.DeleteVpcRequest(region_id=REGION, vpc_id=vpc))
 
 
+def test_a_gateway_without_a_charge_type_is_postpaid(tea):
+    # The current CreateVpnGateway page does not require InstanceChargeType (the Terraform
+    # provider leaves it out): POSTPAY.
+    vpc = make_vpc(tea)
+    vsw = make_vsw(tea, vpc)
+    gw = tea.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5)).body.vpn_gateway_id
+    assert describe(tea, gw).charge_type == "Postpay"
+
+
 def test_gateway_create_validation(tea):
     vpc = make_vpc(tea)
     vsw = make_vsw(tea, vpc)
@@ -88,7 +97,6 @@ def test_gateway_create_validation(tea):
     base = dict(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")
     cases = [
         (dict(bandwidth=7), "InvalidParameter"),
-        (dict(instance_charge_type=None), "MissingParameter"),
         (dict(instance_charge_type="PREPAY"), "MissingParameter"),
         (dict(instance_charge_type="PREPAY", period=10), "InvalidParameter"),
         (dict(ssl_connections=3), "InvalidParameter"),

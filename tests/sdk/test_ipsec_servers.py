@@ -46,6 +46,10 @@ def test_ipsec_server_lifecycle_fields_and_rules(alice, bob):
     wait_status(alice, gw, "active")
     s = servers(alice, ipsec_server_id=[created.ipsec_server_id]).ipsec_servers[0]
     assert (s.psk, s.ike_config.ike_version, s.ike_config.remote_id, s.client_ip_pool) == ("n3w-key", "ikev1", "client.example.com", "172.31.99.0/24")
+    # A rename: UpdateIpsecServer spells it IpsecServerName (CreateIpsecServer: IpSecServerName).
+    alice.update_ipsec_server(m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, ipsec_server_name="rw-renamed"))
+    assert servers(alice, ipsec_server_id=[created.ipsec_server_id]).ipsec_servers[0].ipsec_server_name == "rw-renamed"
+    assert error(alice.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, ipsec_server_name="1bad")) == ("InvalidParameter", 400)
     assert error(alice.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, client_ip_pool="10.1.5.0/24")) == ("IllegalParam.ClientIpPool", 400)
     assert error(alice.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, local_subnet="10.1.0.1/16")) == ("IllegalParam.LocalSubnet", 400)
     assert error(bob.update_ipsec_server, m.UpdateIpsecServerRequest(region_id=REGION, ipsec_server_id=created.ipsec_server_id, psk="x")) == ("InvalidIpsecServerId.NotFound", 404)

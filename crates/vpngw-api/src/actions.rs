@@ -39,7 +39,7 @@ macro_rules! for_each_action {
             (DescribeVSwitches, Read, describe_vswitches, [RegionId]),
             (DeleteVSwitch, Write, delete_vswitch, [RegionId, VSwitchId]),
             // ---- VPN gateway (2022 reference 4.1-4.4) ----
-            (CreateVpnGateway, Write, create_vpn_gateway, [RegionId, VpcId, Bandwidth, InstanceChargeType]),
+            (CreateVpnGateway, Write, create_vpn_gateway, [RegionId, VpcId, Bandwidth]),
             (ModifyVpnGatewayAttribute, Write, modify_vpn_gateway_attribute, [RegionId, VpnGatewayId]),
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),

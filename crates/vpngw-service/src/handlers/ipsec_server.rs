@@ -20,11 +20,13 @@ use crate::{ids, store_error, HandlerResult, Req};
 use vpngw_model::id::VpnGatewayId;
 use vpngw_model::rules::Pool;
 
-fn server_name(p: &Params) -> Result<Option<String>, ApiError> {
-    match p.get("IpSecServerName") {
+/// The server's name, under the key its action spells it with: CreateIpsecServer says
+/// `IpSecServerName`, UpdateIpsecServer `IpsecServerName` (the documents and the SDK models).
+fn server_name(p: &Params, key: &'static str) -> Result<Option<String>, ApiError> {
+    match p.get(key) {
         None => Ok(None),
         Some(n) if validate::vpn_name(n, 2, 128) => Ok(Some(n.to_string())),
-        Some(_) => Err(ApiError::invalid("IpSecServerName")),
+        Some(_) => Err(ApiError::invalid(key)),
     }
 }
 
@@ -32,9 +34,10 @@ fn pool(v: &str) -> Result<String, ApiError> {
     cidr(v).map(|n| n.to_string()).ok_or_else(|| ApiError::arg(Code::IllegalClientIpPool, v))
 }
 
-/// The parameters Create and Update share, applied to `s`.
-fn apply(s: &mut IpsecServer, p: &Params) -> Result<(), ApiError> {
-    if let Some(n) = server_name(p)? {
+/// The parameters Create and Update share, applied to `s` (`name_key`: how the action spells
+/// the name).
+fn apply(s: &mut IpsecServer, p: &Params, name_key: &'static str) -> Result<(), ApiError> {
+    if let Some(n) = server_name(p, name_key)? {
         s.name = n;
     }
     if let Some(v) = p.opt("LocalSubnet") {
@@ -111,7 +114,7 @@ pub async fn create_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
         resource_group_id: if gw.resource_group_id.is_empty() { default_resource_group(req.scope.account) } else { gw.resource_group_id.clone() },
         online_client_count: 0,
     };
-    apply(&mut s, &p)?;
+    apply(&mut s, &p, "IpSecServerName")?;
     read.n.client_pool_ok(&gw_id, &s.client_ip_pool, Pool::Ipsec).map_err(model_error)?;
     req.dry_run()?;
     let rec = new_record(req, Kind::IpsecServer, &id, Some(gw_rec.id.clone()), Lifecycle::Active.as_str(), to_doc(&s));
@@ -132,7 +135,7 @@ pub async fn update_ipsec_server(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let (mut rec, before, gw_rec) = writable_server(req).await?;
     let mut s = before.clone();
-    apply(&mut s, &p)?;
+    apply(&mut s, &p, "IpsecServerName")?;
     check_client_pool(req, &gw_rec, &s.client_ip_pool, Pool::Ipsec).await?;
     req.dry_run()?;
     if s == before {

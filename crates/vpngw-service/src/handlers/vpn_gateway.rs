@@ -89,7 +89,9 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     if !BANDWIDTHS.contains(&bandwidth) {
         return Err(ApiError::invalid("Bandwidth"));
     }
-    let charge_type = p.req("InstanceChargeType")?.to_ascii_uppercase();
+    // Not required by the current CreateVpnGateway page; POSTPAY when left out (what the
+    // Terraform provider relies on).
+    let charge_type = p.opt("InstanceChargeType").unwrap_or("POSTPAY").to_ascii_uppercase();
     if charge_type != "PREPAY" && charge_type != "POSTPAY" {
         return Err(ApiError::invalid("InstanceChargeType"));
     }

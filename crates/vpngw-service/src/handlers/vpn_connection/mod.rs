@@ -172,6 +172,8 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), Lifecycle::Updating.as_str(), to_doc(&c));
     let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
     let routes = g.route_mutations(req, &id, Some(&c))?;
+    // DryRun: every check above passed; nothing is created.
+    req.dry_run()?;
     let mut muts = put_tagged(req, rec, tags);
     muts.extend(routes);
     muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
