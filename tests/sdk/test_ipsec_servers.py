@@ -9,7 +9,7 @@ import time
 import pytest
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, error, make_cgw, make_gateway, make_vpc, make_vsw, wait_status
+from helpers import REGION, describe, error, make_cgw, make_gateway, make_vpc, make_vsw, wait_status
 from lab import ROAD_WARRIOR, Lab, ping_until
 
 
@@ -171,6 +171,12 @@ def test_gateway_certificates_import_associate_list_dissociate(server, alice, bo
     assert error(assoc, alice, gw, "cert-nope", "Signature") == ("InvalidCertificateId.NotFound", 404)
     assert error(assoc, bob, gw, sig, "Signature") == ("InvalidVpnGatewayInstanceId.NotFound", 404)
     assert error(assoc, alice, gw, sig, "Encryption") == ("InvalidParameter", 400), "imported as a Signature certificate"
+    # DryRun (sections 4.8, 4.9): a request that passes the checks answers its RequestId and
+    # changes nothing.
+    dry = alice.associate_vpn_gateway_with_certificate(m.AssociateVpnGatewayWithCertificateRequest(region_id=REGION, vpn_gateway_id=gw, certificate_id=sig, certificate_type="Signature", dry_run=True))
+    assert dry.status_code == 200 and dry.body.request_id
+    assert alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, vpn_gateway_id=[gw])).body.total_count == 0
+    assert describe(alice, gw).status == "active"
     assoc(alice, gw, sig, "Signature")
     wait_status(alice, gw, "active")
     assoc(alice, gw, enc, "Encryption")
@@ -188,6 +194,8 @@ def test_gateway_certificates_import_associate_list_dissociate(server, alice, bo
     assert bob.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION)).body.total_count == 0
     dis = lambda cid, t: alice.dissociate_vpn_gateway_with_certificate(m.DissociateVpnGatewayWithCertificateRequest(region_id=REGION, vpn_gateway_id=gw, certificate_id=cid, certificate_type=t))
     assert error(dis, enc, "Signature") == ("VpnCertificateAssociation.NotFound", 404)
+    alice.dissociate_vpn_gateway_with_certificate(m.DissociateVpnGatewayWithCertificateRequest(region_id=REGION, vpn_gateway_id=gw, certificate_id=enc, certificate_type="Encryption", dry_run=True))
+    assert alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, vpn_gateway_id=[gw])).body.total_count == 2, "a dry run dissociates nothing"
     dis(enc, "Encryption")
     wait_status(alice, gw, "active")
     rel = alice.list_vpn_certificate_associations(m.ListVpnCertificateAssociationsRequest(region_id=REGION, certificate_id=[sig, enc])).body

@@ -73,7 +73,7 @@ def test_destination_routes_lifecycle_and_fields(alice):
     assert [e.weight for e in dbrs(alice, gw).vpn_route_entries.vpn_route_entry] == [0]
     # A route is named by its tuple and its current weight.
     assert error(alice.delete_vpn_route_entry, m.DeleteVpnRouteEntryRequest(
-        region_id=REGION, vpn_gateway_id=gw, route_dest="172.16.0.0/16", next_hop=a, weight=100)) == ("VpnRouteEntry.NotFound", 404)
+        region_id=REGION, vpn_gateway_id=gw, route_dest="172.16.0.0/16", next_hop=a, weight=100)) == ("InvalidRouteEntry.NotFound", 404)
     alice.delete_vpn_route_entry(m.DeleteVpnRouteEntryRequest(region_id=REGION, vpn_gateway_id=gw, route_dest="172.16.0.0/16", next_hop=a, weight=0))
     wait_status(alice, gw, "active")
     assert dbrs(alice, gw).total_count == 0
@@ -132,7 +132,7 @@ def test_policy_routes_priorities_and_attributes(alice):
     wait_status(alice, gw, "active")
     assert error(alice.modify_vpn_pbr_route_entry_priority, m.ModifyVpnPbrRouteEntryPriorityRequest(priority=30, new_priority=101, **key)) == ("InvalidParameter", 400)
     assert error(alice.modify_vpn_pbr_route_entry_attribute, m.ModifyVpnPbrRouteEntryAttributeRequest(priority=30, **key)) == ("MissingParameter", 400)
-    assert error(alice.delete_vpn_pbr_route_entry, m.DeleteVpnPbrRouteEntryRequest(**{**key, "next_hop": a})) == ("VpnRouteEntry.NotFound", 404)
+    assert error(alice.delete_vpn_pbr_route_entry, m.DeleteVpnPbrRouteEntryRequest(**{**key, "next_hop": a})) == ("InvalidRouteEntry.NotFound", 404)
     alice.delete_vpn_pbr_route_entry(m.DeleteVpnPbrRouteEntryRequest(priority=30, **key))
     wait_status(alice, gw, "active")
     assert pbrs(alice, gw).total_count == 2
@@ -146,7 +146,7 @@ def test_publishing_and_the_vpc_route_table(alice):
     alice.publish_vpn_route_entry(m.PublishVpnRouteEntryRequest(route_type="DBR", **pub))
     wait_status(alice, gw, "active")
     assert dbrs(alice, gw).vpn_route_entries.vpn_route_entry[0].state == "published"
-    assert error(alice.publish_vpn_route_entry, m.PublishVpnRouteEntryRequest(route_type="pbr", **pub)) == ("VpnRouteEntry.NotFound", 404)
+    assert error(alice.publish_vpn_route_entry, m.PublishVpnRouteEntryRequest(route_type="pbr", **pub)) == ("InvalidRouteEntry.NotFound", 404)
     assert error(alice.publish_vpn_route_entry, m.PublishVpnRouteEntryRequest(route_type="bgp", **pub)) == ("InvalidParameter", 400)
     # A second gateway of the same VPC cannot publish the same CIDR.
     gw2 = alice.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5, instance_charge_type="POSTPAY")).body.vpn_gateway_id

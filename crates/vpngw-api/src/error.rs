@@ -150,7 +150,7 @@ error_codes! {
     RouteConflictSsl = "VpnRouteEntry.ConflictSSL" => 400, "The specified route entry has conflict with SSL client.", "doc";
     RouteBackup = "VpnRouteEntry.BackupRoute" => 400, "Validate backup route entry failed.", "doc";
     RouteInvalidWeight = "VpnRouteEntry.InvalidWeight" => 400, "Invalid route entry weight value.", "doc";
-    RouteNotFound = "VpnRouteEntry.NotFound" => 404, "The specified route entry does not exist.", "vpngw";
+    RouteNotFound = "InvalidRouteEntry.NotFound" => 404, "The specified route entry does not exist.", "alibaba";
     RouteSystemEntry = "OperationDenied.SystemRouteEntry" => 400, "The route entry was configured by the system (AutoConfigRoute) and changes only with its connection.", "vpngw";
     VpcRouteConflict = "OperationFailed.RouteConflict" => 400, "Operation failed because there is already a route in VPC route table to another VPN on the same network block.", "doc";
     VpcRouteQuota = "QuotaExceeded.VpnRouteEntry" => 400, "The number of route entries to the VPN gateway in the VPC routing table has reached the quota limit.", "doc";

@@ -55,6 +55,9 @@ async fn change(req: &mut Req<'_>, associate: bool) -> HandlerResult {
     ensure_writable(&rec, &gw)?;
     let kind = cert_type(&p)?;
     let id = p.req("CertificateId")?.to_string();
+    // DryRun: sections 4.8 and 4.9 answer a request that passes the checks with its RequestId
+    // (not DryRunOperation), and change nothing.
+    let dry_run = p.opt_bool("DryRun")?.unwrap_or(false);
     let cert = certificate(req, &id).await?;
     if associate {
         if gw.vpn_type != "NationalStandard" {
@@ -64,14 +67,13 @@ async fn change(req: &mut Req<'_>, associate: bool) -> HandlerResult {
             return Err(ApiError::msg(Code::InvalidParameter, format!("The certificate {id} was imported as a {} certificate.", cert.certificate_type)));
         }
         match gw.certificates.iter().find(|a| a.certificate_type == kind) {
-            Some(a) if a.certificate_id == id => {
-                req.dry_run()?;
-                return req.commit(Vec::new(), Default::default()).await;
-            }
+            Some(a) if a.certificate_id == id => return req.commit(Vec::new(), Default::default()).await,
             Some(_) => return Err(ApiError::new(Code::CertificateTypeAssociated)),
             None => {}
         }
-        req.dry_run()?;
+        if dry_run {
+            return req.commit(Vec::new(), Default::default()).await;
+        }
         gw.certificates.push(CertAssociation { certificate_id: id, certificate_type: kind, associated_ms: crate::now_ms() });
     } else {
         let before = gw.certificates.len();
@@ -79,7 +81,9 @@ async fn change(req: &mut Req<'_>, associate: bool) -> HandlerResult {
         if gw.certificates.len() == before {
             return Err(ApiError::new(Code::CertificateAssociationNotFound));
         }
-        req.dry_run()?;
+        if dry_run {
+            return req.commit(Vec::new(), Default::default()).await;
+        }
     }
     rec.doc = to_doc(&gw);
     let muts = gateway_busy(req, rec);
