@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vpngw_dataplane::bgp::ask;
-use vpngw_dataplane::lab::{swanctl_load, wait_socket};
+use vpngw_dataplane::lab::swanctl_load;
 use vpngw_model::bgp::{parse_protocols, parse_routes, session_block};
 
 use crate::dataplane::{call, Bench, Row, PSK, R};
@@ -79,13 +79,7 @@ fn rss_kib(pid_file: &Path) -> u64 {
 async fn bird(ns: &str, dir: &Path, conf: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("bird.conf"), conf)?;
-    let mut cmd = tokio::process::Command::new("ip");
-    cmd.args(["netns", "exec", ns, "bird", "-f", "-c"]).arg(dir.join("bird.conf")).arg("-s").arg(dir.join("bird.ctl"));
-    vpngw_dataplane::process::spawn_detached(cmd, &dir.join("bird.out"), &dir.join("bird.pid"))?;
-    if !wait_socket(&dir.join("bird.ctl"), Duration::from_secs(10)).await {
-        bail!("BIRD did not start: see {}", dir.join("bird.out").display());
-    }
-    Ok(())
+    vpngw_dataplane::bgp::start(Path::new("/usr/sbin/bird"), dir, Some(ns)).await.map(|_| ())
 }
 
 async fn wait<F: std::future::Future<Output = bool>>(limit: Duration, mut f: impl FnMut() -> F) -> Result<Duration> {
@@ -140,7 +134,7 @@ async fn bare(b: &Bench, n: usize) -> Result<(Duration, u64, Duration)> {
         let (_, fewer) = site(0..n, "192.0.2.1", &(1..n).collect::<Vec<_>>());
         std::fs::write(dir.join("y").join("bird.conf"), fewer)?;
         let t0 = Instant::now();
-        ask(&dir.join("y").join("bird.ctl"), "configure").await?;
+        vpngw_dataplane::bgp::reconfigure(&dir.join("y")).await?;
         let gone = wait(Duration::from_secs(60), || async { ask(&sock, "show route all").await.map(|r| !parse_routes(&r).values().flatten().any(|l| l.prefix == subnet(0))).unwrap_or(false) }).await?;
         let _ = t0;
         Ok::<_, anyhow::Error>((up, rss, gone))
@@ -254,7 +248,7 @@ pub(crate) async fn rows(b: &Bench, args: &BgpArgs, vpc: &str, vsw: &str) -> Res
     wait(Duration::from_secs(60), || listed(gw.clone())).await.context("the learned route")?;
     let (_, fewer) = site(0..n, &gw_ip, &(1..n).collect::<Vec<_>>());
     std::fs::write(site_dir.join("bird.conf"), fewer)?;
-    ask(&site_dir.join("bird.ctl"), "configure").await?;
+    vpngw_dataplane::bgp::reconfigure(&site_dir).await?;
     let gone = wait(Duration::from_secs(60), || {
         let g = gw.clone();
         async move { !listed(g).await }

@@ -71,12 +71,12 @@ impl BgpPlane {
         crate::logs::rotate(&log);
         let (text, refused) = bird_conf(sessions, advertise, log.to_str());
         let digest = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
-        let running = read_pid(&pid_file(dir)).is_some_and(alive);
+        let running = running(dir);
         let mut applied = self.applied.lock().await;
         if !running {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
             std::fs::write(conf(dir), &text)?;
-            self.spawn(dir, netns).await?;
+            start(&self.bird, dir, netns).await?;
             applied.insert(dir.to_path_buf(), digest);
         } else if applied.get(dir) != Some(&digest) {
             // A running speaker (perhaps adopted after a restart of vpngw): rewriting an
@@ -85,10 +85,7 @@ impl BgpPlane {
             let on_disk = std::fs::read_to_string(conf(dir)).unwrap_or_default();
             if on_disk != text {
                 std::fs::write(conf(dir), &text)?;
-                let reply = ask(&socket(dir), "configure").await?;
-                if !reply.lines().any(|l| l.starts_with("0003") || l.starts_with("0004") || l.starts_with("0019") || l.starts_with("0020")) {
-                    bail!("BIRD in {} refused its configuration: {}", dir.display(), reply.trim());
-                }
+                reconfigure(dir).await?;
                 tracing::info!(speaker = %dir.display(), "Reconfigured a BGP speaker.");
             }
             applied.insert(dir.to_path_buf(), digest);
@@ -137,26 +134,6 @@ impl BgpPlane {
         Ok(Speaking { sessions, refused, learned })
     }
 
-    async fn spawn(&self, dir: &Path, netns: Option<&str>) -> Result<()> {
-        kill_pid_file(&pid_file(dir)).await;
-        let _ = std::fs::remove_file(socket(dir));
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = tokio::process::Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.bird);
-                c
-            }
-            None => tokio::process::Command::new(&self.bird),
-        };
-        cmd.arg("-f").arg("-c").arg(conf(dir)).arg("-s").arg(socket(dir)).env("TZ", "UTC");
-        let pid = spawn_detached(cmd, &dir.join("bird.out"), &pid_file(dir)).with_context(|| format!("start {}", self.bird.display()))?;
-        if !crate::lab::wait_socket(&socket(dir), Duration::from_secs(10)).await {
-            bail!("BIRD in {} did not open its control socket; see {}", dir.display(), dir.join("bird.out").display());
-        }
-        tracing::info!(speaker = %dir.display(), pid, "Started a BGP speaker.");
-        Ok(())
-    }
-
     /// Has a session that is not up try to connect now (`restart`), rather than when its
     /// connect-retry timer says; a failure is only logged.
     pub async fn kick(&self, dir: &Path, protocol: &str) {
@@ -174,6 +151,44 @@ impl BgpPlane {
             let _ = std::fs::remove_file(conf(dir));
         }
     }
+}
+
+/// Starts BIRD (`bird`) on `dir`'s `bird.conf` (in `netns`), in its own process group with a
+/// pid file, its times in UTC, and waits for its control socket. Any BIRD that pid file names
+/// is stopped first.
+pub async fn start(bird: &Path, dir: &Path, netns: Option<&str>) -> Result<u32> {
+    kill_pid_file(&pid_file(dir)).await;
+    let _ = std::fs::remove_file(socket(dir));
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bird);
+            c
+        }
+        None => tokio::process::Command::new(bird),
+    };
+    cmd.arg("-f").arg("-c").arg(conf(dir)).arg("-s").arg(socket(dir)).env("TZ", "UTC");
+    let pid = spawn_detached(cmd, &dir.join("bird.out"), &pid_file(dir)).with_context(|| format!("start {}", bird.display()))?;
+    if !crate::lab::wait_socket(&socket(dir), Duration::from_secs(10)).await {
+        bail!("BIRD in {} did not open its control socket; see {}", dir.display(), dir.join("bird.out").display());
+    }
+    tracing::info!(speaker = %dir.display(), pid, "Started a BGP speaker.");
+    Ok(pid)
+}
+
+/// Has the BIRD running on `dir` read its `bird.conf` again (`configure`): only the sessions
+/// whose settings changed restart.
+pub async fn reconfigure(dir: &Path) -> Result<()> {
+    let reply = ask(&socket(dir), "configure").await?;
+    if !reply.lines().any(|l| ["0003", "0004", "0019", "0020"].iter().any(|c| l.starts_with(c))) {
+        bail!("BIRD in {} refused its configuration: {}", dir.display(), reply.trim());
+    }
+    Ok(())
+}
+
+/// Whether a BIRD runs on `dir` (its pid file names a live process).
+pub fn running(dir: &Path) -> bool {
+    read_pid(&pid_file(dir)).is_some_and(alive)
 }
 
 /// Sends one command to BIRD's control socket and returns its whole reply (the greeting left

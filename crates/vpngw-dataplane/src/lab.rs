@@ -540,22 +540,12 @@ impl Lab {
         let dir = self.site_dir(name);
         let file = dir.join("bird.conf");
         std::fs::write(&file, conf).with_context(|| format!("write {}", file.display()))?;
-        let sock = crate::bgp::socket(&dir);
-        if read_pid(&dir.join("bird.pid")).is_some_and(alive) {
-            let reply = crate::bgp::ask(&sock, "configure").await?;
-            if reply.starts_with('8') || reply.starts_with('9') {
-                bail!("BIRD refused {}: {}", file.display(), reply.trim());
-            }
-            return Ok(sock);
+        if crate::bgp::running(&dir) {
+            crate::bgp::reconfigure(&dir).await?;
+        } else {
+            crate::bgp::start(bird, &dir, Some(&self.site_ns(name))).await?;
         }
-        let _ = std::fs::remove_file(&sock);
-        let mut cmd = tokio::process::Command::new("ip");
-        cmd.args(["netns", "exec", &self.site_ns(name)]).arg(bird).arg("-f").arg("-c").arg(&file).arg("-s").arg(&sock);
-        spawn_detached(cmd, &dir.join("bird.out"), &dir.join("bird.pid")).context("start bird")?;
-        if !wait_socket(&sock, Duration::from_secs(10)).await {
-            bail!("the site's BIRD did not open its control socket; see {}", dir.join("bird.out").display());
-        }
-        Ok(sock)
+        Ok(crate::bgp::socket(&dir))
     }
 
     pub async fn delete_site(&self, name: &str) -> Result<()> {
