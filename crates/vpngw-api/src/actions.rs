@@ -31,13 +31,18 @@ macro_rules! for_each_action {
             (DescribeRegions, Read, describe_regions, []),
             (DescribeZones, Read, describe_zones, [RegionId]),
             (DescribeVpnGatewayAvailableZones, Read, describe_vpn_gateway_available_zones, [RegionId]),
-            // ---- VPC and vSwitch (the minimum VPN gateways need) ----
+            // ---- VPC and vSwitch (what a stack creates and reads before its VPN) ----
             (CreateVpc, Write, create_vpc, [RegionId]),
             (DescribeVpcs, Read, describe_vpcs, [RegionId]),
+            (DescribeVpcAttribute, Read, describe_vpc_attribute, [RegionId, VpcId]),
+            (ModifyVpcAttribute, Write, modify_vpc_attribute, [RegionId, VpcId]),
             (DeleteVpc, Write, delete_vpc, [RegionId, VpcId]),
             (CreateVSwitch, Write, create_vswitch, [RegionId, VpcId, ZoneId, CidrBlock]),
             (DescribeVSwitches, Read, describe_vswitches, [RegionId]),
+            (DescribeVSwitchAttributes, Read, describe_vswitch_attributes, [RegionId, VSwitchId]),
+            (ModifyVSwitchAttribute, Write, modify_vswitch_attribute, [RegionId, VSwitchId]),
             (DeleteVSwitch, Write, delete_vswitch, [RegionId, VSwitchId]),
+            (DescribeRouteTableList, Read, describe_route_table_list, [RegionId]),
             // ---- VPN gateway (2022 reference 4.1-4.4) ----
             (CreateVpnGateway, Write, create_vpn_gateway, [RegionId, VpcId, Bandwidth]),
             (ModifyVpnGatewayAttribute, Write, modify_vpn_gateway_attribute, [RegionId, VpnGatewayId]),

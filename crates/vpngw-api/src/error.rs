@@ -62,6 +62,7 @@ error_codes! {
     InvalidVpcName = "InvalidVpcName.Malformed" => 400, "Specified VPC name is not valid.", "alibaba";
     InvalidVSwitchName = "InvalidVSwitchName.Malformed" => 400, "Specified vSwitch name is not valid.", "alibaba";
     InvalidDescriptionMalformed = "InvalidDescription.Malformed" => 400, "Specified description is not valid.", "alibaba";
+    Ipv6Unsupported = "OperationUnsupported.Ipv6" => 400, "This service has no IPv6: EnableIPv6 must be false and no IPv6 block or ISP may be given.", "vpngw";
     DependencyViolationVSwitch = "DependencyViolation.VSwitch" => 400, "The VPC still has vSwitches.", "vpngw";
     DependencyViolationVpnGateway = "DependencyViolation.VpnGateway" => 400, "The resource is still used by a VPN gateway.", "vpngw";
 

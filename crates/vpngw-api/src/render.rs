@@ -31,8 +31,27 @@ impl Format {
     }
 }
 
+/// Removes every member whose value is `null`, at any depth. A field the resource does not have
+/// (a customer gateway's `Asn` without BGP) is left out: the SDK models and Go clients read a
+/// JSON `null` as a type error, an absent field as unset.
+fn prune_nulls(map: &mut Map<String, Value>) {
+    map.retain(|_, v| !v.is_null());
+    for v in map.values_mut() {
+        match v {
+            Value::Object(m) => prune_nulls(m),
+            Value::Array(items) => items.iter_mut().for_each(|i| {
+                if let Value::Object(m) = i {
+                    prune_nulls(m)
+                }
+            }),
+            _ => {}
+        }
+    }
+}
+
 /// The body of a successful call.
-pub fn render_ok(format: Format, action: &str, request_id: &str, body: Map<String, Value>) -> String {
+pub fn render_ok(format: Format, action: &str, request_id: &str, mut body: Map<String, Value>) -> String {
+    prune_nulls(&mut body);
     match format {
         // `{"RequestId":"…",` then the body's members: no second map of every member.
         Format::Json => {
@@ -129,6 +148,12 @@ mod tests {
     fn json_result_snapshot() {
         let body = obj(json!({"TotalCount": 1, "VpnGateways": {"VpnGateway": [{"VpnGatewayId": "vpn-1", "Tags": {"Tag": []}}]}}));
         insta::assert_snapshot!(render_ok(Format::Json, "DescribeVpnGateways", "RID", body), @r#"{"RequestId":"RID","TotalCount":1,"VpnGateways":{"VpnGateway":[{"VpnGatewayId":"vpn-1","Tags":{"Tag":[]}}]}}"#);
+    }
+
+    #[test]
+    fn no_member_is_null() {
+        let body = obj(serde_json::json!({"Asn": null, "A": {"B": null, "C": [{"D": null, "E": 1}]}}));
+        assert_eq!(render_ok(Format::Json, "X", "r", body), r#"{"RequestId":"r","A":{"C":[{"E":1}]}}"#);
     }
 
     #[test]

@@ -30,9 +30,6 @@ impl<'a> SignedRequest<'a> {
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
-    fn query_param(&self, name: &str) -> Option<&'a str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +75,10 @@ pub fn claims<'a>(req: &SignedRequest<'a>) -> Result<Claims<'a>, ApiError> {
     if let Some(auth) = req.header("authorization") {
         return acs3_claims(req, auth);
     }
-    let Some(signature) = req.query_param("Signature").or_else(|| form_param(req, "Signature")) else {
+    let Some(signature) = rpc_param(req, "Signature") else {
         return Err(ApiError::new(Code::IncompleteSignature));
     };
-    let get = |k: &str| req.query_param(k).or_else(|| form_param(req, k)).filter(|v| !v.is_empty());
+    let get = |k: &str| rpc_param(req, k).filter(|v| !v.is_empty());
     let access_key_id = get("AccessKeyId").ok_or_else(|| ApiError::missing("AccessKeyId"))?;
     let method = get("SignatureMethod").ok_or_else(|| ApiError::missing("SignatureMethod"))?;
     if method != "HMAC-SHA1" {
@@ -102,8 +99,11 @@ pub fn claims<'a>(req: &SignedRequest<'a>) -> Result<Claims<'a>, ApiError> {
     })
 }
 
-fn form_param<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
-    req.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// A parameter of an RPC v1 request over the merged map the clients sign: the query with the
+/// form body over it (a name in both takes the body's value, as the generic clients'
+/// `Merge(query, body)` does).
+pub fn rpc_param<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
+    req.form.iter().rev().find(|(k, _)| k == name).or_else(|| req.query.iter().rev().find(|(k, _)| k == name)).map(|(_, v)| v.as_str())
 }
 
 fn acs3_claims<'a>(req: &SignedRequest<'a>, auth: &'a str) -> Result<Claims<'a>, ApiError> {
@@ -125,10 +125,16 @@ fn acs3_claims<'a>(req: &SignedRequest<'a>, auth: &'a str) -> Result<Claims<'a>,
     let cred = cred.filter(|c| !c.is_empty()).ok_or_else(|| incomplete("no Credential"))?;
     let sig = sig.filter(|c| !c.is_empty()).ok_or_else(|| incomplete("no Signature"))?;
     let signed_headers: Vec<&str> = signed.ok_or_else(|| incomplete("no SignedHeaders"))?.split(';').filter(|h| !h.is_empty()).collect();
-    // The date and nonce only protect against replay if they are signed.
+    // The date and nonce only protect against replay if they are signed; the action and the
+    // version that run must be the ones that were signed.
     for required in ["x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"] {
         if !signed_headers.iter().any(|h| h.eq_ignore_ascii_case(required)) {
             return Err(incomplete(&format!("{required} is not signed")));
+        }
+    }
+    for named in ["x-acs-action", "x-acs-version"] {
+        if req.header(named).is_some() && !signed_headers.iter().any(|h| h.eq_ignore_ascii_case(named)) {
+            return Err(incomplete(&format!("{named} is not signed")));
         }
     }
     let timestamp = req.header("x-acs-date").ok_or_else(|| ApiError::missing("x-acs-date"))?;
@@ -166,10 +172,11 @@ pub fn verify(req: &SignedRequest<'_>, claims: &Claims, secret: &str) -> Result<
     }
 }
 
-/// `METHOD&%2F&pct(canonical)` over every query parameter but `Signature`, and the form body.
+/// `METHOD&%2F&pct(canonical)` over every parameter but `Signature` of the merged map: the
+/// query with the form body over it, each name once (see [`rpc_param`]).
 pub fn rpc_v1_string_to_sign(req: &SignedRequest<'_>) -> String {
-    let mut pairs: Vec<(&str, &str)> = req.query.iter().chain(req.form.iter()).filter(|(k, _)| k != "Signature").map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    pairs.sort();
+    let merged: std::collections::BTreeMap<&str, &str> = req.query.iter().chain(req.form.iter()).filter(|(k, _)| k != "Signature").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = merged.into_iter().collect();
     let canonical = pairs.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect::<Vec<_>>().join("&");
     format!("{}&{}&{}", req.method, pct("/"), pct(&canonical))
 }
@@ -356,6 +363,39 @@ mod tests {
         let req = SignedRequest { method: "POST", path: "/", query: &[], form: &[], body: b"x=1", headers: &h };
         let c = claims(&req).unwrap();
         assert_eq!(verify(&req, &c, "s").unwrap_err().code, Code::ContentSha256Mismatch);
+    }
+
+    /// The generic RPC clients (the Terraform provider's, Tea's `call_api`) put the common
+    /// parameters in the query and the action's in the form body, and sign the merged map in
+    /// which a name in both has the body's value once.
+    #[test]
+    fn rpc_v1_signs_query_and_body_merged() {
+        let query = decode_form("Action=DescribeVpcAttribute&AccessKeyId=a&SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&Timestamp=t&SignatureNonce=n&RegionId=cn-q");
+        let form = decode_form("VpcId=vpc-1&RegionId=cn-hangzhou");
+        let req = SignedRequest { method: "POST", path: "/", query: &query, form: &form, body: b"", headers: &[] };
+        let sts = rpc_v1_string_to_sign(&req);
+        assert_eq!(sts.matches("RegionId").count(), 1, "{sts}");
+        assert!(sts.contains("RegionId%3Dcn-hangzhou"), "{sts}");
+        assert_eq!(rpc_param(&req, "RegionId"), Some("cn-hangzhou"));
+        let mut with_sig = query.clone();
+        with_sig.push(("Signature".into(), rpc_v1_signature("s", &sts)));
+        let req = SignedRequest { query: &with_sig, ..req };
+        verify(&req, &claims(&req).unwrap(), "s").unwrap();
+    }
+
+    #[test]
+    fn acs3_action_and_version_must_be_signed() {
+        let h = headers(&[
+            ("x-acs-date", "2026-11-22T07:54:27Z"),
+            ("x-acs-signature-nonce", "n"),
+            ("x-acs-content-sha256", EMPTY_SHA256),
+            ("x-acs-action", "DeleteVpc"),
+            ("authorization", "ACS3-HMAC-SHA256 Credential=a,SignedHeaders=x-acs-content-sha256;x-acs-date;x-acs-signature-nonce,Signature=00"),
+        ]);
+        let req = SignedRequest { method: "POST", path: "/", query: &[], form: &[], body: b"", headers: &h };
+        let e = claims(&req).unwrap_err();
+        assert_eq!(e.code, Code::IncompleteSignature);
+        assert!(e.message.contains("x-acs-action"), "{}", e.message);
     }
 
     #[test]

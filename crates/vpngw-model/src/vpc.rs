@@ -10,6 +10,12 @@ pub struct Vpc {
     pub vrouter_id: String,
     pub route_table_id: String,
     pub resource_group_id: String,
+    /// User CIDR blocks (`UserCidr` at creation): up to three, kept and reported.
+    #[serde(default)]
+    pub user_cidrs: Vec<String>,
+    /// `DnsHostnameStatus` is `ENABLED` when true.
+    #[serde(default)]
+    pub dns_hostname: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

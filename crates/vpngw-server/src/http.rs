@@ -75,16 +75,24 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     let query = decode_form(parts.uri.query().unwrap_or(""));
     let is_form = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.get(..33).is_some_and(|p| p.eq_ignore_ascii_case("application/x-www-form-urlencoded")));
     let form = if is_form { decode_form(&String::from_utf8_lossy(&body)) } else { Vec::new() };
-    let lookup = |k: &str| query.iter().chain(form.iter()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    // One map of parameters, the query with the form body over it: the map the RPC clients sign
+    // and the one the handlers read.
+    let lookup = |k: &str| form.iter().rev().chain(query.iter().rev()).find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let format = Format::from_param(lookup("Format"));
     // Header names arrive lower-cased from `http`. A value that is not UTF-8 cannot be part of
     // a signature an SDK computed; it reads as empty.
     let hdrs: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), std::str::from_utf8(v.as_bytes()).unwrap_or(""))).collect();
     let header_val = |k: &str| hdrs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
-    let action_name = lookup("Action").or_else(|| header_val("x-acs-action")).unwrap_or("");
+    // ACS3 names its action in `x-acs-action` (signed, see `sign::claims`); RPC v1 in `Action`.
+    let action_name = header_val("x-acs-action").or_else(|| lookup("Action")).unwrap_or("");
+    let version = header_val("x-acs-version").or_else(|| lookup("Version"));
 
     let result = async {
-        let action = decode(action_name, lookup("Version").or_else(|| header_val("x-acs-version")))?;
+        let action = decode(action_name, version)?;
+        if header_val("authorization").is_some() && [("Action", action_name), ("Version", version.unwrap_or(""))].iter().any(|(k, v)| lookup(k).is_some_and(|q| q != *v)) {
+            // An `Action` or `Version` parameter that says otherwise than the signed header.
+            return Err(ApiError::msg(Code::IncompleteSignature, "The request signature does not conform to Aliyun standards: Action and x-acs-action disagree.".to_string()));
+        }
         let signed = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
         let (principal, nonce) = authenticate(&st, &signed).await?;
         let params = Params::from_pairs(query.iter().chain(form.iter()).filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned());
