@@ -75,6 +75,7 @@ class Server:
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.proc = None
+        self.start_args = []
 
     def cli(self, *args):
         out = subprocess.run([BIN, *args, "--config", self.config, "--data-dir", os.path.join(self.dir, "data")],
@@ -85,7 +86,7 @@ class Server:
     def start(self):
         self.log = open(os.path.join(self.dir, "serve.log"), "a")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--config", self.config, "--data-dir", os.path.join(self.dir, "data"), "--listen", self.endpoint],
+            [BIN, "serve", "--config", self.config, "--data-dir", os.path.join(self.dir, "data"), "--listen", self.endpoint, *self.start_args],
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

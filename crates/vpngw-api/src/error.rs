@@ -47,6 +47,7 @@ error_codes! {
     IdempotentParameterMismatch = "IdempotentParameterMismatch" => 400, "The request uses the same client token as a previous, but non-identical request.", "alibaba";
     InvalidRegionId = "InvalidRegionId.NotFound" => 404, "The specified RegionId does not exist.", "alibaba";
     InvalidZoneId = "InvalidZoneId.NotFound" => 404, "The specified zone does not exist.", "alibaba";
+    NeedSsl = "InvalidProtocol.NeedSsl" => 400, "Your request is denied as lack of ssl protect.", "alibaba";
     RequestTooLarge = "RequestEntityTooLarge" => 400, "The request body is too large.", "vpngw";
     InternalError = "InternalError" => 500, "The request processing has failed due to some unknown error.", "alibaba";
     ServiceUnavailable = "ServiceUnavailable" => 503, "The request has failed due to a temporary failure of the server.", "alibaba";

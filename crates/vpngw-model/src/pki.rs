@@ -102,9 +102,15 @@ pub enum Role {
 
 /// A certificate for `common_name`, signed by the CA.
 pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, common_name: &str, role: Role, validity: std::time::Duration) -> Result<Issued, PkiError> {
+    issue_for(ca_cert_pem, ca_key_pem, common_name, &[], role, validity)
+}
+
+/// Like [`issue`], with subject alternative names: each an IP address or a DNS name (what a
+/// TLS client checks the server's certificate against).
+pub fn issue_for(ca_cert_pem: &str, ca_key_pem: &str, common_name: &str, alt_names: &[String], role: Role, validity: std::time::Duration) -> Result<Issued, PkiError> {
     let (ca, ca_key) = issuer(ca_cert_pem, ca_key_pem)?;
     let key = KeyPair::generate().map_err(err)?;
-    let mut p = CertificateParams::default();
+    let mut p = CertificateParams::new(alt_names.to_vec()).map_err(err)?;
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(DnType::OrganizationName, "vpngw");
     p.distinguished_name.push(DnType::CommonName, common_name);

@@ -27,6 +27,14 @@ impl std::fmt::Debug for AccountConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
+    /// HTTPS on the `listen` port: `"self-signed"` (a CA and certificate made at first start
+    /// in `<data_dir>/tls/`), `"files"` (implied by `tls_cert` and `tls_key`) or `"off"`. With
+    /// TLS on, plain HTTP stays open to loopback peers only.
+    pub tls: Option<String>,
+    /// The certificate chain (PEM) the API presents.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
     pub data_dir: PathBuf,
     /// Where intent lives: unset or `sqlite://PATH` keeps the embedded SQLite file (default
     /// `<data_dir>/vpngw.db`); `postgres://…` or `postgresql://…` is a database any number of
@@ -93,6 +101,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
+            tls: None,
+            tls_cert: None,
+            tls_key: None,
             data_dir: PathBuf::from("./vpngw-data"),
             store: None,
             master_key_file: None,

@@ -9,3 +9,4 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod server;
+pub mod tls;

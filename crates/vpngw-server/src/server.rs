@@ -225,7 +225,11 @@ async fn drive_dataplane(
 
 /// Serves `router` on `listener` until `shutdown` turns true (then lets open requests finish);
 /// `failed` is what the log says if serving fails.
-pub(crate) async fn serve_until(listener: tokio::net::TcpListener, router: axum::Router, mut shutdown: tokio::sync::watch::Receiver<bool>, failed: &'static str) {
+pub(crate) async fn serve_until<L>(listener: L, router: axum::Router, mut shutdown: tokio::sync::watch::Receiver<bool>, failed: &'static str)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
@@ -246,13 +250,19 @@ async fn fleet_exists(svc: &Service) -> bool {
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// Whether the port speaks TLS (then plain HTTP only to loopback peers), and the CA file a
+    /// client should trust when vpngw made the certificate.
+    pub tls: Option<Option<std::path::PathBuf>>,
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
+use crate::tls::ApiListener;
+
 /// Builds everything from the configuration and serves until `shutdown` is sent.
 pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Running> {
     sync_accounts(store.as_ref(), cfg).await?;
+    let tls = crate::tls::load(cfg, &cfg.listen)?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let mut svc_cfg = cfg.service_config()?;
@@ -285,12 +295,20 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);
+    let tls_info = tls.as_ref().map(|t| t.ca.clone());
+    let listener = match &tls {
+        Some(t) => ApiListener::Tls(crate::tls::Listener::new(listener, t, cfg.host_id.clone())?),
+        None => ApiListener::Plain(listener),
+    };
     let done = tokio::spawn(async move {
-        serve_until(listener, app(state), rx, "Server failed.").await;
+        match listener {
+            ApiListener::Plain(plain) => serve_until(plain, app(state), rx, "Server failed.").await,
+            ApiListener::Tls(tls) => serve_until(tls, app(state), rx, "Server failed.").await,
+        }
         let _ = engine.await;
         if let Some(r) = reconciler {
             let _ = r.await;
         }
     });
-    Ok(Running { addr, shutdown: tx, done })
+    Ok(Running { addr, tls: tls_info, shutdown: tx, done })
 }

@@ -55,6 +55,10 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, env = "VPNGW_LISTEN")]
         listen: Option<String>,
+        /// HTTPS on the same port: `self-signed` makes a CA and a certificate at first start
+        /// (in <data-dir>/tls/), `off` turns it off; `tls_cert`/`tls_key` in the config give your own.
+        #[arg(long, env = "VPNGW_TLS")]
+        tls: Option<String>,
     },
     /// Runs a gateway agent of a fleet: the data plane of the gateways placed on this host, no
     /// API (see `[agent]`; needs a PostgreSQL store).
@@ -227,14 +231,29 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { common, listen } => {
+        Command::Serve { common, listen, tls } => {
             let mut cfg = common.load()?;
             if let Some(l) = listen {
                 cfg.listen = l;
             }
+            if let Some(t) = tls {
+                cfg.tls = Some(t);
+            }
             let store = server::open_store(&cfg).await?;
             let running = server::start(&cfg, store).await?;
-            println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
+            match &running.tls {
+                None => println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display()),
+                Some(ca) => {
+                    println!("vpngw listening on https://{} (plain HTTP from loopback only; data in {})", running.addr, cfg.data_dir.display());
+                    if let Some(ca) = ca {
+                        println!(
+                            "TLS certificate is self-signed: trust its CA at {} (Python Tea: Config(protocol=\"https\", ca=\"{}\")), or tell the client to skip verification",
+                            ca.display(),
+                            ca.display()
+                        );
+                    }
+                }
+            }
             shutdown_signal().await;
             tracing::info!("Shutting down.");
             let _ = running.shutdown.send(true);
