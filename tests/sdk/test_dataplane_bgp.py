@@ -52,6 +52,8 @@ def bgp_connection(lab, gw, cidr, asn=65001, key="md5-Key!"):
 
 
 def test_a_session_inside_the_tunnel_is_established_and_its_status_follows_bird(lab):
+    # A lab data plane with BIRD at hand: the region's connections can use BGP.
+    assert lab.c.check_vpn_bgp_enabled(m.CheckVpnBgpEnabledRequest(region_id=REGION)).body.bgp_enabled is True
     gw = gateway(lab.c)
     vco, cgw, site, ip, subnet = bgp_connection(lab, gw, "169.254.11.0/30")
     wait_conn(lab.c, vco, "ike_sa_not_established", timeout=30)

@@ -49,6 +49,10 @@ macro_rules! for_each_action {
             (DescribeVpnGateways, Read, describe_vpn_gateways, [RegionId]),
             (DescribeVpnGateway, Read, describe_vpn_gateway, [RegionId, VpnGatewayId]),
             (DeleteVpnGateway, Write, delete_vpn_gateway, [RegionId, VpnGatewayId]),
+            // ---- enhanced VPN gateways (current SDK) ----
+            (CreateEnhancedVpnGateway, Write, create_enhanced_vpn_gateway, [RegionId, VpcId]),
+            (UpdateEnhancedVpnGateway, Write, update_enhanced_vpn_gateway, [RegionId, VpnGatewayId]),
+            (DeleteEnhancedVpnGateway, Write, delete_enhanced_vpn_gateway, [RegionId, VpnGatewayId]),
             // ---- one-click diagnosis (current SDK) ----
             (DiagnoseVpnGateway, Write, diagnose_vpn_gateway, [RegionId, VpnGatewayId, ResourceType, ResourceId]),
             (GetVpnGatewayDiagnoseResult, Read, get_vpn_gateway_diagnose_result, [RegionId, DiagnoseId]),
@@ -62,6 +66,8 @@ macro_rules! for_each_action {
             (ModifyTunnelAttribute, Write, modify_tunnel_attribute, [RegionId, VpnConnectionId, TunnelId]),
             (DiagnoseVpnConnections, Read, diagnose_vpn_connections, [RegionId]),
             (DescribeVpnConnectionLogs, Read, describe_vpn_connection_logs, [RegionId, VpnConnectionId]),
+            (DescribeVpnCrossAccountAuthorizations, Read, describe_vpn_cross_account_authorizations, [RegionId]),
+            (CheckVpnBgpEnabled, Read, check_vpn_bgp_enabled, [RegionId]),
             // ---- VPN routes (6.1-6.9, and the current SDK's policy-route modifications) ----
             (CreateVpnRouteEntry, Write, create_vpn_route_entry, [RegionId, VpnGatewayId, RouteDest, NextHop, Weight, PublishVpc]),
             (CreateVpnPbrRouteEntry, Write, create_vpn_pbr_route_entry, [RegionId, VpnGatewayId, RouteSource, RouteDest, NextHop, Weight, PublishVpc]),
@@ -163,7 +169,7 @@ mod tests {
     fn access_class_follows_the_verb() {
         for a in ACTIONS {
             // DiagnoseVpnConnections records nothing; DiagnoseVpnGateway records a diagnosis.
-            let read = ["Describe", "List", "Download", "Get"].iter().any(|p| a.name.starts_with(p)) || a.name == "DiagnoseVpnConnections";
+            let read = ["Describe", "List", "Download", "Get", "Check"].iter().any(|p| a.name.starts_with(p)) || a.name == "DiagnoseVpnConnections";
             assert_eq!(a.access == Access::Read, read, "{}", a.name);
         }
     }

@@ -76,6 +76,7 @@ error_codes! {
     VSwitchNotInVpc = "InvalidVSwitchId.NotInVpc" => 400, "The specified vSwitch does not belong to the specified VPC.", "vpngw";
     IllegalDisasterRecoveryVSwitch = "IllegalParam.DisasterRecoveryVSwitchId" => 400, "The disaster recovery vSwitch must belong to the VPC and lie in another zone than VSwitchId.", "vpngw";
     NoPublicIpAvailable = "OperationFailed.NoAvailablePublicIp" => 400, "The public address pool has no free address.", "vpngw";
+    GatewayTypeMismatch = "OperationUnsupported.GatewayType" => 400, "This action does not apply to a VPN gateway of GatewayType %s: enhanced gateways are deleted and updated with DeleteEnhancedVpnGateway and UpdateEnhancedVpnGateway, other gateways with DeleteVpnGateway.", "vpngw";
     AutoPropagateBgpConnectionExist = "OperationFailed.VpnConnectionExist" => 400, "Auto propagate cannot be closed when VPN connections with BGP enabled exist.", "doc";
 
     // ---- customer gateway ----

@@ -35,7 +35,20 @@ pub struct VpnGateway {
     /// address from the public pool).
     #[serde(default = "public_network")]
     pub network_type: String,
+    /// `Normal` (CreateVpnGateway) or `Enhanced.SiteToSite` (CreateEnhancedVpnGateway: no
+    /// bandwidth, charge or SSL-VPN settings; `bandwidth` is 0).
+    #[serde(default = "normal_gateway")]
+    pub gateway_type: String,
 }
+
+pub fn normal_gateway() -> String {
+    NORMAL.into()
+}
+
+/// The GatewayType of CreateVpnGateway's gateways.
+pub const NORMAL: &str = "Normal";
+/// The GatewayType of CreateEnhancedVpnGateway's gateways.
+pub const ENHANCED_SITE_TO_SITE: &str = "Enhanced.SiteToSite";
 
 pub fn public_network() -> String {
     "public".into()

@@ -121,6 +121,12 @@ impl Default for Config {
     }
 }
 
+/// Whether `path` is a file someone may execute.
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Creates `dir` if missing and makes it the owner's alone (0700).
 pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -172,6 +178,7 @@ impl Config {
             apply_timeout: std::time::Duration::from_millis(self.dataplane.apply_timeout_ms),
             ssl_client_cert_validity: std::time::Duration::from_secs_f64(self.ssl_client_cert_days * 86400.0),
             sealer: std::sync::Arc::new(sealer),
+            bgp_speaker: self.dataplane.mode != vpngw_dataplane::config::Mode::None && is_executable(&self.dataplane.bird),
         })
     }
 }

@@ -75,6 +75,9 @@ pub struct ServiceConfig {
     pub ssl_client_cert_validity: Duration,
     /// Seals private keys at rest (see [`crate::secrets`]).
     pub sealer: std::sync::Arc<crate::secrets::Sealer>,
+    /// Whether this process's own data plane can run BGP sessions (it runs tunnels and its
+    /// BIRD binary is there). In a fleet the agents run them; see CheckVpnBgpEnabled.
+    pub bgp_speaker: bool,
 }
 
 impl ServiceConfig {
@@ -109,6 +112,7 @@ impl Default for ServiceConfig {
             apply_timeout: Duration::from_secs(60),
             ssl_client_cert_validity: Duration::from_secs(DEFAULT_SSL_CLIENT_CERT_DAYS * 86400),
             sealer: std::sync::Arc::new(crate::secrets::Sealer::ephemeral()),
+            bgp_speaker: false,
         }
     }
 }

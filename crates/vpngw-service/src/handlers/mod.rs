@@ -39,7 +39,8 @@ pub use tags::*;
 pub use vpc::*;
 pub(crate) use vpn_connection::PeerTunnel;
 pub use vpn_connection::{
-    create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, download_vpn_connection_config, modify_tunnel_attribute, modify_vpn_connection_attribute,
+    create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, describe_vpn_cross_account_authorizations, download_vpn_connection_config,
+    modify_tunnel_attribute, modify_vpn_connection_attribute,
 };
 pub use vpn_connection::{BgpCfg, HealthCheck, IkeCfg, IpsecCfg, Tunnel, VpnConnection, NOT_ESTABLISHED};
 pub use vpn_gateway::*;

@@ -1,4 +1,8 @@
-//! VPN gateways (2022 reference 4.1-4.4 and DeleteVpnGateway).
+//! VPN gateways (2022 reference 4.1-4.4 and DeleteVpnGateway) and enhanced gateways
+//! (CreateEnhancedVpnGateway, UpdateEnhancedVpnGateway, DeleteEnhancedVpnGateway: GatewayType
+//! `Enhanced.SiteToSite`, IPsec only, with no bandwidth, charge or SSL-VPN settings; the same
+//! resource otherwise, listed by DescribeVpnGateway(s) with its GatewayType). Each family's
+//! delete refuses the other's gateways.
 //!
 //! Lifecycle: Create answers at once with the gateway in `init`; the task engine moves it to
 //! `provisioning` and then `active`. A change that must be applied puts it in `updating`;
@@ -7,7 +11,7 @@
 //! `FinancialLocked` gets `VpnGateway.FinancialLocked`.
 
 use std::net::Ipv4Addr;
-pub use vpngw_model::gateway::{public_network, BusinessStatus, CertAssociation, VpnGateway};
+pub use vpngw_model::gateway::{public_network, BusinessStatus, CertAssociation, VpnGateway, ENHANCED_SITE_TO_SITE, NORMAL};
 
 use serde_json::{json, Value};
 use vpngw_api::{ApiError, Code};
@@ -82,9 +86,20 @@ async fn allocate_public_ips(req: &Req<'_>, n: usize) -> Result<Vec<Ipv4Addr>, A
     Ok(free)
 }
 
+/// What CreateVpnGateway sets and CreateEnhancedVpnGateway does not.
+struct Offering {
+    gateway_type: &'static str,
+    bandwidth: u32,
+    charge_type: String,
+    period: Option<u32>,
+    enable_ipsec: bool,
+    enable_ssl: bool,
+    auto_pay: bool,
+    ssl_connections: u32,
+}
+
 pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     let p = &req.params;
-    let vpc_id = p.req("VpcId")?.to_string();
     let bandwidth: u32 = p.req_num("Bandwidth")?;
     if !BANDWIDTHS.contains(&bandwidth) {
         return Err(ApiError::invalid("Bandwidth"));
@@ -110,6 +125,25 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     if !SSL_CONNECTIONS.contains(&ssl_connections) {
         return Err(ApiError::invalid("SslConnections"));
     }
+    let offer = Offering { gateway_type: NORMAL, bandwidth, charge_type, period, enable_ipsec, enable_ssl, auto_pay, ssl_connections };
+    create_gateway(req, offer).await
+}
+
+pub async fn create_enhanced_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    match req.params.opt("GatewayType") {
+        None | Some(ENHANCED_SITE_TO_SITE) => {}
+        Some(_) => return Err(ApiError::invalid("GatewayType")),
+    }
+    let offer = Offering { gateway_type: ENHANCED_SITE_TO_SITE, bandwidth: 0, charge_type: "POSTPAY".into(), period: None, enable_ipsec: true, enable_ssl: false, auto_pay: false, ssl_connections: 0 };
+    let mut body = create_gateway(req, offer).await?;
+    body.remove("OrderId");
+    Ok(body)
+}
+
+async fn create_gateway(req: &mut Req<'_>, offer: Offering) -> HandlerResult {
+    let Offering { gateway_type, bandwidth, charge_type, period, enable_ipsec, enable_ssl, auto_pay, ssl_connections } = offer;
+    let p = &req.params;
+    let vpc_id = p.req("VpcId")?.to_string();
     let vpn_type = match p.opt("VpnType") {
         None => "Normal".to_string(),
         Some(t) if t.eq_ignore_ascii_case("Normal") => "Normal".to_string(),
@@ -204,6 +238,7 @@ pub async fn create_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
         order_id: 200_000_000_000_000 + (rand::random::<u32>() as i64) * 1000 + (now % 1000),
         certificates: Vec::new(),
         network_type,
+        gateway_type: gateway_type.to_string(),
     };
     let body = obj(json!({"VpnGatewayId": id, "Name": gw.name, "OrderId": gw.order_id}));
     let t = req.svc.config.transition;
@@ -245,7 +280,8 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
         "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
         "CreateTime": rec.created_ms,
         "EndTime": gw.end_ms,
-        "Spec": format!("{}M", gw.bandwidth),
+        // An enhanced gateway has no bandwidth setting: no Spec.
+        "Spec": (gw.bandwidth > 0).then(|| format!("{}M", gw.bandwidth)),
         "Name": gw.name,
         "Description": gw.description,
         "Status": rec.status,
@@ -260,7 +296,7 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
         "AutoPropagate": gw.auto_propagate,
         "VpnType": gw.vpn_type,
         "NetworkType": gw.network_type,
-        "GatewayType": "Normal",
+        "GatewayType": gw.gateway_type,
         "ResourceGroupId": gw.resource_group_id,
         "EniInstanceIds": {"EniInstanceId": []},
     })
@@ -292,7 +328,7 @@ pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
         let b = BusinessStatus::parse(b).ok_or_else(|| ApiError::invalid("BusinessStatus"))?;
         q.fields.push(("business_status".into(), b.as_str().into()));
     }
-    super::field_filters(&mut q, p, &[("ResourceGroupId", "resource_group_id")]);
+    super::field_filters(&mut q, p, &[("ResourceGroupId", "resource_group_id"), ("GatewayType", "gateway_type")]);
     let (page, tags) = list_with_tags(req, Kind::VpnGateway, &q).await?;
     let items = page.items.iter().map(|r| Ok(gateway_json(r, &doc(r)?, tags.get(&r.id)))).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "VpnGateways": {"VpnGateway": items}})))
@@ -328,7 +364,7 @@ pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
         "IntranetIp": gw.intranet_ip, "DisasterRecoveryInternetIp": gw.dr_internet_ip.clone().unwrap_or_default(),
         "DisasterRecoveryVSwitchId": gw.dr_vswitch_id.clone().unwrap_or_default(),
         "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
-        "CreateTime": rec.created_ms, "EndTime": gw.end_ms, "Spec": format!("{}M", gw.bandwidth), "Name": gw.name,
+        "CreateTime": rec.created_ms, "EndTime": gw.end_ms, "Spec": (gw.bandwidth > 0).then(|| format!("{}M", gw.bandwidth)), "Name": gw.name,
         "Description": gw.description, "Status": rec.status, "BusinessStatus": gw.business_status,
         "EnableBgp": gw.enable_bgp, "AutoPropagate": gw.auto_propagate, "ResourceGroupId": gw.resource_group_id,
     }));
@@ -337,9 +373,26 @@ pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
 }
 
 pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
-    let id = req.params.req("VpnGatewayId")?.to_string();
-    let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+    delete_gateway(req, false).await
+}
+
+pub async fn delete_enhanced_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    delete_gateway(req, true).await
+}
+
+/// Loads a gateway of the caller's and checks it is of the family the action serves.
+async fn load_family(req: &Req<'_>, id: &str, enhanced: bool) -> Result<(Record, VpnGateway), ApiError> {
+    let rec = load(req, Kind::VpnGateway, id, Code::InvalidVpnGatewayId).await?;
     let gw: VpnGateway = doc(&rec)?;
+    if (gw.gateway_type == ENHANCED_SITE_TO_SITE) != enhanced {
+        return Err(ApiError::arg(Code::GatewayTypeMismatch, gw.gateway_type));
+    }
+    Ok((rec, gw))
+}
+
+async fn delete_gateway(req: &mut Req<'_>, enhanced: bool) -> HandlerResult {
+    let id = req.params.req("VpnGatewayId")?.to_string();
+    let (mut rec, gw) = load_family(req, &id, enhanced).await?;
     ensure_writable(&rec, &gw)?;
     // Routes, certificate associations and tags go with the gateway.
     if req.store().count(Kind::VpnConnection, &req.scope, Some(&id)).await.map_err(store_error)? > 0 {
@@ -357,6 +410,58 @@ pub async fn delete_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
     muts.extend(super::children(req, Kind::VpnGatewayDiagnosis, &id).await?.into_iter().map(|d| Mutation::Delete { kind: d.kind, id: d.id }));
     muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Delete, req.svc.config.transition)]));
     req.commit(muts, Default::default()).await
+}
+
+pub async fn update_enhanced_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
+    let p = &req.params;
+    let id = p.req("VpnGatewayId")?.to_string();
+    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
+    let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.map(str::to_string);
+    let auto_propagate = p.opt_bool("AutoPropagate")?;
+    let (mut rec, mut gw) = load_family(req, &id, true).await?;
+    ensure_writable(&rec, &gw)?;
+    let mut muts = Vec::new();
+    if let Some(n) = name {
+        gw.name = n;
+    }
+    if let Some(d) = description {
+        gw.description = d;
+    }
+    if let Some(a) = auto_propagate.filter(|a| *a != gw.auto_propagate) {
+        // Route propagation is data-plane configuration: the gateway applies it.
+        gw.auto_propagate = a;
+        rec.status = Lifecycle::Updating.as_str().into();
+        muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
+    }
+    rec.doc = to_doc(&gw);
+    let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
+    let full = gateway_json(&rec, &gw, tags.get(&id));
+    let mut body = crate::Body::new();
+    for k in [
+        "AutoPropagate",
+        "CreateTime",
+        "Description",
+        "DisasterRecoveryVSwitchId",
+        "EnableBgp",
+        "EniInstanceIds",
+        "GatewayType",
+        "Name",
+        "NetworkType",
+        "ResourceGroupId",
+        "Status",
+        "Tag",
+        "Tags",
+        "VSwitchId",
+        "VpcId",
+        "VpnGatewayId",
+        "VpnType",
+    ] {
+        if let Some(v) = full.get(k) {
+            body.insert(k.to_string(), v.clone());
+        }
+    }
+    muts.insert(0, Mutation::Put(rec));
+    req.commit(muts, body).await
 }
 
 /// Operator command: sets BusinessStatus to FinancialLocked (`lock = true`) or Normal.
