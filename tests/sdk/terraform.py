@@ -22,8 +22,14 @@ REGION = "cn-hangzhou"
 
 
 def wire(v):
+    """A value as the Go client renders it; lists and maps stay nested for the client to
+    flatten (`Tags.1.Key`, `TunnelOptionsSpecification.1.TunnelIkeConfig.Psk`)."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, dict):
+        return {k: wire(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [wire(x) for x in v]
     return str(v)
 
 
@@ -39,9 +45,22 @@ class Provider:
         """One `RpcPost`: the response body as a dict."""
         params = um.Params(action=action, version="2016-04-28", protocol="HTTP", pathname="/", method="POST", auth_type="AK",
                            style="RPC", req_body_type="formData", body_type="json")
-        body = {"RegionId": REGION, **{k: wire(v) for k, v in request.items()}}
+        body = Utils.query({"RegionId": REGION, **{k: wire(v) for k, v in request.items()}})
         req = um.OpenApiRequest(query=Utils.query({k: wire(v) for k, v in (query or {}).items()}), body=body)
         return self.client.call_api(params, req, RuntimeOptions(autoretry=False))["body"]
+
+    def retrying(self, action, request, query=None, codes=("VpnGateway.Configuring", "VpnTask.CONFLICT", "VpnConnection.Configuring"), timeout=10):
+        """A write as the provider's `resource.Retry` makes it: again while the answer is one of
+        the codes it retries on (a gateway busy with the previous change)."""
+        import time
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return self.post(action, request, query)
+            except TeaException as e:
+                if e.code not in codes or time.time() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def error(self, action, request, query=None):
         """(code, HTTP status) of a call that must fail."""
@@ -50,6 +69,14 @@ class Provider:
         except TeaException as e:
             return e.code, e.data.get("statusCode") if isinstance(e.data, dict) else None
         raise AssertionError(f"{action} succeeded but should have failed")
+
+    def code(self, action, request, query=None):
+        """The error code of a call, or None when it succeeds."""
+        try:
+            self.post(action, request, query)
+            return None
+        except TeaException as e:
+            return e.code
 
     @staticmethod
     def read(obj, fields):
@@ -64,6 +91,18 @@ class Provider:
             # A JSON bool is not an int, whatever Python says.
             assert isinstance(v, types) and not (isinstance(v, bool) and bool not in types), f"{path} is {type(v).__name__} {v!r}, want {typ}"
         return obj
+
+
+def wait_for(fn, want, timeout=10):
+    """Polls `fn()` until it returns `want` (the provider's StateConf)."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        got = fn()
+        if got == want:
+            return
+        assert time.time() < deadline, f"still {got!r}, want {want!r}"
+        time.sleep(0.05)
 
 
 def tags_of(obj):

@@ -86,7 +86,7 @@ def test_a_gateway_without_a_charge_type_is_postpaid(tea):
     vpc = make_vpc(tea)
     vsw = make_vsw(tea, vpc)
     gw = tea.create_vpn_gateway(m.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, v_switch_id=vsw, bandwidth=5)).body.vpn_gateway_id
-    assert describe(tea, gw).charge_type == "Postpay"
+    assert describe(tea, gw).charge_type == "PostpayByFlow"
 
 
 def test_gateway_create_validation(tea):

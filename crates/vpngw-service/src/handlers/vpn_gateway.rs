@@ -286,7 +286,10 @@ fn gateway_json(rec: &Record, gw: &VpnGateway, tags: Option<&Vec<(String, String
         "Description": gw.description,
         "Status": rec.status,
         "BusinessStatus": gw.business_status,
-        "ChargeType": if gw.charge_type == "PREPAY" { "Prepay" } else { "Postpay" },
+        // Pay-as-you-go gateways are billed by traffic: `PostpayByFlow`, the value the live
+        // service answers and the Terraform provider maps to payment_type `PayAsYouGo` (its
+        // acceptance test reads that back); `Postpay` would make every plan replace the gateway.
+        "ChargeType": if gw.charge_type == "PREPAY" { "Prepay" } else { "PostpayByFlow" },
         "IpsecVpn": enable(gw.enable_ipsec),
         "SslVpn": enable(gw.enable_ssl),
         "SslMaxConnections": gw.ssl_connections,

@@ -103,11 +103,15 @@ pub(super) fn apply_health(c: &mut HealthCheck, o: &Map<String, Value>) -> Resul
         match k.as_str() {
             "enable" => c.enable = flag(v).ok_or_else(|| ApiError::invalid(&name))?,
             "sip" | "dip" => {
-                let ip: std::net::Ipv4Addr = text(v).and_then(|s| s.trim().parse().ok()).ok_or_else(|| ApiError::invalid(&name))?;
+                // Empty clears it: the Terraform provider sends `"dip":""` with a disabled check.
+                let ip = match text(v).as_deref().map(str::trim) {
+                    Some("") => String::new(),
+                    other => other.and_then(|s| s.parse::<std::net::Ipv4Addr>().ok()).ok_or_else(|| ApiError::invalid(&name))?.to_string(),
+                };
                 if k == "sip" {
-                    c.sip = ip.to_string()
+                    c.sip = ip
                 } else {
-                    c.dip = ip.to_string()
+                    c.dip = ip
                 }
             }
             "interval" | "retry" => {

@@ -107,7 +107,8 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
         ("ZoneNo", json!(c.zone_no)),
         ("Spec", json!("")),
         ("NetworkType", json!("public")),
-        ("AttachType", json!("")),
+        // Bound to a VPN gateway (the documented `VPNGW`); no transit router.
+        ("AttachType", json!("VPNGW")),
         ("AttachInstanceId", json!("")),
         ("CrossAccountAuthorized", json!(false)),
         ("TransitRouterId", json!("")),
