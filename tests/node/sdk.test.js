@@ -31,6 +31,8 @@ access_key_secret = "${KEYS.bob[1]}"
 
 let server;
 let endpoint;
+// The SDK's default protocol: the server makes its own CA at first start, the clients trust it.
+let caPem;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -53,16 +55,17 @@ before(async () => {
   fs.writeFileSync(path.join(dir, 'vpngw.toml'), CONFIG);
   endpoint = `127.0.0.1:${await freePort()}`;
   const log = fs.openSync(path.join(dir, 'serve.log'), 'a');
-  server = spawn(BIN, ['serve', '--config', path.join(dir, 'vpngw.toml'), '--data-dir', path.join(dir, 'data'), '--listen', endpoint], { stdio: ['ignore', log, log] });
+  server = spawn(BIN, ['serve', '--config', path.join(dir, 'vpngw.toml'), '--data-dir', path.join(dir, 'data'), '--listen', endpoint, '--tls', 'self-signed'], { stdio: ['ignore', log, log] });
   for (let i = 0; i < 300 && !(await healthy()); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(await healthy(), 'vpngw became healthy');
+  caPem = fs.readFileSync(path.join(dir, 'data', 'tls', 'ca.pem'), 'utf8');
 });
 
 after(() => server && server.kill('SIGTERM'));
 
 function client(who = 'alice', signatureAlgorithm) {
   const [accessKeyId, accessKeySecret] = KEYS[who];
-  const cfg = new $OpenApi.Config({ accessKeyId, accessKeySecret, endpoint, protocol: 'http', regionId: REGION });
+  const cfg = new $OpenApi.Config({ accessKeyId, accessKeySecret, endpoint, protocol: 'https', regionId: REGION, ca: caPem });
   if (signatureAlgorithm) cfg.signatureAlgorithm = signatureAlgorithm;
   return new Client(cfg);
 }
