@@ -104,3 +104,56 @@ def test_routes_decide_the_site_and_a_standby_takes_over(lab):
     # It recovers: the traffic returns to A.
     subprocess.run(["ip", "-n", lab.site_ns("ra"), "addr", "add", f"{host_a}/32", "dev", "lo"], check=True)
     assert carried_by(lab, gw, a, ns, SHARED), "the traffic returns to the active route's tunnel"
+
+
+def test_a_vpn_attachment_negotiates_from_its_own_address_and_a_vco_route_steers_a_prefix_into_it(lab):
+    """An attachment (no VPN gateway) runs in a namespace of its own on the lab's internet, from
+    its own public address; the customer site is configured from its download. In
+    destination-routing mode its routes decide what its tunnel carries: without a VCO route the
+    site's subnet is unreachable, with one it answers, and after the route's deletion it is not."""
+    c = lab.c
+    cgw = make_cgw(c, ip_address="203.0.113.221").customer_gateway_id
+    vco = c.create_vpn_attachment(m.CreateVpnAttachmentRequest(
+        region_id=REGION, customer_gateway_id=cgw, local_subnet="0.0.0.0/0", remote_subnet="0.0.0.0/0", effect_immediately=True,
+        ike_config=json.dumps({"IkeVersion": "ikev2"}))).body.vpn_connection_id
+
+    def settled(status=None, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            d = conn(c, vco)
+            if d.state == "init" and (status is None or d.status == status):
+                return d
+            time.sleep(0.1)
+        raise AssertionError(f"{vco} never settled ({status}): {d.state} {d.status}")
+
+    d = settled()
+    assert d.attach_type == "NO_ASSOCIATED" and d.vpn_gateway_id == ""
+    lab.site("at", "203.0.113.221", "10.221.0.0/24", vco)
+    settled("ipsec_sa_established", timeout=45)
+    ns = lab.gw_ns(f"att-{vco}")
+    # A host behind the transit router's side (in destination-routing mode, the attachment's
+    # namespace holds no LocalSubnet address of its own).
+    subprocess.run(["ip", "-n", ns, "addr", "add", "10.99.0.1/32", "dev", "lo"], check=True)
+    sas = lab.sas(lab.gw_sock(f"att-{vco}"))
+    assert d.internet_ip in sas, "the tunnel runs from the attachment's own public address"
+    assert not ping(ns, "10.99.0.1", "10.221.0.1", wait=1), "no route yet: the tunnel carries nothing"
+    c.create_vco_route_entry(m.CreateVcoRouteEntryRequest(region_id=REGION, vpn_connection_id=vco, route_dest="10.221.0.0/24", next_hop=vco, weight=100))
+    settled()
+    assert ping_until(ns, "10.99.0.1", "10.221.0.1", timeout=20), "the VCO route steers 10.221.0.0/24 into the attachment's tunnel"
+    assert "10.221.0.0/24" in lab.sas(lab.gw_sock(f"att-{vco}")), "carried by a CHILD_SA for the route's prefix"
+    c.delete_vco_route_entry(m.DeleteVcoRouteEntryRequest(region_id=REGION, vpn_connection_id=vco, route_dest="10.221.0.0/24", next_hop=vco, weight=100))
+    settled()
+    deadline = time.time() + 15
+    while time.time() < deadline and ping(ns, "10.99.0.1", "10.221.0.1", wait=1):
+        time.sleep(0.2)
+    assert not ping(ns, "10.99.0.1", "10.221.0.1", wait=1), "the route is gone: so is the path"
+    # Logs and diagnosis reach the attachment's own charon.
+    logs = c.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=vco, minute_period=10)).body
+    assert logs.count > 0
+    # Deleting it removes its namespace and frees its address.
+    c.delete_vpn_attachment(m.DeleteVpnAttachmentRequest(region_id=REGION, vpn_connection_id=vco))
+    deadline = time.time() + 30
+    while time.time() < deadline and ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
+        time.sleep(0.2)
+    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    lab.delete_site("at")

@@ -207,7 +207,8 @@ def test_move_vpn_resource_group_takes_what_is_under_the_gateway(tea, bob):
     assert tea.describe_customer_gateway(m.DescribeCustomerGatewayRequest(region_id=REGION, customer_gateway_id=cgw)).body.resource_group_id == "rg-cgw"
     cases = [
         (tea, dict(instance_id=gw, resource_type="Vpc", new_resource_group_id="rg-x"), ("InvalidResourceType.NotFound", 400)),
-        (tea, dict(instance_id=vco, resource_type="VpnAttachment", new_resource_group_id="rg-x"), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
+        (tea, dict(instance_id=vco, resource_type="VpnAttachment", new_resource_group_id="rg-x"), ("OperationUnsupported.VpnGatewayConnection", 400)),
+        (tea, dict(instance_id="vco-nope", resource_type="VpnAttachment", new_resource_group_id="rg-x"), ("InvalidVpnConnectionInstanceId.NotFound", 404)),
         (tea, dict(instance_id="vpn-nope", resource_type="VpnGateway", new_resource_group_id="rg-x"), ("InvalidVpnGatewayInstanceId.NotFound", 404)),
         (tea, dict(instance_id=gw, resource_type="VpnGateway"), ("MissingParameter", 400)),
         (bob, dict(instance_id=gw, resource_type="VpnGateway", new_resource_group_id="rg-bob"), ("InvalidVpnGatewayInstanceId.NotFound", 404)),

@@ -66,6 +66,15 @@ macro_rules! for_each_action {
             (ModifyTunnelAttribute, Write, modify_tunnel_attribute, [RegionId, VpnConnectionId, TunnelId]),
             (DiagnoseVpnConnections, Read, diagnose_vpn_connections, [RegionId]),
             (DescribeVpnConnectionLogs, Read, describe_vpn_connection_logs, [RegionId, VpnConnectionId]),
+            // ---- VPN attachments and their routes (current SDK) ----
+            (CreateVpnAttachment, Write, create_vpn_attachment, [RegionId, LocalSubnet, RemoteSubnet]),
+            (ModifyVpnAttachmentAttribute, Write, modify_vpn_attachment_attribute, [RegionId, VpnConnectionId]),
+            (DeleteVpnAttachment, Write, delete_vpn_attachment, [RegionId, VpnConnectionId]),
+            (DescribeVpnAttachments, Read, describe_vpn_attachments, [RegionId]),
+            (CreateVcoRouteEntry, Write, create_vco_route_entry, [RegionId, VpnConnectionId, RouteDest, NextHop, Weight]),
+            (DeleteVcoRouteEntry, Write, delete_vco_route_entry, [RegionId, VpnConnectionId, RouteDest, NextHop, Weight]),
+            (ModifyVcoRouteEntryWeight, Write, modify_vco_route_entry_weight, [RegionId, VpnConnectionId, RouteDest, NextHop, Weight, NewWeight]),
+            (DescribeVcoRouteEntries, Read, describe_vco_route_entries, [RegionId, VpnConnectionId]),
             (DescribeVpnCrossAccountAuthorizations, Read, describe_vpn_cross_account_authorizations, [RegionId]),
             (CheckVpnBgpEnabled, Read, check_vpn_bgp_enabled, [RegionId]),
             // ---- VPN routes (6.1-6.9, and the current SDK's policy-route modifications) ----

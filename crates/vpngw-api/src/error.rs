@@ -154,6 +154,8 @@ error_codes! {
     RouteBackup = "VpnRouteEntry.BackupRoute" => 400, "Validate backup route entry failed.", "doc";
     RouteInvalidWeight = "VpnRouteEntry.InvalidWeight" => 400, "Invalid route entry weight value.", "doc";
     RouteNotFound = "InvalidRouteEntry.NotFound" => 404, "The specified route entry does not exist.", "alibaba";
+    NotAnAttachment = "OperationUnsupported.VpnGatewayConnection" => 400, "The connection belongs to a VPN gateway: this action serves VPN attachments only (a gateway's routes are the gateway's: CreateVpnRouteEntry).", "vpngw";
+    VcoRouteNeedsDestinationRouting = "OperationUnsupported.VcoRouteEntry" => 400, "Connection routes steer traffic into the tunnel only in destination-routing mode: LocalSubnet and RemoteSubnet must both be 0.0.0.0/0.", "vpngw";
     RouteSystemEntry = "OperationDenied.SystemRouteEntry" => 400, "The route entry was configured by the system (AutoConfigRoute) and changes only with its connection.", "vpngw";
     VpcRouteConflict = "OperationFailed.RouteConflict" => 400, "Operation failed because there is already a route in VPC route table to another VPN on the same network block.", "doc";
     VpcRouteQuota = "QuotaExceeded.VpnRouteEntry" => 400, "The number of route entries to the VPN gateway in the VPC routing table has reached the quota limit.", "doc";

@@ -163,6 +163,72 @@ pub struct VpnConnection {
     /// DiagnoseVpnConnections reads it. Owned by the data plane.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub bgp_info: std::collections::BTreeMap<String, String>,
+    /// What the connection is bound to (DescribeVpnConnection's AttachType): `VPNGW` (a VPN
+    /// gateway's; the record's parent) or `NO_ASSOCIATED` (a VPN attachment, bound to nothing).
+    #[serde(default = "attach_vpngw")]
+    pub attach_type: String,
+    /// A VPN attachment's own settings (CreateVpnAttachment); `None` for a gateway's connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// AttachType of a VPN gateway's connection.
+pub const ATTACH_VPNGW: &str = "VPNGW";
+/// AttachType of a VPN attachment: no transit router exists here to bind it to.
+pub const ATTACH_NONE: &str = "NO_ASSOCIATED";
+
+pub fn attach_vpngw() -> String {
+    ATTACH_VPNGW.into()
+}
+
+/// A VPN attachment: an IPsec connection of no VPN gateway, with a public address of its own
+/// (one per tunnel), whose private side is its LocalSubnet (on Alibaba Cloud, a transit
+/// router's; here, the data plane's stand-in network). Its routes are VCO routes, stored as
+/// routes of its own [`attachment_gateway_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `public` or `private`.
+    pub network_type: String,
+    /// `Standard` or `Large` ("" when not given).
+    pub tunnel_bandwidth: String,
+    pub description: String,
+}
+
+/// The data plane's gateway of attachment `conn_id`: the unit (namespace, charon, routes) that
+/// runs it, as a VPN gateway's runs that gateway's connections. Never an API resource.
+pub fn attachment_gateway_id(conn_id: &str) -> String {
+    format!("att-{conn_id}")
+}
+
+/// The gateway an attachment's data plane runs as: its public addresses (the master tunnel's
+/// and the slave's), IPsec only, no VPC to propagate routes to.
+pub fn attachment_gateway(internet_ip: &str, dr_internet_ip: Option<String>, a: &Attachment, resource_group_id: &str) -> crate::gateway::VpnGateway {
+    crate::gateway::VpnGateway {
+        name: String::new(),
+        description: a.description.clone(),
+        vswitch_id: Default::default(),
+        dr_vswitch_id: None,
+        bandwidth: 0,
+        enable_ipsec: true,
+        enable_ssl: false,
+        ssl_connections: 0,
+        vpn_type: "Normal".into(),
+        charge_type: "POSTPAY".into(),
+        period: None,
+        auto_pay: false,
+        internet_ip: internet_ip.to_string(),
+        dr_internet_ip,
+        intranet_ip: String::new(),
+        business_status: crate::state::BusinessStatus::Normal,
+        auto_propagate: false,
+        enable_bgp: false,
+        end_ms: 0,
+        resource_group_id: resource_group_id.to_string(),
+        order_id: 0,
+        certificates: Vec::new(),
+        network_type: a.network_type.clone(),
+        gateway_type: "Attachment".into(),
+    }
 }
 
 /// A route a tunnel's BGP session learned.
@@ -177,6 +243,20 @@ pub struct BgpRoute {
 }
 
 impl VpnConnection {
+    pub fn is_attachment(&self) -> bool {
+        self.attachment.is_some()
+    }
+
+    /// The gateway an attachment's data plane runs as (see [`attachment_gateway`]).
+    pub fn attachment_gateway(&self) -> crate::gateway::VpnGateway {
+        let (ip, dr_ip) = match self.tunnels.as_slice() {
+            [] => (self.internet_ip.clone(), None),
+            [m, rest @ ..] => (m.internet_ip.clone(), rest.first().map(|s| s.internet_ip.clone())),
+        };
+        let a = self.attachment.clone().unwrap_or(Attachment { network_type: "public".into(), tunnel_bandwidth: String::new(), description: String::new() });
+        attachment_gateway(&ip, dr_ip, &a, &self.resource_group_id)
+    }
+
     /// What the data plane must apply: a digest of the negotiable settings, the start policy,
     /// the health check and the BGP settings. Observed state (statuses) is not part of it.
     pub fn intent_digest(&self) -> String {

@@ -37,6 +37,10 @@ pub struct Quotas {
     pub vpc_vpn_route_entries: u64,
     /// Client certificates per SSL-VPN server (Resource.QuotaFull).
     pub ssl_client_certs_per_server: u64,
+    /// VPN attachments (connections of no gateway, each with its own public addresses).
+    pub vpn_attachments: u64,
+    /// Custom routes (VCO routes) per VPN attachment.
+    pub vco_routes_per_attachment: u64,
 }
 
 impl Default for Quotas {
@@ -51,6 +55,8 @@ impl Default for Quotas {
             pbr_routes_per_gateway: 100,
             vpc_vpn_route_entries: 200,
             ssl_client_certs_per_server: 1000,
+            vpn_attachments: 50,
+            vco_routes_per_attachment: 100,
         }
     }
 }

@@ -342,7 +342,15 @@ impl Service {
     pub async fn intent_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         let Some(rec) = self.store.get_any(kind, id).await? else { return Ok(None) };
         match kind {
-            Kind::VpnConnection => Ok(serde_json::from_value::<VpnConnection>(rec.doc).ok().map(|c| c.intent_digest())),
+            // An attachment's changes (its routes too) are applied by its own gateway.
+            Kind::VpnConnection => match serde_json::from_value::<VpnConnection>(rec.doc).ok() {
+                Some(c) if c.is_attachment() => {
+                    let scope = Scope { account: rec.account, region: rec.region.clone() };
+                    let routes: Vec<VpnRoute> = self.children(Kind::VpnRoute, &scope, &vpngw_model::connection::attachment_gateway_id(&rec.id)).await?.into_iter().map(|(_, r)| r).collect();
+                    Ok(Some(gateway_digest(&c.attachment_gateway(), &[(rec.id.clone(), c.intent_digest())], &routes, &[], &[])))
+                }
+                other => Ok(other.map(|c| c.intent_digest())),
+            },
             Kind::VpnGateway => {
                 let Ok(gw) = serde_json::from_value::<VpnGateway>(rec.doc.clone()) else { return Ok(None) };
                 let scope = Scope { account: rec.account, region: rec.region.clone() };
@@ -388,9 +396,13 @@ fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
         }
     }
     let mut conns: HashMap<String, Vec<(String, VpnConnection)>> = HashMap::new();
+    // VPN attachments: connections of no gateway, each run as a gateway of its own.
+    let mut attachments: Vec<(String, VpnConnection)> = Vec::new();
     for r in take(Kind::VpnConnection) {
-        if let (Some(c), Some(p)) = (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
-            conns.entry(p).or_default().push((r.id, c));
+        match (read::<VpnConnection>(&r, &mut unreadable), r.parent) {
+            (Some(c), Some(p)) => conns.entry(p).or_default().push((r.id, c)),
+            (Some(c), None) if c.is_attachment() => attachments.push((r.id, c)),
+            _ => {}
         }
     }
     let mut routes: HashMap<String, Vec<VpnRoute>> = HashMap::new();
@@ -452,6 +464,30 @@ fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
             id: r.id,
             gw,
             conns,
+            frozen,
+            sides: vpngw_plane::Sides::BOTH,
+        });
+    }
+    for (id, c) in attachments {
+        let gid = vpngw_model::connection::attachment_gateway_id(&id);
+        gateway_ids.push(gid.clone());
+        let frozen = unreadable
+            .iter()
+            .find(|u| match Kind::parse(&u.kind) {
+                Some(Kind::VpnRoute) => u.parent.as_deref() == Some(gid.as_str()),
+                Some(Kind::CustomerGateway) => c.cgw_ids.iter().any(|x| *x == u.id),
+                _ => false,
+            })
+            .map(|u| format!("{} {} cannot be read", u.kind, u.id));
+        gateways.push(GatewayIntent {
+            // Its private side (the transit router's, here a stand-in network): its LocalSubnet.
+            vpc_cidrs: c.local_subnet.iter().filter(|s| s.as_str() != "0.0.0.0/0").filter_map(|s| s.parse().ok()).collect(),
+            routes: routes.remove(&gid).unwrap_or_default(),
+            servers: Vec::new(),
+            ssl: Vec::new(),
+            gw: c.attachment_gateway(),
+            id: gid,
+            conns: vec![(id, c)],
             frozen,
             sides: vpngw_plane::Sides::BOTH,
         });

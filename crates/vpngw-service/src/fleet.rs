@@ -437,7 +437,17 @@ pub async fn converge_keys(svc: &Service, kind: Kind, id: &str, fleet: bool) -> 
         }
         Kind::VpnConnection => {
             let Ok(c) = serde_json::from_value::<VpnConnection>(rec.doc) else { return Ok(Vec::new()) };
-            (rec.parent.clone().unwrap_or_default(), if c.dual() { vec![Role::Master, Role::Slave] } else { vec![Role::Master] })
+            let roles = if c.dual() { vec![Role::Master, Role::Slave] } else { vec![Role::Master] };
+            if c.is_attachment() {
+                // Applied by the attachment's own gateway, whose digest covers its routes; a
+                // fleet does not place attachments (see docs/dataplane.md).
+                if fleet {
+                    return Ok(Vec::new());
+                }
+                let gid = vpngw_model::connection::attachment_gateway_id(&rec.id);
+                return Ok(roles.into_iter().map(|r| converged_key(&gid, r)).collect());
+            }
+            (rec.parent.clone().unwrap_or_default(), roles)
         }
         _ => return Ok(Vec::new()),
     };

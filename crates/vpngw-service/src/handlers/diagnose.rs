@@ -80,11 +80,12 @@ pub(crate) async fn findings(req: &Req<'_>, targets: Vec<Target>) -> Result<Vec<
     let mut found: Vec<Option<Diagnosis>> = vec![None; targets.len()];
     if req.svc.expects_dataplane() {
         let cgws = load_cgws(req, &targets.iter().map(|t| &t.conn).collect::<Vec<_>>()).await?;
-        let mut by_gateway: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_gateway: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.view().status != status::IPSEC_UP) {
-            by_gateway.entry(t.rec.parent.as_deref().unwrap_or_default()).or_default().push(i);
+            by_gateway.entry(super::plane_gateway(&t.rec).unwrap_or_default()).or_default().push(i);
         }
         for (gw, at) in by_gateway {
+            let gw = gw.as_str();
             let asks: Vec<(String, String)> = at.iter().map(|i| (targets[*i].view().key.to_string(), cgws.get(targets[*i].view().cgw).map(|g| g.ip_address.clone()).unwrap_or_default())).collect();
             for (i, d) in at.iter().zip(req.svc.live_ipsec_diagnoses(gw, &asks, WINDOW_S).await?) {
                 found[*i] = d;

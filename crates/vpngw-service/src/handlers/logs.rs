@@ -73,7 +73,7 @@ pub async fn describe_vpn_connection_logs(req: &mut Req<'_>) -> HandlerResult {
         None => vec![rec.id.clone()],
     };
     let q = LogQuery::parse(&p, crate::now_ms() / 1000, Some(10))?;
-    let lines = req.svc.live_ipsec_log(rec.parent.as_deref(), &keys).await?;
+    let lines = req.svc.live_ipsec_log(super::plane_gateway(&rec).as_deref(), &keys).await?;
     let (_, page) = q.page(lines);
     Ok(obj(json!({"Count": page.len(), "PageNumber": q.number, "PageSize": q.size, "IsCompleted": true, "Data": {"Logs": page}})))
 }

@@ -39,6 +39,10 @@ pub use tags::*;
 pub use vpc::*;
 pub(crate) use vpn_connection::PeerTunnel;
 pub use vpn_connection::{
+    create_vco_route_entry, create_vpn_attachment, delete_vco_route_entry, delete_vpn_attachment, describe_vco_route_entries, describe_vpn_attachments, modify_vco_route_entry_weight,
+    modify_vpn_attachment_attribute,
+};
+pub use vpn_connection::{
     create_vpn_connection, delete_vpn_connection, describe_vpn_connection, describe_vpn_connections, describe_vpn_cross_account_authorizations, download_vpn_connection_config,
     modify_tunnel_attribute, modify_vpn_connection_attribute,
 };
@@ -124,6 +128,12 @@ pub(crate) fn schedule(kind: Kind, id: &str, steps: &[(TaskOp, std::time::Durati
             Mutation::PutTask(Task { id: crate::ids::new_id("task"), kind, resource_id: id.to_string(), op: op.encode(), due_ms: last })
         })
         .collect()
+}
+
+/// The data-plane gateway that runs a connection: its VPN gateway, or for a VPN attachment its
+/// own (`att-<id>`).
+pub(crate) fn plane_gateway(rec: &Record) -> Option<String> {
+    rec.parent.clone().or_else(|| (rec.kind == Kind::VpnConnection && rec.doc["attach_type"] == vpngw_model::connection::ATTACH_NONE).then(|| vpngw_model::connection::attachment_gateway_id(&rec.id)))
 }
 
 /// A typed view of a record's document.

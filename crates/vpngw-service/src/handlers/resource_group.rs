@@ -39,8 +39,14 @@ pub async fn move_vpn_resource_group(req: &mut Req<'_>) -> HandlerResult {
             records.push(gw);
         }
         "customergateway" => records.push(load(req, Kind::CustomerGateway, id, Code::InvalidCustomerGatewayId).await?),
-        // An attachment is a connection bound to no VPN gateway; every connection here has one.
-        "vpnattachment" => return Err(ApiError::new(Code::InvalidVpnConnectionId)),
+        // An attachment is a connection bound to no VPN gateway.
+        "vpnattachment" => {
+            let rec = load(req, Kind::VpnConnection, id, Code::InvalidVpnConnectionId).await?;
+            if rec.parent.is_some() {
+                return Err(ApiError::new(Code::NotAnAttachment));
+            }
+            records.push(rec);
+        }
         _ => return Err(ApiError::new(Code::InvalidResourceType)),
     }
     let mutations = records.into_iter().map(|r| moved(r, group)).collect();

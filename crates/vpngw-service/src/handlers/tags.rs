@@ -19,6 +19,8 @@ fn kind_of(resource_type: &str) -> Result<Kind, ApiError> {
         "vpc" => Ok(Kind::Vpc),
         "vswitch" => Ok(Kind::VSwitch),
         "vpnconnection" => Ok(Kind::VpnConnection),
+        // A VPN attachment is a connection of no gateway.
+        "vpnattachment" => Ok(Kind::VpnConnection),
         _ => Err(ApiError::new(Code::InvalidResourceType)),
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn gateway_busy(req: &crate::Req<'_>, mut rec: Record) -> Vec<Mutatio
 }
 
 /// The first free addresses of the pool (network and broadcast excluded), one per request.
-async fn allocate_public_ips(req: &Req<'_>, n: usize) -> Result<Vec<Ipv4Addr>, ApiError> {
+pub(crate) async fn allocate_public_ips(req: &Req<'_>, n: usize) -> Result<Vec<Ipv4Addr>, ApiError> {
     let taken: std::collections::HashSet<String> = req.store().claimed_addresses().await.map_err(store_error)?.into_iter().collect();
     let free: Vec<Ipv4Addr> = req.svc.config.public_ip_pool.hosts().filter(|ip| !taken.contains(&ip.to_string())).take(n).collect();
     if free.len() < n {

@@ -6,6 +6,7 @@
 #[allow(unused_imports)]
 use super::*;
 use crate::handlers::neighbourhood::{model_error, neighbourhood, route_quotas, Read};
+use crate::handlers::Lifecycle;
 use vpngw_model::id::VpnGatewayId;
 use vpngw_model::rules;
 
@@ -25,6 +26,11 @@ pub(super) struct GatewayView {
     pub(super) siblings: Vec<(String, VpnConnection)>,
     /// How many connections the gateway has.
     pub(super) connections: u64,
+    /// Whether its connections are dual-tunnel.
+    pub(super) dual: bool,
+    /// The view of a VPN attachment: `gw` is the attachment's own data-plane gateway
+    /// ([`vpngw_model::connection::attachment_gateway_id`]), which is no record of the store.
+    pub(super) attachment: bool,
 }
 
 /// Reads gateway `id` and what its connections' rules need, for a write that concerns the
@@ -49,7 +55,62 @@ pub(super) async fn gateway_view(req: &Req<'_>, id: &str, cgw_ids: &[String]) ->
         siblings.insert(r.id.clone(), doc(&r)?);
     }
     let connections = req.store().count(Kind::VpnConnection, &req.scope, Some(&rec.id)).await.map_err(store_error)?;
-    Ok(GatewayView { national: gw.vpn_type == "NationalStandard", id: VpnGatewayId::new(rec.id.as_str()), rec, gw, zones, vpc, cgws, siblings: siblings.into_iter().collect(), connections })
+    let dual = gw.dr_vswitch_id.is_some();
+    Ok(GatewayView {
+        national: gw.vpn_type == "NationalStandard",
+        id: VpnGatewayId::new(rec.id.as_str()),
+        rec,
+        gw,
+        zones,
+        vpc,
+        cgws,
+        siblings: siblings.into_iter().collect(),
+        connections,
+        dual,
+        attachment: false,
+    })
+}
+
+/// The view of VPN attachment `conn_id` whose data-plane gateway is `gw` (its public addresses):
+/// no VPC, no sibling connections, its own routes (VCO routes and AutoConfigRoute's), and the
+/// region's first two zones for its tunnels.
+pub(super) async fn attachment_view(req: &Req<'_>, conn_id: &str, gw: VpnGateway, dual: bool, cgw_ids: &[String]) -> Result<GatewayView, ApiError> {
+    use vpngw_model::neighbourhood::{Neighbourhood, Side};
+    let gid = vpngw_model::connection::attachment_gateway_id(conn_id);
+    let rec = Record {
+        kind: Kind::VpnGateway,
+        id: gid.clone(),
+        account: req.scope.account,
+        region: req.scope.region.clone(),
+        parent: None,
+        status: Lifecycle::Active.as_str().into(),
+        created_ms: 0,
+        doc: to_doc(&gw),
+    };
+    let q = ListQuery { parent: Some(gid.clone()), limit: u32::MAX as u64, ..Default::default() };
+    let routes = req.store().list(Kind::VpnRoute, &req.scope, &q).await.map_err(store_error)?.items;
+    let mut n = Neighbourhood::default();
+    n.gateways.push(Side {
+        id: VpnGatewayId::new(gid.as_str()),
+        gateway: gw.clone(),
+        routes: routes.iter().map(|r| Ok((r.id.clone(), doc(r)?))).collect::<Result<_, ApiError>>()?,
+        ipsec_pool: None,
+        ssl_pool: None,
+    });
+    let vpc = Read { n, records: routes.into_iter().map(|r| (r.id.clone(), r)).collect() };
+    let region = req.svc.config.region(&req.scope.region).ok_or_else(|| ApiError::new(Code::InvalidRegionId))?;
+    let zone = |i: usize| region.zones.get(i).or(region.zones.first()).map(|z| z.id.clone()).unwrap_or_default();
+    let cgws = cgws_by_id(req, cgw_ids).await?;
+    Ok(GatewayView { national: false, id: VpnGatewayId::new(gid.as_str()), rec, gw, zones: (zone(0), zone(1)), vpc, cgws, siblings: Vec::new(), connections: 0, dual, attachment: true })
+}
+
+/// The view a write to connection `rec` (as `c`) reads: its gateway's, or its own as an
+/// attachment.
+pub(super) async fn view_of(req: &Req<'_>, rec: &Record, c: &VpnConnection, cgw_ids: &[String]) -> Result<GatewayView, ApiError> {
+    match rec.parent.as_deref() {
+        Some(gw) => gateway_view(req, gw, cgw_ids).await,
+        None => attachment_view(req, &rec.id, c.attachment_gateway(), c.dual(), cgw_ids).await,
+    }
 }
 
 impl GatewayView {
@@ -83,7 +144,9 @@ impl GatewayView {
     pub(super) fn route_mutations(&self, req: &Req<'_>, conn_id: &str, c: Option<&VpnConnection>) -> Result<Vec<Mutation>, ApiError> {
         let changes = self.vpc.n.connection_routes(&self.id, conn_id, c, route_quotas(req)).map_err(model_error)?;
         let mut muts: Vec<Mutation> = changes.delete.into_iter().map(|id| Mutation::Delete { kind: Kind::VpnRoute, id }).collect();
-        for w in changes.add {
+        for mut w in changes.add {
+            // An attachment has no VPC route table to publish to.
+            w.publish_vpc &= !self.attachment;
             muts.push(Mutation::Put(new_record(req, Kind::VpnRoute, &ids::new_id("vrt"), Some(self.rec.id.clone()), w.state(), to_doc(&w))));
         }
         Ok(muts)

@@ -13,6 +13,7 @@
 //! only when something negotiable changed, so a rename does not re-key.
 
 use std::collections::HashMap;
+use vpngw_model::connection::{Attachment, ATTACH_NONE, ATTACH_VPNGW};
 pub use vpngw_model::connection::{BgpCfg, CustomerGatewayId, HealthCheck, IkeCfg, IpsecCfg, RoutingMode, Tunnel, TunnelId, TunnelRole, VpnConnection, NOT_ESTABLISHED};
 
 use ipnet::Ipv4Net;
@@ -26,6 +27,7 @@ use super::{doc, list_with_tags, load, load_tagged, new_record, obj, put_tagged,
 use crate::validate::{self, cidr};
 use crate::{ids, store_error, HandlerResult, Req};
 
+mod attachment;
 mod context;
 mod download;
 mod params;
@@ -33,6 +35,10 @@ mod render;
 #[cfg(test)]
 mod tests;
 
+pub use attachment::{
+    create_vco_route_entry, create_vpn_attachment, delete_vco_route_entry, delete_vpn_attachment, describe_vco_route_entries, describe_vpn_attachments, modify_vco_route_entry_weight,
+    modify_vpn_attachment_attribute,
+};
 pub(crate) use context::load_cgws;
 use context::*;
 pub use download::download_vpn_connection_config;
@@ -55,6 +61,14 @@ fn gateway_updating(req: &Req<'_>, g: &GatewayView, bgp: bool) -> Vec<Mutation> 
 pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
     let g = gateway_view(req, p.req("VpnGatewayId")?, &named_cgws(&p)).await?;
+    let id = ids::new_id("vco");
+    create_connection(req, g, id, None, Vec::new()).await
+}
+
+/// Creates connection `id` as `g` allows: a gateway's, or (with `attachment`) a VPN attachment
+/// whose public addresses `claims` are taken in the same commit.
+async fn create_connection(req: &mut Req<'_>, g: GatewayView, id: String, attachment: Option<Attachment>, claims: Vec<String>) -> HandlerResult {
+    let p = req.params.clone();
     // Everything below decides from what was read, and ends in one commit.
     ensure_writable(&g.rec, &g.gw)?;
     if !g.gw.enable_ipsec {
@@ -63,8 +77,7 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     if g.vpc.n.side(&g.id).is_some_and(|s| s.ipsec_pool.is_some()) {
         return Err(ApiError::new(Code::IpsecServerAndVpnConnectionConflict));
     }
-    let dual = g.gw.dr_vswitch_id.is_some();
-    let id = ids::new_id("vco");
+    let dual = g.dual;
     let mut c = VpnConnection {
         name: id.clone(),
         customer_gateway_id: CustomerGatewayId::default(),
@@ -94,6 +107,8 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
         bgp_up: false,
         bgp_routes: Vec::new(),
         bgp_info: Default::default(),
+        attach_type: if attachment.is_some() { ATTACH_NONE } else { ATTACH_VPNGW }.into(),
+        attachment: attachment.clone(),
     };
     apply_common(&mut c, &p)?;
     let tags = validate::tags(&p, "Tags")?;
@@ -169,15 +184,22 @@ pub async fn create_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
 
     let bgp = c.bgp_enabled() || others_bgp;
     c.routing = if c.bgp_enabled() { RoutingMode::Bgp } else { RoutingMode::Static };
-    let rec = new_record(req, Kind::VpnConnection, &id, Some(g.rec.id.clone()), Lifecycle::Updating.as_str(), to_doc(&c));
-    let body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
+    let parent = if g.attachment { None } else { Some(g.rec.id.clone()) };
+    let rec = new_record(req, Kind::VpnConnection, &id, parent, Lifecycle::Updating.as_str(), to_doc(&c));
+    let mut body = obj(json!({"VpnConnectionId": id, "Name": c.name, "CreateTime": rec.created_ms}));
+    if g.attachment {
+        body.extend(obj(json!({"Success": true, "Code": "200", "Message": "successful"})));
+    }
     let routes = g.route_mutations(req, &id, Some(&c))?;
     // DryRun: every check above passed; nothing is created.
     req.dry_run()?;
     let mut muts = put_tagged(req, rec, tags);
     muts.extend(routes);
+    muts.extend(claims.into_iter().map(|ip| Mutation::ClaimAddress { ip, owner: id.clone() }));
     muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-    muts.extend(gateway_updating(req, &g, bgp));
+    if !g.attachment {
+        muts.extend(gateway_updating(req, &g, bgp));
+    }
     req.commit(muts, body).await
 }
 
@@ -233,7 +255,7 @@ pub async fn modify_tunnel_attribute(req: &mut Req<'_>) -> HandlerResult {
 async fn modifiable(req: &Req<'_>, id: &str) -> Result<(Record, VpnConnection, GatewayView), ApiError> {
     let rec = load(req, Kind::VpnConnection, id, Code::InvalidVpnConnectionId).await?;
     let before: VpnConnection = doc(&rec)?;
-    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default(), &[before.cgw_ids.iter().map(|x| x.to_string()).collect(), named_cgws(&req.params)].concat()).await?;
+    let g = view_of(req, &rec, &before, &[before.cgw_ids.iter().map(|x| x.to_string()).collect(), named_cgws(&req.params)].concat()).await?;
     ensure_writable(&g.rec, &g.gw)?;
     if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
@@ -272,7 +294,9 @@ async fn commit_modify(
     if applied {
         rec.status = Lifecycle::Updating.as_str().into();
         muts.extend(schedule(Kind::VpnConnection, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-        muts.extend(gateway_updating(req, &g, c.bgp_enabled() || others_bgp));
+        if !g.attachment {
+            muts.extend(gateway_updating(req, &g, c.bgp_enabled() || others_bgp));
+        }
     }
     rec.doc = to_doc(&c);
     let body = obj(body(&rec, &c, &g.cgws_of(&c)));
@@ -282,18 +306,27 @@ async fn commit_modify(
 
 pub async fn delete_vpn_connection(req: &mut Req<'_>) -> HandlerResult {
     let id = req.params.req("VpnConnectionId")?.to_string();
+    let muts = delete_mutations(req, id).await?;
+    req.commit(muts, Default::default()).await
+}
+
+/// What deleting connection `id` commits (a gateway's or an attachment).
+async fn delete_mutations(req: &Req<'_>, id: String) -> Result<Vec<Mutation>, ApiError> {
     let rec = load(req, Kind::VpnConnection, &id, Code::InvalidVpnConnectionId).await?;
     let c: VpnConnection = doc(&rec)?;
-    let g = gateway_view(req, rec.parent.as_deref().unwrap_or_default(), &c.cgw_ids.iter().map(|x| x.to_string()).collect::<Vec<_>>()).await?;
+    let g = view_of(req, &rec, &c, &c.cgw_ids.iter().map(|x| x.to_string()).collect::<Vec<_>>()).await?;
     ensure_writable(&g.rec, &g.gw)?;
     if rec.status != Lifecycle::Active.as_str() {
         return Err(ApiError::new(Code::VpnTaskConflict));
     }
     let others_bgp = g.siblings.iter().any(|(sid, o)| *sid != id && o.bgp_enabled());
+    // Its routes go with it; so do an attachment's addresses (with its record).
     let mut muts = g.route_mutations(req, &id, None)?;
     muts.push(Mutation::Delete { kind: Kind::VpnConnection, id });
-    muts.extend(gateway_updating(req, &g, others_bgp));
-    req.commit(muts, Default::default()).await
+    if !g.attachment {
+        muts.extend(gateway_updating(req, &g, others_bgp));
+    }
+    Ok(muts)
 }
 
 pub async fn describe_vpn_connection(req: &mut Req<'_>) -> HandlerResult {

@@ -40,6 +40,16 @@ pub(super) fn bgp_status(enabled: bool, up: bool) -> &'static str {
     }
 }
 
+/// A connection's State: its lifecycle step; an attachment at rest is `init` (bound to no
+/// resource, the documented value), a gateway's is `active`.
+pub(super) fn state<'a>(rec: &'a Record, c: &VpnConnection) -> &'a str {
+    if c.is_attachment() && rec.status == Lifecycle::Active.as_str() {
+        "init"
+    } else {
+        &rec.status
+    }
+}
+
 pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<CustomerGatewayId, CustomerGateway>, shape: Shape, tags: Option<&Vec<(String, String)>>) -> Value {
     let text = shape != Shape::Modify;
     let b = |v: bool| if text { json!(v.to_string()) } else { json!(v) };
@@ -73,7 +83,7 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
         .collect();
     let cgw = cgws.get(&c.customer_gateway_id);
     let mut v = json!({
-        "VpnConnectionId": rec.id, "VpnGatewayId": rec.parent, "CustomerGatewayId": c.customer_gateway_id, "Name": c.name,
+        "VpnConnectionId": rec.id, "VpnGatewayId": rec.parent.clone().unwrap_or_default(), "CustomerGatewayId": c.customer_gateway_id, "Name": c.name,
         "LocalSubnet": c.local_subnet.join(","), "RemoteSubnet": c.remote_subnet.join(","), "CreateTime": rec.created_ms,
         "EffectImmediately": c.effect_immediately, "EnableDpd": c.enable_dpd, "EnableNatTraversal": c.enable_nat_traversal,
         "EnableTunnelsBgp": c.enable_tunnels_bgp, "RemoteCaCertificate": c.remote_ca_certificate, "ResourceGroupId": c.resource_group_id,
@@ -102,18 +112,19 @@ pub(super) fn connection_json(rec: &Record, c: &VpnConnection, cgws: &HashMap<Cu
     });
     for (k, val) in [
         ("Status", json!(if c.dual() { c.tunnels[0].status } else { c.status })),
-        ("State", json!(rec.status)),
+        ("State", json!(state(rec, c))),
         ("InternetIp", json!(c.internet_ip)),
         ("ZoneNo", json!(c.zone_no)),
         ("Spec", json!("")),
-        ("NetworkType", json!("public")),
-        // Bound to a VPN gateway (the documented `VPNGW`); no transit router.
-        ("AttachType", json!("VPNGW")),
+        ("NetworkType", json!(c.attachment.as_ref().map(|a| a.network_type.as_str()).unwrap_or("public"))),
+        // `VPNGW` (bound to a VPN gateway) or `NO_ASSOCIATED` (an attachment: no transit router
+        // exists here to bind it to).
+        ("AttachType", json!(c.attach_type)),
         ("AttachInstanceId", json!("")),
         ("CrossAccountAuthorized", json!(false)),
         ("TransitRouterId", json!("")),
         ("TransitRouterName", json!("")),
-        ("TunnelBandwidth", json!("")),
+        ("TunnelBandwidth", json!(c.attachment.as_ref().map(|a| a.tunnel_bandwidth.as_str()).unwrap_or(""))),
         (if shape == Shape::Describe { "Tags" } else { "Tag" }, tags_json(tags)),
     ] {
         v[k] = val;

@@ -34,6 +34,8 @@ fn base() -> VpnConnection {
         bgp_up: false,
         bgp_routes: Vec::new(),
         bgp_info: Default::default(),
+        attach_type: vpngw_model::connection::ATTACH_VPNGW.into(),
+        attachment: None,
     }
 }
 
