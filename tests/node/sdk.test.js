@@ -150,3 +150,29 @@ test('tags, paging, RPC v1 signing, and the error envelope', async () => {
   assert.deepEqual(await failure(client('bob').describeVpnGateway(new Vpc.DescribeVpnGatewayRequest({ regionId: REGION, vpnGatewayId: id }))), ['InvalidVpnGatewayInstanceId.NotFound', 404]);
   assert.deepEqual(await failure(c.createCustomerGateway(new Vpc.CreateCustomerGatewayRequest({ regionId: REGION, ipAddress: '300.1.1.1' }))), ['InvalidIpAddress.WrongFormat', 400]);
 });
+
+test('the newer actions: attachments with VCO routes, enhanced gateways, CheckVpnBgpEnabled, the VPC reads', async () => {
+  const c = client();
+  assert.equal((await c.checkVpnBgpEnabled(new Vpc.CheckVpnBgpEnabledRequest({ regionId: REGION }))).body.bgpEnabled, false);
+  const vpc = (await c.createVpc(new Vpc.CreateVpcRequest({ regionId: REGION, cidrBlock: '10.0.0.0/8' }))).body.vpcId;
+  const vsw = (await c.createVSwitch(new Vpc.CreateVSwitchRequest({ regionId: REGION, vpcId: vpc, zoneId: 'cn-hangzhou-h', cidrBlock: '10.1.0.0/16' }))).body.vSwitchId;
+  const attr = (await c.describeVpcAttribute(new Vpc.DescribeVpcAttributeRequest({ regionId: REGION, vpcId: vpc }))).body;
+  assert.deepEqual([attr.vpcId, attr.vSwitchIds.vSwitchId, attr.secondaryCidrBlocks.secondaryCidrBlock], [vpc, [vsw], []]);
+  const enh = (await c.createEnhancedVpnGateway(new Vpc.CreateEnhancedVpnGatewayRequest({ regionId: REGION, vpcId: vpc, vSwitchId: vsw, gatewayType: 'Enhanced.SiteToSite' }))).body.vpnGatewayId;
+  await active(c, enh);
+  assert.equal((await c.describeVpnGateway(new Vpc.DescribeVpnGatewayRequest({ regionId: REGION, vpnGatewayId: enh }))).body.gatewayType, 'Enhanced.SiteToSite');
+  const cgw = (await c.createCustomerGateway(new Vpc.CreateCustomerGatewayRequest({ regionId: REGION, ipAddress: '203.0.113.250' }))).body.customerGatewayId;
+  const att = (await c.createVpnAttachment(new Vpc.CreateVpnAttachmentRequest({ regionId: REGION, customerGatewayId: cgw, localSubnet: '0.0.0.0/0', remoteSubnet: '0.0.0.0/0' }))).body;
+  assert.equal(att.success, true);
+  const vco = att.vpnConnectionId;
+  const state = async () => (await c.describeVpnConnection(new Vpc.DescribeVpnConnectionRequest({ regionId: REGION, vpnConnectionId: vco }))).body.state;
+  for (let i = 0; i < 200 && (await state()) !== 'init'; i++) await new Promise((r) => setTimeout(r, 50));
+  const route = (await c.createVcoRouteEntry(new Vpc.CreateVcoRouteEntryRequest({ regionId: REGION, vpnConnectionId: vco, routeDest: '192.168.9.0/24', nextHop: vco, weight: 100 }))).body;
+  assert.deepEqual([route.routeDest, route.weight, route.state], ['192.168.9.0/24', 100, 'normal']);
+  for (let i = 0; i < 200 && (await state()) !== 'init'; i++) await new Promise((r) => setTimeout(r, 50));
+  const routes = (await c.describeVcoRouteEntries(new Vpc.DescribeVcoRouteEntriesRequest({ regionId: REGION, vpnConnectionId: vco, routeEntryType: 'custom' }))).body;
+  assert.deepEqual(routes.vcoRouteEntries.map((r) => [r.routeDest, r.nextHop, r.weight]), [['192.168.9.0/24', vco, 100]]);
+  const listed = (await c.describeVpnAttachments(new Vpc.DescribeVpnAttachmentsRequest({ regionId: REGION, vpnConnectionId: vco }))).body;
+  assert.deepEqual([listed.totalCount, listed.vpnAttachments[0].attachType], [1, 'NO_ASSOCIATED']);
+  assert.equal((await c.deleteVpnAttachment(new Vpc.DeleteVpnAttachmentRequest({ regionId: REGION, vpnConnectionId: vco }))).body.success, true);
+});

@@ -182,3 +182,53 @@ def test_terraform_alicloud_vpn_gateway_vpn_attachment_and_vco_route(server):
     assert [a["InstanceId"] for a in listed] == [vco]
     tf.retrying("DeleteVpnAttachment", {"VpnConnectionId": vco, "ClientToken": "tf-att-3"})
     assert tf.error("DescribeVpnConnection", {"VpnConnectionId": vco}) == ("InvalidVpnConnectionInstanceId.NotFound", 404)
+
+
+def test_the_legacy_sdk_drives_attachments_vco_routes_and_the_new_reads(server):
+    from aliyunsdkvpc.request.v20160428.CheckVpnBgpEnabledRequest import CheckVpnBgpEnabledRequest
+    from aliyunsdkvpc.request.v20160428.CreateVcoRouteEntryRequest import CreateVcoRouteEntryRequest
+    from aliyunsdkvpc.request.v20160428.CreateVpnAttachmentRequest import CreateVpnAttachmentRequest
+    from aliyunsdkvpc.request.v20160428.DeleteVpnAttachmentRequest import DeleteVpnAttachmentRequest
+    from aliyunsdkvpc.request.v20160428.DescribeVcoRouteEntriesRequest import DescribeVcoRouteEntriesRequest
+    from aliyunsdkvpc.request.v20160428.DescribeVpcAttributeRequest import DescribeVpcAttributeRequest
+    from aliyunsdkvpc.request.v20160428.DescribeVpnAttachmentsRequest import DescribeVpnAttachmentsRequest
+    c = server.tea()
+    legacy = server.legacy()
+
+    def call(req):
+        req.set_endpoint(server.endpoint)
+        req.set_protocol_type("http")
+        return json.loads(legacy.do_action_with_exception(req))
+
+    assert call(CheckVpnBgpEnabledRequest())["BgpEnabled"] is False
+    vpc = c.create_vpc(m.CreateVpcRequest(region_id=REGION, cidr_block="10.0.0.0/8")).body.vpc_id
+    d = DescribeVpcAttributeRequest()
+    d.set_VpcId(vpc)
+    assert call(d)["SecondaryCidrBlocks"] == {"SecondaryCidrBlock": []}
+    req = CreateVpnAttachmentRequest()
+    req.set_CustomerGatewayId(make_cgw(c).customer_gateway_id)
+    req.set_LocalSubnet("0.0.0.0/0")
+    req.set_RemoteSubnet("0.0.0.0/0")
+    req.set_Name("legacy-att")
+    req.set_Tagss([{"Key": "via", "Value": "legacy"}])
+    made = call(req)
+    vco = made["VpnConnectionId"]
+    assert made["Success"] is True
+    wait_state(c, vco, "init")
+    r = CreateVcoRouteEntryRequest()
+    r.set_VpnConnectionId(vco)
+    r.set_RouteDest("192.168.5.0/24")
+    r.set_NextHop(vco)
+    r.set_Weight(100)
+    assert call(r)["State"] == "normal"
+    wait_state(c, vco, "init")
+    q = DescribeVcoRouteEntriesRequest()
+    q.set_VpnConnectionId(vco)
+    assert [e["RouteDest"] for e in call(q)["VcoRouteEntries"]] == ["192.168.5.0/24"]
+    a = DescribeVpnAttachmentsRequest()
+    a.set_VpnConnectionId(vco)
+    att = call(a)["VpnAttachments"][0]
+    assert att["Name"] == "legacy-att" and att["Tags"] == [{"Key": "via", "Value": "legacy"}]
+    delete = DeleteVpnAttachmentRequest()
+    delete.set_VpnConnectionId(vco)
+    assert call(delete)["Success"] is True

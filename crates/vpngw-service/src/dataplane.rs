@@ -494,3 +494,45 @@ fn assemble(mut records: HashMap<Kind, Vec<Record>>) -> Intent {
     }
     Intent { gateways, gateway_ids, ssl_ids, customer_gateways, bgp_peers, unreadable }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use vpngw_store::Store;
+
+    async fn call(svc: &Service, action: &str, params: &[(&str, &str)]) -> crate::Body {
+        let principal = crate::Principal { account: 1, access_key_id: "test".into(), readonly: false };
+        let params = vpngw_api::Params::from_pairs(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        svc.dispatch(vpngw_api::actions::find(action).unwrap(), &principal, params, "test").await.unwrap_or_else(|e| panic!("{action}: {e:?}"))
+    }
+
+    /// An attachment reaches the data plane as a gateway of its own (`att-<id>`) holding it and
+    /// its VCO routes, from its own address; its route changes are awaited on that gateway's
+    /// digest, which they change.
+    #[tokio::test]
+    async fn an_attachment_is_a_gateway_of_its_own_for_the_data_plane() {
+        let store: Arc<dyn Store> = Arc::new(vpngw_store::sqlite::SqliteStore::memory().unwrap());
+        let svc = Service::new(store, crate::ServiceConfig { transition: std::time::Duration::ZERO, ..Default::default() });
+        let r = "cn-hangzhou";
+        let cgw = call(&svc, "CreateCustomerGateway", &[("RegionId", r), ("IpAddress", "203.0.113.9")]).await["CustomerGatewayId"].as_str().unwrap().to_string();
+        let params = [("RegionId", r), ("CustomerGatewayId", cgw.as_str()), ("LocalSubnet", "0.0.0.0/0"), ("RemoteSubnet", "0.0.0.0/0")];
+        let vco = call(&svc, "CreateVpnAttachment", &params).await["VpnConnectionId"].as_str().unwrap().to_string();
+        crate::engine::apply_due(&svc).await;
+        let gid = vpngw_model::connection::attachment_gateway_id(&vco);
+        let before = svc.intent_digest(Kind::VpnConnection, &vco).await.unwrap().unwrap();
+        call(&svc, "CreateVcoRouteEntry", &[("RegionId", r), ("VpnConnectionId", &vco), ("RouteDest", "10.9.0.0/16"), ("NextHop", &vco), ("Weight", "100")]).await;
+        let intent = svc.read_intent().await.unwrap();
+        assert!(intent.gateway_ids.contains(&gid), "{:?}", intent.gateway_ids);
+        let g = intent.gateways.iter().find(|g| g.id == gid).expect("the attachment's gateway");
+        assert_eq!(g.conns.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), [vco.clone()]);
+        assert_eq!(g.routes.iter().map(|r| r.route_dest.clone()).collect::<Vec<_>>(), ["10.9.0.0/16"]);
+        assert_eq!(g.gw.internet_ip, g.conns[0].1.internet_ip, "its own public address");
+        assert!(g.vpc_cidrs.is_empty(), "0.0.0.0/0 is no private block of its own");
+        let after = svc.intent_digest(Kind::VpnConnection, &vco).await.unwrap().unwrap();
+        assert_ne!(before, after, "a VCO route changes what the data plane must apply");
+        assert_eq!(after, gateway_digest(&g.gw, &[(vco.clone(), g.conns[0].1.intent_digest())], &g.routes, &[], &[]), "the digest its reconciler reports");
+        let keys = crate::fleet::converge_keys(&svc, Kind::VpnConnection, &vco, false).await.unwrap();
+        assert_eq!(keys, [gid.clone()], "awaited on its gateway's key, not the connection's");
+    }
+}
