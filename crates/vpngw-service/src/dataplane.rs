@@ -525,7 +525,7 @@ mod tests {
         let intent = svc.read_intent().await.unwrap();
         assert!(intent.gateway_ids.contains(&gid), "{:?}", intent.gateway_ids);
         let g = intent.gateways.iter().find(|g| g.id == gid).expect("the attachment's gateway");
-        assert_eq!(g.conns.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), [vco.clone()]);
+        assert_eq!(g.conns.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), [vco.as_str()]);
         assert_eq!(g.routes.iter().map(|r| r.route_dest.clone()).collect::<Vec<_>>(), ["10.9.0.0/16"]);
         assert_eq!(g.gw.internet_ip, g.conns[0].1.internet_ip, "its own public address");
         assert!(g.vpc_cidrs.is_empty(), "0.0.0.0/0 is no private block of its own");
@@ -533,6 +533,6 @@ mod tests {
         assert_ne!(before, after, "a VCO route changes what the data plane must apply");
         assert_eq!(after, gateway_digest(&g.gw, &[(vco.clone(), g.conns[0].1.intent_digest())], &g.routes, &[], &[]), "the digest its reconciler reports");
         let keys = crate::fleet::converge_keys(&svc, Kind::VpnConnection, &vco, false).await.unwrap();
-        assert_eq!(keys, [gid.clone()], "awaited on its gateway's key, not the connection's");
+        assert_eq!(keys, [gid.as_str()], "awaited on its gateway's key, not the connection's");
     }
 }
