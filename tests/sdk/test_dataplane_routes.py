@@ -150,6 +150,8 @@ def test_a_vpn_attachment_negotiates_from_its_own_address_and_a_vco_route_steers
     # Logs and diagnosis reach the attachment's own charon.
     logs = c.describe_vpn_connection_logs(m.DescribeVpnConnectionLogsRequest(region_id=REGION, vpn_connection_id=vco, minute_period=10)).body
     assert logs.count > 0
+    diag = c.diagnose_vpn_connections(m.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_connection_ids=[vco])).body.vpn_connections
+    assert [d.vpn_connection_id for d in diag] == [vco]
     # Deleting it removes its namespace and frees its address.
     c.delete_vpn_attachment(m.DeleteVpnAttachmentRequest(region_id=REGION, vpn_connection_id=vco))
     deadline = time.time() + 30
