@@ -1,4 +1,5 @@
 import itertools
+import json
 import time
 
 from alibabacloud_vpc20160428 import models as m
@@ -20,6 +21,13 @@ def error(fn, *args, **kw):
     except TeaException as e:
         return e.code, e.data.get("statusCode") if isinstance(e.data, dict) else None
     raise AssertionError("the call succeeded but should have failed")
+
+
+def legacy_call(server, req):
+    """One request of the legacy SDK (aliyunsdkcore) against the server, over plain HTTP."""
+    req.set_endpoint(server.endpoint)
+    req.set_protocol_type("http")
+    return json.loads(server.legacy().do_action_with_exception(req))
 
 
 def make_vpc(c, cidr="10.0.0.0/8"):

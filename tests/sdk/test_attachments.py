@@ -5,7 +5,7 @@ import json
 
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, error, make_cgw, make_gateway, wait_status
+from helpers import REGION, legacy_call, error, make_cgw, make_gateway, wait_status
 from terraform import Provider, tags_of, wait_for
 
 
@@ -193,12 +193,9 @@ def test_the_legacy_sdk_drives_attachments_vco_routes_and_the_new_reads(server):
     from aliyunsdkvpc.request.v20160428.DescribeVpcAttributeRequest import DescribeVpcAttributeRequest
     from aliyunsdkvpc.request.v20160428.DescribeVpnAttachmentsRequest import DescribeVpnAttachmentsRequest
     c = server.tea()
-    legacy = server.legacy()
 
     def call(req):
-        req.set_endpoint(server.endpoint)
-        req.set_protocol_type("http")
-        return json.loads(legacy.do_action_with_exception(req))
+        return legacy_call(server, req)
 
     assert call(CheckVpnBgpEnabledRequest())["BgpEnabled"] is False
     vpc = c.create_vpc(m.CreateVpcRequest(region_id=REGION, cidr_block="10.0.0.0/8")).body.vpc_id

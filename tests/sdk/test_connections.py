@@ -7,7 +7,7 @@ import pytest
 from aliyunsdkvpc.request.v20160428.DownloadVpnConnectionConfigRequest import DownloadVpnConnectionConfigRequest as LegacyDownload
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, describe, error, make_cgw, make_gateway, make_vpc, make_vsw, next_ip, wait_status
+from helpers import REGION, legacy_call, describe, error, make_cgw, make_gateway, make_vpc, make_vsw, next_ip, wait_status
 
 TOS = m.CreateVpnConnectionRequestTunnelOptionsSpecification
 TIKE = m.CreateVpnConnectionRequestTunnelOptionsSpecificationTunnelIkeConfig
@@ -306,12 +306,9 @@ def test_legacy_sdk_connection_lifecycle(server):
     from aliyunsdkvpc.request.v20160428.ModifyVpnConnectionAttributeRequest import ModifyVpnConnectionAttributeRequest as LModify
     from aliyunsdkvpc.request.v20160428.DeleteVpnConnectionRequest import DeleteVpnConnectionRequest as LDelete
     c = server.tea()
-    legacy = server.legacy()
 
     def call(req):
-        req.set_endpoint(server.endpoint)
-        req.set_protocol_type("http")
-        return json.loads(legacy.do_action_with_exception(req))
+        return legacy_call(server, req)
 
     gw, _, _ = make_gateway(c)
     cgw = make_cgw(c).customer_gateway_id

@@ -461,11 +461,7 @@ mod tests {
     use vpngw_model::state::NegotiationStatus;
     use vpngw_store::Store;
 
-    async fn call(svc: &Service, action: &str, params: &[(&str, &str)]) -> crate::Body {
-        let principal = crate::Principal { account: 1, access_key_id: "test".into(), readonly: false };
-        let params = vpngw_api::Params::from_pairs(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        svc.dispatch(vpngw_api::actions::find(action).unwrap(), &principal, params, "test").await.unwrap_or_else(|e| panic!("{action}: {e:?}"))
-    }
+    use crate::testing::call;
 
     fn text(body: &crate::Body, key: &str) -> String {
         body[key].as_str().unwrap().to_string()

@@ -283,3 +283,15 @@ fn params_digest(params: &Params, region: &str) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Runs one action as account 1, as the HTTP front would after authentication; panics on
+    /// an error answer.
+    pub(crate) async fn call(svc: &crate::Service, action: &str, params: &[(&str, &str)]) -> crate::Body {
+        let principal = crate::Principal { account: 1, access_key_id: "test".into(), readonly: false };
+        let params = vpngw_api::Params::from_pairs(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        svc.dispatch(vpngw_api::actions::find(action).unwrap(), &principal, params, "test").await.unwrap_or_else(|e| panic!("{action}: {e:?}"))
+    }
+}

@@ -337,14 +337,22 @@ pub async fn describe_vpn_gateways(req: &mut Req<'_>) -> HandlerResult {
     Ok(obj(json!({"TotalCount": page.total, "PageNumber": number, "PageSize": size, "VpnGateways": {"VpnGateway": items}})))
 }
 
-pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
+/// Name, Description and AutoPropagate, as ModifyVpnGatewayAttribute and
+/// UpdateEnhancedVpnGateway take them (`enhanced`: only an enhanced gateway may be named): the
+/// changed record and the steps to commit with it.
+async fn change_attributes(req: &Req<'_>, enhanced: bool) -> Result<(Record, VpnGateway, Vec<Mutation>), ApiError> {
     let p = &req.params;
     let id = p.req("VpnGatewayId")?.to_string();
     let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
     let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.map(str::to_string);
     let auto_propagate = p.opt_bool("AutoPropagate")?;
-    let mut rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
-    let mut gw: VpnGateway = doc(&rec)?;
+    let (mut rec, mut gw) = if enhanced {
+        load_family(req, &id, true).await?
+    } else {
+        let rec = load(req, Kind::VpnGateway, &id, Code::InvalidVpnGatewayId).await?;
+        let gw = doc(&rec)?;
+        (rec, gw)
+    };
     ensure_writable(&rec, &gw)?;
     let mut muts = Vec::new();
     if let Some(n) = name {
@@ -353,17 +361,20 @@ pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
     if let Some(d) = description {
         gw.description = d;
     }
-    if let Some(a) = auto_propagate {
-        if a != gw.auto_propagate {
-            // Route propagation is data-plane configuration: the gateway applies it.
-            gw.auto_propagate = a;
-            rec.status = Lifecycle::Updating.as_str().into();
-            muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-        }
+    if let Some(a) = auto_propagate.filter(|a| *a != gw.auto_propagate) {
+        // Route propagation is data-plane configuration: the gateway applies it.
+        gw.auto_propagate = a;
+        rec.status = Lifecycle::Updating.as_str().into();
+        muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
     }
     rec.doc = to_doc(&gw);
+    Ok((rec, gw, muts))
+}
+
+pub async fn modify_vpn_gateway_attribute(req: &mut Req<'_>) -> HandlerResult {
+    let (rec, gw, mut muts) = change_attributes(req, false).await?;
     let body = obj(json!({
-        "VpnGatewayId": id, "VpcId": rec.parent, "VSwitchId": gw.vswitch_id, "InternetIp": gw.internet_ip,
+        "VpnGatewayId": rec.id, "VpcId": rec.parent, "VSwitchId": gw.vswitch_id, "InternetIp": gw.internet_ip,
         "IntranetIp": gw.intranet_ip, "DisasterRecoveryInternetIp": gw.dr_internet_ip.clone().unwrap_or_default(),
         "DisasterRecoveryVSwitchId": gw.dr_vswitch_id.clone().unwrap_or_default(),
         "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
@@ -416,27 +427,8 @@ async fn delete_gateway(req: &mut Req<'_>, enhanced: bool) -> HandlerResult {
 }
 
 pub async fn update_enhanced_vpn_gateway(req: &mut Req<'_>) -> HandlerResult {
-    let p = &req.params;
-    let id = p.req("VpnGatewayId")?.to_string();
-    let name = opt_text(p, "Name", |v| vpn_name(v, 2, 100), Code::InvalidName)?.map(str::to_string);
-    let description = opt_text(p, "Description", vpn_description, Code::InvalidDescription)?.map(str::to_string);
-    let auto_propagate = p.opt_bool("AutoPropagate")?;
-    let (mut rec, mut gw) = load_family(req, &id, true).await?;
-    ensure_writable(&rec, &gw)?;
-    let mut muts = Vec::new();
-    if let Some(n) = name {
-        gw.name = n;
-    }
-    if let Some(d) = description {
-        gw.description = d;
-    }
-    if let Some(a) = auto_propagate.filter(|a| *a != gw.auto_propagate) {
-        // Route propagation is data-plane configuration: the gateway applies it.
-        gw.auto_propagate = a;
-        rec.status = Lifecycle::Updating.as_str().into();
-        muts.extend(schedule(Kind::VpnGateway, &id, &[(TaskOp::Become(Lifecycle::Active), req.svc.config.transition)]));
-    }
-    rec.doc = to_doc(&gw);
+    let (rec, gw, mut muts) = change_attributes(req, true).await?;
+    let id = rec.id.clone();
     let tags = req.store().tags(std::slice::from_ref(&id)).await.map_err(store_error)?;
     let full = gateway_json(&rec, &gw, tags.get(&id));
     let mut body = crate::Body::new();
