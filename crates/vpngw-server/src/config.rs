@@ -46,6 +46,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// `HostId` in error bodies.
     pub host_id: String,
+    /// `text` (default) or `json`: one JSON object per log line (`VPNGW_LOG_FORMAT` overrides).
+    pub log_format: String,
     /// How long a lifecycle step takes (creating, updating, deleting), in milliseconds.
     pub transition_ms: u64,
     /// Where VPN gateways' public addresses come from.
@@ -108,6 +110,7 @@ impl Default for Config {
             store: None,
             master_key_file: None,
             host_id: "vpc.vpngw.local".into(),
+            log_format: String::new(),
             transition_ms: 300,
             public_ip_pool: "198.51.100.0/24".into(),
             max_clock_skew_secs: 900,

@@ -66,7 +66,10 @@ async fn bare() -> Response {
 }
 
 async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let request_id = ids::request_id();
+    // The caller's account, once the signature is checked (for the request's log line).
+    let account = std::sync::atomic::AtomicI64::new(-1);
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -95,6 +98,7 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
         }
         let signed = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: &query, form: &form, body: &body, headers: &hdrs };
         let (principal, nonce) = authenticate(&st, &signed).await?;
+        account.store(principal.account, std::sync::atomic::Ordering::Relaxed);
         let params = Params::from_pairs(query.iter().chain(form.iter()).filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned());
         tracing::debug!(action = %action.name, account = principal.account, "Dispatching.");
         // Spent already (with the key, on a shared store), or to spend now.
@@ -116,21 +120,35 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     }
     .await;
 
-    match result {
+    let account = account.load(std::sync::atomic::Ordering::Relaxed);
+    let response = match result {
         Ok((action, body)) => {
             let text = render_ok(format, action.name, &request_id, body);
             ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
         }
         Err(e) => {
             if e.code.status() >= 500 {
-                tracing::warn!(request_id = %request_id, action = %action_name, code = e.code.wire(), "Request failed.");
-            } else {
-                tracing::debug!(request_id = %request_id, action = %action_name, code = e.code.wire(), message = %e.message, "Request refused.");
+                tracing::warn!(request_id = %request_id, action = %action_name, code = e.code.wire(), message = %e.message, "Request failed.");
             }
             let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, [(header::CONTENT_TYPE, format.content_type())], render_error(format, &request_id, &st.host_id, &e)).into_response()
+            let mut r = (status, [(header::CONTENT_TYPE, format.content_type())], render_error(format, &request_id, &st.host_id, &e)).into_response();
+            r.extensions_mut().insert(e.code);
+            r
         }
-    }
+    };
+    // One line per request: who asked what, and how it ended.
+    let code = response.extensions().get::<Code>().map(|c| c.wire()).unwrap_or("OK");
+    tracing::info!(
+        target: "vpngw::request",
+        request_id = %request_id,
+        action = %action_name,
+        account = (account >= 0).then_some(account),
+        code,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "Request."
+    );
+    response
 }
 
 /// The action and the version: known before anything else is checked.

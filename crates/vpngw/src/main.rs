@@ -215,8 +215,38 @@ enum AdminCmd {
     },
 }
 
+/// The log format: `VPNGW_LOG_FORMAT`, else `log_format` of the configuration file that
+/// `--config` / `VPNGW_CONFIG` names (read before anything logs), else text.
+fn log_format() -> String {
+    if let Ok(f) = std::env::var("VPNGW_LOG_FORMAT") {
+        return f;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)))
+        .or_else(|| std::env::var("VPNGW_CONFIG").ok());
+    path.and_then(|p| Config::load(Some(std::path::Path::new(&p))).ok()).map(|c| c.log_format).unwrap_or_default()
+}
+
+/// Logs go to standard error: as text (coloured only on a terminal) or, with `json`, one JSON
+/// object per line for log pipelines. `VPNGW_LOG` filters them (default `info`; every request
+/// is one line at `info` under the target `vpngw::request`).
+fn init_logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log_format().eq_ignore_ascii_case("json") {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VPNGW_LOG").unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    init_logs();
     let cli = Cli::parse();
     let outcome = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
     match outcome {
