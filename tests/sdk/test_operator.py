@@ -1,11 +1,12 @@
 """What an operator sees: request logs (text and JSON), keys and accounts."""
 import json
 import os
+import subprocess
 import time
 
 from alibabacloud_vpc20160428 import models as m
 
-from conftest import Server
+from conftest import BIN, Server
 from helpers import REGION, error
 
 
@@ -44,3 +45,41 @@ def test_text_logs_carry_no_terminal_colours_in_a_file(server):
     text = "\n".join(log_lines(server))
     assert "\x1b[" not in text
     assert "vpngw::request" in text and "action=DescribeRegions" in text
+
+
+def client_with(s, ak, secret):
+    from alibabacloud_tea_openapi.models import Config
+    from alibabacloud_vpc20160428.client import Client
+    return Client(Config(access_key_id=ak, access_key_secret=secret, endpoint=s.endpoint, protocol="http", region_id=REGION))
+
+
+def test_a_revoked_key_is_refused_at_once_after_a_restart_and_while_the_config_names_it():
+    s = Server()
+    s.start()
+    try:
+        out = s.cli("key", "create", "alice")
+        ak = [l.split(": ")[1] for l in out.splitlines() if l.startswith("AccessKeyId")][0]
+        secret = [l.split(": ")[1] for l in out.splitlines() if l.startswith("AccessKeySecret")][0]
+        made = client_with(s, ak, secret)
+        assert made.describe_regions(m.DescribeRegionsRequest()).body.regions.region, "the new key works (and is now cached)"
+        listed = s.cli("key", "list", "alice")
+        assert ak in listed and secret not in listed, listed
+        # Revoke the cached key and the one the configuration names.
+        assert "refuses it from now on" in s.cli("key", "revoke", ak)
+        s.cli("key", "revoke", "AKALICE0000000000001")
+        assert error(made.describe_regions, m.DescribeRegionsRequest()) == ("InvalidAccessKeyId.Inactive", 400)
+        assert error(s.tea().describe_regions, m.DescribeRegionsRequest()) == ("InvalidAccessKeyId.Inactive", 400)
+        assert s.tea("alice-ro").describe_regions(m.DescribeRegionsRequest()).body.regions.region, "the account's other keys still work"
+        states = {l.split()[0]: l for l in s.cli("key", "list", "alice").splitlines()[1:]}
+        assert "revoked" in states[ak] and "revoked" in states["AKALICE0000000000001"] and "active" in states["AKALICERO00000000001"]
+        accounts = s.cli("account", "list")
+        assert any(l.split()[1:] == ["alice", "1", "2"] for l in accounts.splitlines()), accounts
+        # A restart re-reads the configuration, which still names the key: it stays revoked.
+        s.stop()
+        s.start()
+        assert error(s.tea().describe_regions, m.DescribeRegionsRequest()) == ("InvalidAccessKeyId.Inactive", 400)
+        assert error(made.describe_regions, m.DescribeRegionsRequest()) == ("InvalidAccessKeyId.Inactive", 400)
+        out = subprocess.run([BIN, "key", "revoke", "AKNOSUCHKEY", "--config", s.config, "--data-dir", os.path.join(s.dir, "data")], capture_output=True, text=True)
+        assert out.returncode != 0 and "no AccessKey AKNOSUCHKEY" in out.stderr
+    finally:
+        s.stop()

@@ -40,6 +40,7 @@ error_codes! {
     SignatureDoesNotMatch = "SignatureDoesNotMatch" => 400, "Specified signature is not matched with our calculation. server string to sign is:%s", "alibaba";
     ContentSha256Mismatch = "SignatureDoesNotMatch.ContentSha256" => 400, "Specified x-acs-content-sha256 does not match the request body:%s", "vpngw";
     InvalidAccessKeyId = "InvalidAccessKeyId.NotFound" => 404, "Specified access key is not found.", "alibaba";
+    AccessKeyInactive = "InvalidAccessKeyId.Inactive" => 400, "Specified access key is disabled.", "alibaba";
     InvalidTimeStampFormat = "InvalidTimeStamp.Format" => 400, "Specified time stamp or date value is not well formatted.", "alibaba";
     InvalidTimeStampExpired = "InvalidTimeStamp.Expired" => 400, "Specified time stamp or date value is expired.", "alibaba";
     SignatureNonceUsed = "SignatureNonceUsed" => 400, "Specified signature nonce was used already.", "alibaba";

@@ -46,6 +46,14 @@ impl AppState {
         Ok(found)
     }
 
+    /// Forgets the AccessKeys read so far (`vpngw key revoke` signals a running server so):
+    /// the next request of each key reads it again from the store.
+    pub fn forget_keys(&self) {
+        if let Some(Ok(mut m)) = self.keys.as_ref().map(|m| m.write()) {
+            m.clear();
+        }
+    }
+
     /// Records a nonce; false if the key used it within the replay window already, on this
     /// server or (PostgreSQL) any other of the cluster.
     async fn fresh_nonce(&self, ak: &str, nonce: &str, now: i64) -> Result<bool, ApiError> {
@@ -180,6 +188,10 @@ async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<(Princip
         (key, Some(fresh))
     };
     sign::verify(req, &claims, &key.secret)?;
+    // Revoked (`vpngw key revoke`): refused, whoever signed with it.
+    if key.revoked_ms.is_some() {
+        return Err(ApiError::new(Code::AccessKeyInactive));
+    }
     let ts = sign::parse_timestamp(claims.timestamp)?;
     if (now - ts).abs() > st.max_clock_skew_secs {
         return Err(ApiError::new(Code::InvalidTimeStampExpired));

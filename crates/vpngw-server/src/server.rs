@@ -121,7 +121,7 @@ pub async fn sync_accounts(store: &dyn Store, cfg: &Config) -> anyhow::Result<()
                 Err(e) => return Err(e.into()),
             },
         };
-        store.put_key(&AccessKey { access_key_id: a.access_key_id.clone(), secret: a.access_key_secret.clone(), account_id: account.id, readonly: a.readonly }).await?;
+        store.put_key(&AccessKey { access_key_id: a.access_key_id.clone(), secret: a.access_key_secret.clone(), account_id: account.id, readonly: a.readonly, revoked_ms: None }).await?;
     }
     if cfg.accounts.is_empty() && store.accounts().await?.is_empty() {
         let (account, key) = match create_account_with_key(store, "default").await {
@@ -144,7 +144,7 @@ pub async fn create_account_with_key(store: &dyn Store, name: &str) -> anyhow::R
 }
 
 pub async fn create_key(store: &dyn Store, account_id: i64, readonly: bool) -> anyhow::Result<AccessKey> {
-    let key = AccessKey { access_key_id: format!("LTAI{}", ids::secret(20)), secret: ids::secret(30), account_id, readonly };
+    let key = AccessKey { access_key_id: format!("LTAI{}", ids::secret(20)), secret: ids::secret(30), account_id, readonly, revoked_ms: None };
     store.put_key(&key).await?;
     Ok(key)
 }
@@ -259,6 +259,20 @@ pub struct Running {
 
 use crate::tls::ApiListener;
 
+/// The file in the data directory that names the running server's process.
+pub const PID_FILE: &str = "serve.pid";
+
+/// Asks the server running on `data_dir`, if any, to read AccessKeys again (SIGHUP); whether one
+/// was told. Only a process whose command line is `vpngw … serve` is signalled.
+pub fn signal_running_server(data_dir: &std::path::Path) -> bool {
+    let Ok(pid) = std::fs::read_to_string(data_dir.join(PID_FILE)) else { return false };
+    let pid = pid.trim();
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.first().is_some_and(|a| a.ends_with(b"vpngw")) && args.iter().any(|a| *a == b"serve");
+    ours && std::process::Command::new("kill").args(["-HUP", pid]).status().is_ok_and(|s| s.success())
+}
+
 /// Builds everything from the configuration and serves until `shutdown` is sent.
 pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Running> {
     sync_accounts(store.as_ref(), cfg).await?;
@@ -295,6 +309,29 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
         }
     };
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);
+    // `vpngw key revoke` beside a running server finds it by this file and signals it (SIGHUP)
+    // to forget the keys it has read, so that a revoked key is refused at once.
+    let pid_file = cfg.data_dir.join(PID_FILE);
+    std::fs::write(&pid_file, std::process::id().to_string()).with_context(|| format!("write {}", pid_file.display()))?;
+    {
+        let (state, mut stop) = (state.clone(), rx.clone());
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                break;
+                            }
+                            state.forget_keys();
+                            tracing::info!("SIGHUP: AccessKeys are read again from the store.");
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+        }
+    }
     let tls_info = tls.as_ref().map(|t| t.ca.clone());
     let listener = match &tls {
         Some(t) => ApiListener::Tls(crate::tls::Listener::new(listener, t, cfg.host_id.clone())?),
@@ -305,6 +342,7 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             ApiListener::Plain(plain) => serve_until(plain, app(state), rx, "Server failed.").await,
             ApiListener::Tls(tls) => serve_until(tls, app(state), rx, "Server failed.").await,
         }
+        let _ = std::fs::remove_file(&pid_file);
         let _ = engine.await;
         if let Some(r) = reconciler {
             let _ = r.await;

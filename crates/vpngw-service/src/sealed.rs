@@ -243,6 +243,10 @@ impl Store for SealedStore {
     async fn accounts(&self) -> Result<Vec<Account>> {
         self.inner.accounts().await
     }
+    async fn revoke_key(&self, access_key_id: &str, now_ms: i64) -> Result<bool> {
+        self.inner.revoke_key(access_key_id, now_ms).await
+    }
+
     async fn put_key(&self, key: &AccessKey) -> Result<()> {
         let mut sealed = key.clone();
         if !sealed.secret.starts_with(SEALED_PREFIX) {
@@ -443,7 +447,7 @@ mod tests {
         assert_eq!(back.doc, conn("vco-1", "KnownPsk").doc);
 
         let acc = s.create_account("a").await.unwrap();
-        s.put_key(&AccessKey { access_key_id: "AK".into(), secret: "KnownSecret".into(), account_id: acc.id, readonly: false }).await.unwrap();
+        s.put_key(&AccessKey { access_key_id: "AK".into(), secret: "KnownSecret".into(), account_id: acc.id, readonly: false, revoked_ms: None }).await.unwrap();
         assert!(!raw.key("AK").await.unwrap().unwrap().secret.contains("KnownSecret"));
         assert_eq!(s.key("AK").await.unwrap().unwrap().secret, "KnownSecret");
     }

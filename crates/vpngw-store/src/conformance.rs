@@ -17,12 +17,21 @@ pub async fn run(store: impl Store) {
     assert_eq!(store.account_by_name("bob").await.unwrap(), Some(bob.clone()));
     assert_eq!(store.accounts().await.unwrap().len(), 2);
 
-    let key = AccessKey { access_key_id: "AK1".into(), secret: "s1".into(), account_id: alice.id, readonly: false };
+    let key = AccessKey { access_key_id: "AK1".into(), secret: "s1".into(), account_id: alice.id, readonly: false, revoked_ms: None };
     store.put_key(&key).await.unwrap();
     assert_eq!(store.key("AK1").await.unwrap(), Some(key.clone()));
     store.put_key(&AccessKey { readonly: true, ..key.clone() }).await.unwrap();
     assert!(store.key("AK1").await.unwrap().unwrap().readonly);
     assert_eq!(store.key("nope").await.unwrap(), None);
+    // Revocation holds: a later put (a configuration that still names the key) keeps it.
+    assert!(store.revoke_key("AK1", 1_000).await.unwrap());
+    assert!(!store.revoke_key("nope", 1_000).await.unwrap());
+    assert_eq!(store.key("AK1").await.unwrap().unwrap().revoked_ms, Some(1_000));
+    store.put_key(&AccessKey { readonly: false, ..key.clone() }).await.unwrap();
+    assert_eq!(store.key("AK1").await.unwrap().unwrap().revoked_ms, Some(1_000));
+    assert!(store.revoke_key("AK1", 2_000).await.unwrap());
+    assert_eq!(store.key("AK1").await.unwrap().unwrap().revoked_ms, Some(1_000), "the first revocation's time stays");
+    assert_eq!(store.all_keys().await.unwrap().iter().filter(|k| k.revoked_ms.is_some()).count(), 1);
 
     let a = Scope { account: alice.id, region: "r1".into() };
     let b = Scope { account: bob.id, region: "r1".into() };

@@ -180,12 +180,21 @@ pub struct AccessKey {
     pub secret: String,
     pub account_id: i64,
     pub readonly: bool,
+    /// When it was revoked (ms since the epoch): a revoked key is refused. [`Store::put_key`]
+    /// never clears it, so a configuration that still names the key does not bring it back.
+    pub revoked_ms: Option<i64>,
 }
 
 /// The secret is never printed.
 impl std::fmt::Debug for AccessKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKey").field("access_key_id", &self.access_key_id).field("secret", &"<redacted>").field("account_id", &self.account_id).field("readonly", &self.readonly).finish()
+        f.debug_struct("AccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("readonly", &self.readonly)
+            .field("revoked_ms", &self.revoked_ms)
+            .finish()
     }
 }
 
@@ -539,8 +548,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
     async fn accounts(&self) -> Result<Vec<Account>>;
-    /// Inserts the key, or updates its secret, account and read-only flag.
+    /// Inserts the key, or updates its secret, account and read-only flag (never its revocation).
     async fn put_key(&self, key: &AccessKey) -> Result<()>;
+    /// Revokes a key for good, durably; false if there is no such key.
+    async fn revoke_key(&self, access_key_id: &str, now_ms: i64) -> Result<bool>;
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>>;
     /// An AccessKey and, if it exists, the spending of a nonce `nonce_key` ([`Store::fresh_nonce`])
     /// in one step: whether the nonce was fresh. A backend shared by servers does both in one

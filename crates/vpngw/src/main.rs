@@ -121,6 +121,11 @@ enum AccountCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Lists the accounts with how many active and revoked keys each has.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +193,19 @@ enum KeyCmd {
         /// The key may call read actions only.
         #[arg(long)]
         readonly: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Lists an account's AccessKeys (never their secrets).
+    List {
+        account: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revokes an AccessKey for good: it is refused (InvalidAccessKeyId.Inactive) at once, after
+    /// a restart, and even while the configuration still names it.
+    Revoke {
+        key_id: String,
         #[command(flatten)]
         common: Common,
     },
@@ -332,6 +350,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = server::create_key(store.as_ref(), acc.id, readonly).await?;
             println!("AccessKeyId: {}", key.access_key_id);
             println!("AccessKeySecret: {}", key.secret);
+        }
+        Command::Account { cmd: AccountCmd::List { common } } => {
+            let store = server::open_store(&common.load()?).await?;
+            let keys = store.all_keys().await?;
+            println!("{:<8} {:<24} {:>6} {:>8}", "ID", "NAME", "KEYS", "REVOKED");
+            for a in store.accounts().await? {
+                let mine: Vec<_> = keys.iter().filter(|k| k.account_id == a.id).collect();
+                let revoked = mine.iter().filter(|k| k.revoked_ms.is_some()).count();
+                println!("{:<8} {:<24} {:>6} {:>8}", a.id, a.name, mine.len() - revoked, revoked);
+            }
+        }
+        Command::Key { cmd: KeyCmd::List { account, common } } => {
+            let store = server::open_store(&common.load()?).await?;
+            let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
+            println!("{:<34} {:<10} STATE", "ACCESS KEY ID", "ACCESS");
+            for k in store.all_keys().await?.into_iter().filter(|k| k.account_id == acc.id) {
+                let state = match k.revoked_ms.and_then(chrono::DateTime::from_timestamp_millis) {
+                    Some(t) => format!("revoked {}", t.format("%Y-%m-%dT%H:%M:%SZ")),
+                    None => "active".to_string(),
+                };
+                println!("{:<34} {:<10} {state}", k.access_key_id, if k.readonly { "read-only" } else { "read-write" });
+            }
+        }
+        Command::Key { cmd: KeyCmd::Revoke { key_id, common } } => {
+            let cfg = common.load()?;
+            let store = server::open_store(&cfg).await?;
+            anyhow::ensure!(store.revoke_key(&key_id, chrono::Utc::now().timestamp_millis()).await?, "no AccessKey {key_id}");
+            let told = server::signal_running_server(&cfg.data_dir);
+            println!("Revoked {key_id}{}.", if told { "; the running server refuses it from now on" } else { "" });
         }
         Command::Admin { cmd: AdminCmd::RotateMasterKey { common } } => {
             let cfg = common.load()?;

@@ -503,9 +503,14 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn revoke_key(&self, access_key_id: &str, now_ms: i64) -> Result<bool> {
+        let rows = self.durable_write("UPDATE access_keys SET revoked_ms = COALESCE(revoked_ms, $1) WHERE access_key_id = $2 RETURNING 1", &[&now_ms, &access_key_id]).await?;
+        Ok(!rows.is_empty())
+    }
+
     async fn all_keys(&self) -> Result<Vec<AccessKey>> {
-        let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys ORDER BY access_key_id", &[]).await?;
-        Ok(rows.iter().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }).collect())
+        let rows = self.query("SELECT access_key_id, secret, account_id, readonly, revoked_ms FROM access_keys ORDER BY access_key_id", &[]).await?;
+        Ok(rows.iter().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3), revoked_ms: r.get(4) }).collect())
     }
 
     async fn all_idem(&self) -> Result<Vec<IdemEntry>> {
@@ -517,22 +522,22 @@ impl Store for PgStore {
         // One statement: the key, and the nonce spent only if the key exists.
         let rows = self
             .query(
-                "WITH k AS (SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1), \
+                "WITH k AS (SELECT access_key_id, secret, account_id, readonly, revoked_ms FROM access_keys WHERE access_key_id = $1), \
                  n AS (INSERT INTO nonces (key, seen_s) SELECT $2, $3 WHERE EXISTS (SELECT 1 FROM k) \
                        ON CONFLICT (key) DO UPDATE SET seen_s = EXCLUDED.seen_s WHERE nonces.seen_s < $4 RETURNING 1) \
-                 SELECT k.access_key_id, k.secret, k.account_id, k.readonly, EXISTS (SELECT 1 FROM n) FROM k",
+                 SELECT k.access_key_id, k.secret, k.account_id, k.readonly, k.revoked_ms, EXISTS (SELECT 1 FROM n) FROM k",
                 &[&access_key_id, &nonce_key, &now_s, &horizon_s],
             )
             .await?;
         if self.inner.nonce_inserts.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             let _ = self.query("DELETE FROM nonces WHERE seen_s < $1", &[&horizon_s]).await;
         }
-        Ok(rows.first().map(|r| (AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }, r.get(4))))
+        Ok(rows.first().map(|r| (AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3), revoked_ms: r.get(4) }, r.get(5))))
     }
 
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
-        let rows = self.query("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
-        Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3) }))
+        let rows = self.query("SELECT access_key_id, secret, account_id, readonly, revoked_ms FROM access_keys WHERE access_key_id = $1", &[&access_key_id]).await?;
+        Ok(rows.first().map(|r| AccessKey { access_key_id: r.get(0), secret: r.get(1), account_id: r.get(2), readonly: r.get(3), revoked_ms: r.get(4) }))
     }
 
     async fn register_agent(&self, info: &AgentInfo, lease_ms: i64) -> Result<i64> {

@@ -132,6 +132,8 @@ CREATE TABLE placements (
     epoch BIGINT NOT NULL
 );
 "#,
+    // Revoked AccessKeys (`vpngw key revoke`).
+    "ALTER TABLE access_keys ADD COLUMN revoked_ms BIGINT",
 ];
 
 /// Brings the schema up to date. The advisory lock serializes servers that start together; each

@@ -453,10 +453,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_key(&self, access_key_id: &str, now_ms: i64) -> Result<bool> {
+        let ak = access_key_id.to_string();
+        self.write(move |c| {
+            let n = c.execute("UPDATE access_keys SET revoked_ms = COALESCE(revoked_ms, ?) WHERE access_key_id = ?", params![now_ms, ak]).map_err(other)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn all_keys(&self) -> Result<Vec<AccessKey>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT access_key_id, secret, account_id, readonly FROM access_keys ORDER BY access_key_id").map_err(other)?;
-            let rows = s.query_map([], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? })).map_err(other)?;
+            let mut s = c.prepare("SELECT access_key_id, secret, account_id, readonly, revoked_ms FROM access_keys ORDER BY access_key_id").map_err(other)?;
+            let rows = s.query_map([], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)?, revoked_ms: r.get(4)? })).map_err(other)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(other)
         })
         .await
@@ -474,8 +483,10 @@ impl Store for SqliteStore {
     async fn key(&self, access_key_id: &str) -> Result<Option<AccessKey>> {
         let ak = access_key_id.to_string();
         self.read(move |c| {
-            c.prepare_cached("SELECT access_key_id, secret, account_id, readonly FROM access_keys WHERE access_key_id = ?")
-                .and_then(|mut s| s.query_row(params![ak], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)? })).optional())
+            c.prepare_cached("SELECT access_key_id, secret, account_id, readonly, revoked_ms FROM access_keys WHERE access_key_id = ?")
+                .and_then(|mut s| {
+                    s.query_row(params![ak], |r| Ok(AccessKey { access_key_id: r.get(0)?, secret: r.get(1)?, account_id: r.get(2)?, readonly: r.get(3)?, revoked_ms: r.get(4)? })).optional()
+                })
                 .map_err(other)
         })
         .await

@@ -117,6 +117,8 @@ CREATE INDEX resources_scope ON resources(kind, account_id, region, seq);
 CREATE INDEX resources_parent ON resources(kind, account_id, region, parent_id, seq) WHERE parent_id IS NOT NULL;
 CREATE INDEX resources_ip ON resources(kind, account_id, region, json_extract(doc, '$.ip_address'));
 "#,
+    // Revoked AccessKeys (`vpngw key revoke`).
+    "ALTER TABLE access_keys ADD COLUMN revoked_ms INTEGER",
 ];
 
 pub(super) fn configure(c: &Connection) -> Result<()> {
