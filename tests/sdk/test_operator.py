@@ -83,3 +83,37 @@ def test_a_revoked_key_is_refused_at_once_after_a_restart_and_while_the_config_n
         assert out.returncode != 0 and "no AccessKey AKNOSUCHKEY" in out.stderr
     finally:
         s.stop()
+
+
+def test_the_first_start_binds_then_prints_a_key_and_three_lines_that_work(tmp_path):
+    import sys
+    from conftest import free_port
+    port = free_port()
+    log = open(tmp_path / "out.log", "w")
+    proc = subprocess.Popen([BIN, "serve", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        text = ""
+        while time.time() < deadline and "print(c.describe_vpn_gateways" not in text:
+            time.sleep(0.1)
+            text = (tmp_path / "out.log").read_text()
+        lines = text.splitlines()
+        assert lines[0].startswith(f"vpngw listening on http://127.0.0.1:{port}"), lines
+        assert any(l.strip().startswith("export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI") for l in lines)
+        sdk = [l.strip() for l in lines[lines.index("With the Python SDK (pip install alibabacloud_vpc20160428):") + 1:]][:3]
+        out = subprocess.run([sys.executable, "-c", "\n".join(sdk)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "'TotalCount': 0" in out.stdout, (out.stdout, out.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    # A second start on the same data shows no key again, and a start that cannot bind makes none.
+    busy = tmp_path / "busy"
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    taken = s.getsockname()[1]
+    out = subprocess.run([BIN, "serve", "--data-dir", str(busy), "--listen", f"127.0.0.1:{taken}"], capture_output=True, text=True, timeout=30)
+    s.close()
+    assert out.returncode != 0 and "listen on" in out.stderr and "AccessKeySecret" not in out.stdout

@@ -94,7 +94,7 @@ pub async fn start_agent(cfg: &Config) -> anyhow::Result<Running> {
         let _ = plane.await;
     });
     tracing::info!(agent = %a.name, zone = %a.zone, epoch = member.epoch(), live = %addr, "Agent running.");
-    Ok(Running { addr, tls: None, shutdown: tx, done })
+    Ok(Running { addr, tls: None, created: None, shutdown: tx, done })
 }
 
 struct LiveState {

@@ -110,7 +110,9 @@ pub async fn rotate_master_key(cfg: &Config) -> anyhow::Result<Option<String>> {
 
 /// Makes the store's accounts and keys include the configured ones. With none configured and
 /// none stored, creates one account and key and prints them once.
-pub async fn sync_accounts(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
+/// Brings the configuration's accounts and keys into the store. On a first start with no
+/// account at all, creates `default` with a new key and returns it (to be shown once).
+pub async fn sync_accounts(store: &dyn Store, cfg: &Config) -> anyhow::Result<Option<(String, AccessKey)>> {
     for a in &cfg.accounts {
         let account = match store.account_by_name(&a.name).await? {
             Some(acc) => acc,
@@ -124,17 +126,14 @@ pub async fn sync_accounts(store: &dyn Store, cfg: &Config) -> anyhow::Result<()
         store.put_key(&AccessKey { access_key_id: a.access_key_id.clone(), secret: a.access_key_secret.clone(), account_id: account.id, readonly: a.readonly, revoked_ms: None }).await?;
     }
     if cfg.accounts.is_empty() && store.accounts().await?.is_empty() {
-        let (account, key) = match create_account_with_key(store, "default").await {
-            Ok(made) => made,
+        return match create_account_with_key(store, "default").await {
+            Ok(made) => Ok(Some(made)),
             // Another server starting beside this one made it (and printed its key).
-            Err(e) if e.downcast_ref::<vpngw_store::StoreError>().is_some_and(|e| matches!(e, vpngw_store::StoreError::Conflict(_))) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e) if e.downcast_ref::<vpngw_store::StoreError>().is_some_and(|e| matches!(e, vpngw_store::StoreError::Conflict(_))) => Ok(None),
+            Err(e) => Err(e),
         };
-        println!("Created account {} with a new AccessKey (shown only now):", account);
-        println!("  AccessKeyId:     {}", key.access_key_id);
-        println!("  AccessKeySecret: {}", key.secret);
     }
-    Ok(())
+    Ok(None)
 }
 
 pub async fn create_account_with_key(store: &dyn Store, name: &str) -> anyhow::Result<(String, AccessKey)> {
@@ -253,6 +252,8 @@ pub struct Running {
     /// Whether the port speaks TLS (then plain HTTP only to loopback peers), and the CA file a
     /// client should trust when vpngw made the certificate.
     pub tls: Option<Option<std::path::PathBuf>>,
+    /// The account and key a first start created (shown once, by the caller).
+    pub created: Option<(String, AccessKey)>,
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -275,10 +276,11 @@ pub fn signal_running_server(data_dir: &std::path::Path) -> bool {
 
 /// Builds everything from the configuration and serves until `shutdown` is sent.
 pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Running> {
-    sync_accounts(store.as_ref(), cfg).await?;
     let tls = crate::tls::load(cfg, &cfg.listen)?;
+    // The port first: a start that cannot serve makes no key.
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let created = sync_accounts(store.as_ref(), cfg).await?;
     let mut svc_cfg = cfg.service_config()?;
     svc_cfg.endpoint = addr.to_string();
     let svc = Service::new(store, svc_cfg);
@@ -348,5 +350,5 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             let _ = r.await;
         }
     });
-    Ok(Running { addr, tls: tls_info, shutdown: tx, done })
+    Ok(Running { addr, tls: tls_info, created, shutdown: tx, done })
 }

@@ -277,6 +277,42 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// What `vpngw serve` prints once it serves: where, and on a first start the new key with how
+/// to connect (environment exports and a three-line SDK example).
+fn banner(cfg: &Config, running: &server::Running) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let protocol = if running.tls.is_some() { "https" } else { "http" };
+    let _ = writeln!(out, "vpngw listening on {protocol}://{} (data in {})", running.addr, cfg.data_dir.display());
+    if let Some(ca) = &running.tls {
+        let _ = writeln!(out, "Plain HTTP is served to loopback peers only.");
+        if let Some(ca) = ca {
+            let _ = writeln!(out, "TLS certificate is self-signed: trust its CA at {} (Python Tea: Config(..., ca=\"{}\")), or tell the client to skip verification.", ca.display(), ca.display());
+        }
+    }
+    let region = cfg.regions.first().map(|r| r.id.as_str()).unwrap_or("cn-hangzhou");
+    let Some((account, key)) = &running.created else {
+        let _ = writeln!(out, "Endpoint {}, protocol {protocol}, region {region}. `vpngw key list ACCOUNT` lists the keys.", running.addr);
+        return out;
+    };
+    let ca = running.tls.as_ref().and_then(|c| c.as_ref()).map(|c| format!(", ca=\"{}\"", c.display())).unwrap_or_default();
+    let _ = writeln!(out, "Created account {account} with a new AccessKey (shown only now):");
+    let _ = writeln!(out, "  AccessKeyId:     {}", key.access_key_id);
+    let _ = writeln!(out, "  AccessKeySecret: {}", key.secret);
+    let _ = writeln!(out, "Connect: endpoint {}, protocol {protocol}, region {region}. In a shell:", running.addr);
+    let _ = writeln!(out, "  export ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}", key.access_key_id, key.secret);
+    let _ = writeln!(out, "  export VPNGW_ENDPOINT={protocol}://{} ALIBABA_CLOUD_REGION_ID={region}", running.addr);
+    let _ = writeln!(out, "With the Python SDK (pip install alibabacloud_vpc20160428):");
+    let _ = writeln!(out, "  from alibabacloud_tea_openapi.models import Config; from alibabacloud_vpc20160428.client import Client; from alibabacloud_vpc20160428 import models as m");
+    let _ = writeln!(
+        out,
+        "  c = Client(Config(access_key_id=\"{}\", access_key_secret=\"{}\", endpoint=\"{}\", protocol=\"{protocol}\", region_id=\"{region}\"{ca}))",
+        key.access_key_id, key.secret, running.addr
+    );
+    let _ = writeln!(out, "  print(c.describe_vpn_gateways(m.DescribeVpnGatewaysRequest(region_id=\"{region}\")).body)");
+    out
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { common, listen, tls } => {
@@ -289,19 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = server::open_store(&cfg).await?;
             let running = server::start(&cfg, store).await?;
-            match &running.tls {
-                None => println!("vpngw listening on http://{} (data in {})", running.addr, cfg.data_dir.display()),
-                Some(ca) => {
-                    println!("vpngw listening on https://{} (plain HTTP from loopback only; data in {})", running.addr, cfg.data_dir.display());
-                    if let Some(ca) = ca {
-                        println!(
-                            "TLS certificate is self-signed: trust its CA at {} (Python Tea: Config(protocol=\"https\", ca=\"{}\")), or tell the client to skip verification",
-                            ca.display(),
-                            ca.display()
-                        );
-                    }
-                }
-            }
+            print!("{}", banner(&cfg, &running));
             shutdown_signal().await;
             tracing::info!("Shutting down.");
             let _ = running.shutdown.send(true);
