@@ -117,3 +117,23 @@ def test_the_first_start_binds_then_prints_a_key_and_three_lines_that_work(tmp_p
     out = subprocess.run([BIN, "serve", "--data-dir", str(busy), "--listen", f"127.0.0.1:{taken}"], capture_output=True, text=True, timeout=30)
     s.close()
     assert out.returncode != 0 and "listen on" in out.stderr and "AccessKeySecret" not in out.stdout
+
+
+def test_the_systemd_unit_verifies(tmp_path):
+    import shutil
+    import pytest
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "deploy", "vpngw.service")) as f:
+        unit = f.read().replace("/usr/local/bin/vpngw", BIN)
+    path = tmp_path / "vpngw.service"
+    path.write_text(unit)
+    out = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "vpngw.service" not in out.stderr, out.stderr
+
+
+def test_completions_for_each_shell():
+    for shell, marker in (("bash", "complete -F _vpngw"), ("zsh", "#compdef vpngw"), ("fish", "complete -c vpngw")):
+        out = subprocess.run([BIN, "completions", shell], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and marker in out.stdout, (shell, out.stdout[:200])

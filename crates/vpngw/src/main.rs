@@ -111,6 +111,8 @@ enum Command {
     Bench(vpngw_bench::api::BenchArgs),
     /// Runs the IPsec data-plane benchmark in a lab (root, strongSwan) and prints a table.
     BenchDataplane(vpngw_bench::dataplane::DataPlaneBenchArgs),
+    /// Prints a shell completion script: `vpngw completions bash > /etc/bash_completion.d/vpngw`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +428,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let svc = vpngw_service::Service::new(store, cfg.service_config()?);
             vpngw_service::handlers::set_financial_lock(&svc, &gateway, lock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{gateway}: BusinessStatus {}", if lock { "FinancialLocked" } else { "Normal" });
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vpngw", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::stdout().write_all(&script);
         }
         Command::Docs { what } => match what.as_str() {
             "error-codes" => print!("{}", vpngw_api::error::error_table_markdown()),
