@@ -18,6 +18,7 @@ const REGION = 'cn-hangzhou';
 const BIN = process.env.VPNGW_BIN || path.join(__dirname, '..', '..', 'target', 'debug', 'vpngw');
 const KEYS = { alice: ['AKNODEALICE000000001', 'alice-secret'], bob: ['AKNODEBOB00000000001', 'bob-secret'] };
 const CONFIG = `transition_ms = 150
+metrics_listen = "127.0.0.1:0"
 [[accounts]]
 name = "alice"
 access_key_id = "${KEYS.alice[0]}"

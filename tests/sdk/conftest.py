@@ -27,6 +27,7 @@ KEYS = {
 
 CONFIG = """
 transition_ms = {transition}
+metrics_listen = "127.0.0.1:0"
 [[accounts]]
 name = "alice"
 access_key_id = "AKALICE0000000000001"
@@ -103,6 +104,16 @@ class Server:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=30)
             self.proc = None
+
+    def metrics(self):
+        """The families of the server's /metrics (its address is in the banner), parsed as
+        OpenMetrics: {name: family}."""
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+        with open(os.path.join(self.dir, "serve.log")) as f:
+            url = [line.split("Metrics: ", 1)[1].strip() for line in f if line.startswith("Metrics: ")][-1]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("application/openmetrics-text")
+            return {fam.name: fam for fam in text_string_to_metric_families(r.read().decode())}
 
     def docs(self, ids):
         """The stored documents of these resources, as text (whatever the backend)."""

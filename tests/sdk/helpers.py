@@ -30,6 +30,15 @@ def legacy_call(server, req):
     return json.loads(server.legacy().do_action_with_exception(req))
 
 
+def sample(families, name, **labels):
+    """The value of one series (0 when absent)."""
+    fam = families.get(name)
+    for s in (fam.samples if fam else []):
+        if s.name in (name, name + "_total") and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    return 0
+
+
 def make_vpc(c, cidr="10.0.0.0/8"):
     return c.create_vpc(m.CreateVpcRequest(region_id=REGION, cidr_block=cidr)).body.vpc_id
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from alibabacloud_vpc20160428 import models as m
 
-from helpers import REGION, make_cgw, make_vpc, make_vsw, wait_status
+from helpers import REGION, make_cgw, make_vpc, make_vsw, sample, wait_status
 from lab import Lab, conn, ping, ping_until, wait_conn
 
 VPC_HOST = "10.1.0.1"
@@ -137,6 +137,9 @@ def test_a_vpn_attachment_negotiates_from_its_own_address_and_a_vco_route_steers
     sas = lab.sas(lab.gw_sock(f"att-{vco}"))
     assert d.internet_ip in sas, "the tunnel runs from the attachment's own public address"
     assert not ping(ns, "10.99.0.1", "10.221.0.1", wait=1), "no route yet: the tunnel carries nothing"
+    # The metrics follow: an established tunnel, and the data plane's passes.
+    fams = lab.server.metrics()
+    assert sample(fams, "vpngw_tunnels", status="ipsec_sa_established") >= 1 and sample(fams, "vpngw_reconcile_passes") > 0
     c.create_vco_route_entry(m.CreateVcoRouteEntryRequest(region_id=REGION, vpn_connection_id=vco, route_dest="10.221.0.0/24", next_hop=vco, weight=100))
     settled()
     assert ping_until(ns, "10.99.0.1", "10.221.0.1", timeout=20), "the VCO route steers 10.221.0.0/24 into the attachment's tunnel"

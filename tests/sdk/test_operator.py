@@ -7,7 +7,7 @@ import time
 from alibabacloud_vpc20160428 import models as m
 
 from conftest import BIN, Server
-from helpers import REGION, error
+from helpers import REGION, error, sample
 
 
 def log_lines(s):
@@ -34,7 +34,8 @@ def test_one_json_line_per_request_with_who_what_and_how_it_ended():
         other = [e for e in requests if e["action"] == "DescribeVpcs"][0]
         assert other["account"] != ok[0]["account"], "each line names the caller's account"
         # Standard output keeps its banner for people; every log line (standard error) is JSON.
-        assert [line for line in log_lines(s) if line and not line.startswith("{") and not line.startswith("vpngw listening")] == []
+        banner = ("vpngw listening", "Metrics: ", "Endpoint ")
+        assert [line for line in log_lines(s) if line and not line.startswith("{") and not line.startswith(banner)] == []
     finally:
         s.stop()
 
@@ -137,3 +138,29 @@ def test_completions_for_each_shell():
     for shell, marker in (("bash", "complete -F _vpngw"), ("zsh", "#compdef vpngw"), ("fish", "complete -c vpngw")):
         out = subprocess.run([BIN, "completions", shell], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0 and marker in out.stdout, (shell, out.stdout[:200])
+
+
+def test_metrics_parse_and_follow_the_requests_and_what_exists(server):
+    from helpers import make_gateway
+    c = server.tea()
+    before = server.metrics()
+    gw, _, _ = make_gateway(c)
+    c.describe_vpn_gateway(m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id=gw))
+    error(c.describe_vpn_gateway, m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id="vpn-none"))
+    after = server.metrics()
+    ok = lambda f: sample(f, "vpngw_requests", action="DescribeVpnGateway", code="OK")  # noqa: E731
+    nf = lambda f: sample(f, "vpngw_requests", action="DescribeVpnGateway", code="InvalidVpnGatewayInstanceId.NotFound")  # noqa: E731
+    assert ok(after) >= ok(before) + 1 and nf(after) == nf(before) + 1
+    assert sample(after, "vpngw_resources", kind="vpn_gateway", state="active") >= 1
+    assert sample(after, "vpngw_resources", kind="vpn_gateway", state="active") == sample(before, "vpngw_resources", kind="vpn_gateway", state="active") + 1
+    hist = after["vpngw_request_duration_seconds"]
+    assert any(s.name.endswith("_count") and s.labels["action"] == "DescribeVpnGateway" and s.value >= 2 for s in hist.samples)
+    assert sample(after, "vpngw_store_commits") > sample(before, "vpngw_store_commits")
+    # Bounded labels: an action that does not exist is `unknown`.
+    import urllib.request
+    try:
+        urllib.request.urlopen(f"http://{server.endpoint}/?Action=NoSuchAction{os.getpid()}&Version=2016-04-28", timeout=5)
+    except urllib.error.HTTPError:
+        pass
+    families = server.metrics()
+    assert f"NoSuchAction{os.getpid()}" not in str(families) and sample(families, "vpngw_requests", action="unknown", code="InvalidAction.NotFound") >= 1

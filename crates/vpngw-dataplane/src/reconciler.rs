@@ -432,11 +432,17 @@ impl Reconciler {
     /// observed changes what it must apply: a tunnel that went down moves its routes to their
     /// standbys at once.
     pub async fn pass(&self) -> Result<()> {
+        let metrics = vpngw_metrics::get();
         for _ in 0..4 {
             let started = Instant::now();
             let before = self.observed_generation.load(std::sync::atomic::Ordering::SeqCst);
             let r = self.pass_inner().await;
             tracing::debug!(took = ?started.elapsed(), ok = r.is_ok(), "Reconcile pass.");
+            metrics.reconcile_passes.inc();
+            metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+            if r.is_err() {
+                metrics.reconcile_errors.inc();
+            }
             r?;
             if self.observed_generation.load(std::sync::atomic::Ordering::SeqCst) == before {
                 break;

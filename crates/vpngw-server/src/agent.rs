@@ -84,6 +84,8 @@ pub async fn start_agent(cfg: &Config) -> anyhow::Result<Running> {
             }
         });
     }
+    // Its reconcile passes are counted here; the gauges of what exists are the cluster's.
+    let metrics = crate::server::serve_metrics(cfg, svc.clone(), rx.clone()).await?;
     let state = LiveState { sealer: svc.config.sealer.clone(), live: reconciler.live(), member: member.clone() };
     let app = axum::Router::new().route("/live", axum::routing::post(live)).with_state(Arc::new(state));
     let plane = tokio::spawn(reconciler.run(rx.clone()));
@@ -94,7 +96,7 @@ pub async fn start_agent(cfg: &Config) -> anyhow::Result<Running> {
         let _ = plane.await;
     });
     tracing::info!(agent = %a.name, zone = %a.zone, epoch = member.epoch(), live = %addr, "Agent running.");
-    Ok(Running { addr, tls: None, created: None, shutdown: tx, done })
+    Ok(Running { addr, tls: None, created: None, metrics, shutdown: tx, done })
 }
 
 struct LiveState {

@@ -48,6 +48,11 @@ pub struct Config {
     pub host_id: String,
     /// `text` (default) or `json`: one JSON object per log line (`VPNGW_LOG_FORMAT` overrides).
     pub log_format: String,
+    /// Where `GET /metrics` (Prometheus) is served, apart from the API: unset is
+    /// `127.0.0.1:9464` (a busy port there only costs the metrics, with a warning); an address
+    /// given must bind; `""` or `"off"` serves none. Per-account and per-tunnel series are for
+    /// the operator: keep this off the tenants' network.
+    pub metrics_listen: Option<String>,
     /// How long a lifecycle step takes (creating, updating, deleting), in milliseconds.
     pub transition_ms: u64,
     /// Where VPN gateways' public addresses come from.
@@ -111,6 +116,7 @@ impl Default for Config {
             master_key_file: None,
             host_id: "vpc.vpngw.local".into(),
             log_format: String::new(),
+            metrics_listen: None,
             transition_ms: 300,
             public_ip_pool: "198.51.100.0/24".into(),
             max_clock_skew_secs: 900,

@@ -144,8 +144,11 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
             r
         }
     };
-    // One line per request: who asked what, and how it ended.
+    // One line per request: who asked what, and how it ended; and its metrics (an action
+    // that does not exist is `unknown`: the label's values stay bounded).
     let code = response.extensions().get::<Code>().map(|c| c.wire()).unwrap_or("OK");
+    let known = actions::find(action_name).map(|a| a.name).unwrap_or("unknown");
+    vpngw_metrics::get().request(known, (account >= 0).then_some(account), code, started.elapsed().as_secs_f64());
     tracing::info!(
         target: "vpngw::request",
         request_id = %request_id,

@@ -254,11 +254,46 @@ pub struct Running {
     pub tls: Option<Option<std::path::PathBuf>>,
     /// The account and key a first start created (shown once, by the caller).
     pub created: Option<(String, AccessKey)>,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
 use crate::tls::ApiListener;
+
+/// Serves `GET /metrics` (the Prometheus text format) on `metrics_listen`, apart from the API;
+/// the gauges of what exists are read from the store at each scrape. The address it serves on.
+pub(crate) async fn serve_metrics(cfg: &Config, svc: Arc<Service>, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let (addr, required) = match cfg.metrics_listen.as_deref() {
+        None => ("127.0.0.1:9464", false),
+        Some("") | Some("off") => return Ok(None),
+        Some(a) => (a, true),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if !required => {
+            tracing::warn!(%addr, error = %e, "Metrics are not served: their default address is busy (set metrics_listen).");
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("listen on {addr} (metrics_listen)"))),
+    };
+    let bound = listener.local_addr()?;
+    let scrape = move || {
+        let svc = svc.clone();
+        async move {
+            let m = vpngw_metrics::get();
+            match svc.census().await {
+                Ok(c) => m.set_census(&c),
+                Err(e) => tracing::warn!(error = %e, "Metrics: the store could not be read; the gauges keep their last values."),
+            }
+            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    tokio::spawn(serve_until(listener, router, stop, "The metrics listener failed."));
+    Ok(Some(bound))
+}
 
 /// The file in the data directory that names the running server's process.
 pub const PID_FILE: &str = "serve.pid";
@@ -310,6 +345,7 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             Some(tokio::spawn(drive_dataplane(svc.clone(), first, cfg.dataplane.clone(), mode, rx.clone())))
         }
     };
+    let metrics = serve_metrics(cfg, svc.clone(), rx.clone()).await?;
     let state = AppState::new(svc, cfg.host_id.clone(), cfg.max_clock_skew_secs);
     // `vpngw key revoke` beside a running server finds it by this file and signals it (SIGHUP)
     // to forget the keys it has read, so that a revoked key is refused at once.
@@ -350,5 +386,5 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runnin
             let _ = r.await;
         }
     });
-    Ok(Running { addr, tls: tls_info, created, shutdown: tx, done })
+    Ok(Running { addr, tls: tls_info, created, metrics, shutdown: tx, done })
 }

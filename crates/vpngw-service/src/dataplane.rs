@@ -151,6 +151,58 @@ impl Service {
         Ok(if found.len() == tunnels.len() { found } else { vec![None; tunnels.len()] })
     }
 
+    /// What exists, for the metrics' gauges: resources by kind and state; tunnels by
+    /// negotiation status; enabled health checks by result; BGP sessions up and down and the
+    /// prefixes they learned; IPsec server clients online. One reading of the store per scrape.
+    pub async fn census(&self) -> Result<vpngw_metrics::Census, StoreError> {
+        let mut c = vpngw_metrics::Census::default();
+        let count = |map: &mut Vec<(String, i64)>, key: &str| match map.iter_mut().find(|(k, _)| k == key) {
+            Some((_, n)) => *n += 1,
+            None => map.push((key.to_string(), 1)),
+        };
+        for kind in Kind::ALL {
+            let records = self.store.all(*kind).await?;
+            let mut states: Vec<(String, i64)> = Vec::new();
+            for r in &records {
+                count(&mut states, &r.status);
+            }
+            c.resources.extend(states.into_iter().map(|(s, n)| (kind.as_str().to_string(), s, n)));
+            match kind {
+                Kind::VpnConnection => {
+                    for r in &records {
+                        let Ok(conn) = serde_json::from_value::<VpnConnection>(r.doc.clone()) else { continue };
+                        if conn.dual() {
+                            for t in &conn.tunnels {
+                                count(&mut c.tunnels, t.status.as_str());
+                                if conn.enable_tunnels_bgp {
+                                    count(&mut c.bgp, if t.bgp_up { "established" } else { "down" });
+                                }
+                            }
+                        } else {
+                            count(&mut c.tunnels, conn.status.as_str());
+                            if conn.bgp.enable {
+                                count(&mut c.bgp, if conn.bgp_up { "established" } else { "down" });
+                            }
+                        }
+                        if conn.health.enable {
+                            count(&mut c.health, if conn.health_status == "success" { "success" } else { "failed" });
+                        }
+                        c.bgp_prefixes += conn.bgp_routes.len() as i64;
+                    }
+                }
+                Kind::IpsecServer => {
+                    for r in &records {
+                        if let Ok(s) = serde_json::from_value::<IpsecServer>(r.doc.clone()) {
+                            c.ipsec_clients_online += i64::from(s.online_client_count);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
     /// Reads everything a data plane must hold.
     pub async fn read_intent(&self) -> Result<Intent, StoreError> {
         let mut records: HashMap<Kind, Vec<Record>> = HashMap::new();

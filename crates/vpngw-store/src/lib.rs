@@ -592,3 +592,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 }
+
+/// Counts a committed batch of `writes` writes, opened at `opened`, in the process's metrics.
+pub(crate) fn committed(opened: Option<std::time::Instant>, writes: u64) {
+    let m = vpngw_metrics::get();
+    m.commits.inc();
+    m.commit_batch.observe(writes as f64);
+    if let Some(t) = opened {
+        m.commit_seconds.observe(t.elapsed().as_secs_f64());
+    }
+}

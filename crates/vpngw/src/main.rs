@@ -292,6 +292,9 @@ fn banner(cfg: &Config, running: &server::Running) -> String {
             let _ = writeln!(out, "TLS certificate is self-signed: trust its CA at {} (Python Tea: Config(..., ca=\"{}\")), or tell the client to skip verification.", ca.display(), ca.display());
         }
     }
+    if let Some(m) = running.metrics {
+        let _ = writeln!(out, "Metrics: http://{m}/metrics");
+    }
     let region = cfg.regions.first().map(|r| r.id.as_str()).unwrap_or("cn-hangzhou");
     let Some((account, key)) = &running.created else {
         let _ = writeln!(out, "Endpoint {}, protocol {protocol}, region {region}. `vpngw key list ACCOUNT` lists the keys.", running.addr);

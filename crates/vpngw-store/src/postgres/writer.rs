@@ -22,6 +22,8 @@ pub(super) struct Writer {
     notify: String,
     /// When the open batch began.
     pub(super) opened: std::time::Instant,
+    /// Writes staged in the open batch (for the metrics).
+    staged: u64,
 }
 
 impl Writer {
@@ -35,6 +37,7 @@ impl Writer {
             begin: format!("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
             notify: format!("NOTIFY vpngw_changes, '{origin}'; COMMIT"),
             opened: std::time::Instant::now(),
+            staged: 0,
         }
     }
 
@@ -107,6 +110,7 @@ impl Writer {
     /// in order: statements are prepared first (once per connection).
     pub(super) async fn stage(&mut self, pool: &deadpool_postgres::Pool, mutations: Vec<Mutation>) -> Result<Durable> {
         self.check_scope()?;
+        self.staged += 1;
         let conn = self.begin(pool).await?;
         let mut steps = Vec::new();
         for m in mutations {
@@ -155,6 +159,7 @@ impl Writer {
         let Some(conn) = self.conn.as_ref() else { return Ok(()) };
         match conn.batch_execute(&self.notify).await {
             Ok(()) => {
+                crate::committed(Some(self.opened), self.staged);
                 self.finish(Outcome::Durable);
                 Ok(())
             }
@@ -177,6 +182,7 @@ impl Writer {
 
     fn finish(&mut self, outcome: Outcome) {
         self.open = false;
+        self.staged = 0;
         self.batch += 1;
         let done = std::mem::replace(&mut self.outcome, tokio::sync::watch::channel(Outcome::Pending).0);
         done.send_replace(outcome);

@@ -14,11 +14,14 @@ pub(super) struct Writer {
     pub(super) outcome: tokio::sync::watch::Sender<Outcome>,
     /// The number of the last batch whose commit failed (0: none).
     pub(super) last_failed: u64,
+    /// When the open batch began, and how many writes it holds (for the metrics).
+    opened: Option<std::time::Instant>,
+    staged: u64,
 }
 
 impl Writer {
     pub(super) fn new(conn: Connection) -> Writer {
-        Writer { conn, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0 }
+        Writer { conn, open: false, batch: 1, outcome: tokio::sync::watch::channel(Outcome::Pending).0, last_failed: 0, opened: None, staged: 0 }
     }
 
     /// A write scope remembers the first batch it read from; it may stage only if no batch
@@ -37,7 +40,10 @@ impl Writer {
         if !self.open {
             self.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut st| st.execute([])).map_err(other)?;
             self.open = true;
+            self.opened = Some(std::time::Instant::now());
+            self.staged = 0;
         }
+        self.staged += 1;
         // Statements, not batches: prepared once and kept (a write runs three of these).
         self.conn.prepare_cached("SAVEPOINT staged").and_then(|mut st| st.execute([])).map_err(other)?;
         match f(&self.conn) {
@@ -59,7 +65,10 @@ impl Writer {
         }
         let r = self.conn.execute_batch("COMMIT");
         let outcome = match &r {
-            Ok(()) => Outcome::Durable,
+            Ok(()) => {
+                crate::committed(self.opened.take(), self.staged);
+                Outcome::Durable
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.last_failed = self.batch;
