@@ -105,13 +105,15 @@ class Server:
             self.proc.wait(timeout=30)
             self.proc = None
 
-    def metrics(self):
-        """The families of the server's /metrics (its address is in the banner), parsed as
-        OpenMetrics: {name: family}."""
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    def metrics_url(self):
+        """Where the server serves /metrics (its banner says)."""
         with open(os.path.join(self.dir, "serve.log")) as f:
-            url = [line.split("Metrics: ", 1)[1].strip() for line in f if line.startswith("Metrics: ")][-1]
-        with urllib.request.urlopen(url, timeout=10) as r:
+            return [line.split("Metrics: ", 1)[1].strip() for line in f if line.startswith("Metrics: ")][-1]
+
+    def metrics(self):
+        """The families of the server's /metrics, parsed as OpenMetrics: {name: family}."""
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+        with urllib.request.urlopen(self.metrics_url(), timeout=10) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("application/openmetrics-text")
             return {fam.name: fam for fam in text_string_to_metric_families(r.read().decode())}
 

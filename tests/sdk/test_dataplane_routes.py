@@ -144,6 +144,21 @@ def test_a_vpn_attachment_negotiates_from_its_own_address_and_a_vco_route_steers
     settled()
     assert ping_until(ns, "10.99.0.1", "10.221.0.1", timeout=20), "the VCO route steers 10.221.0.0/24 into the attachment's tunnel"
     assert "10.221.0.0/24" in lab.sas(lab.gw_sock(f"att-{vco}")), "carried by a CHILD_SA for the route's prefix"
+    # `vpngw status` shows the tunnel as charon sees it: established, its SA's age and bytes.
+    metrics_base = lab.server.metrics_url().rsplit("/", 1)[0]
+    deadline = time.time() + 10
+    while True:
+        report = json.loads(lab.server.cli("status", "--json", "--endpoint", metrics_base))
+        att = [g for g in report["gateways"] if g["id"] == f"att-{vco}"][0]
+        t = att["connections"][0]["tunnels"][0]
+        if t["bytes_in"] or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert (t["tunnel"], t["status"]) == (vco, "ipsec_sa_established") and t["established_secs"] >= 0 and t["bytes_in"] > 0 and t["packets_out"] > 0, (t, report)
+    text = lab.server.cli("status", "--endpoint", metrics_base)
+    assert f"{vco}: ipsec_sa_established, up " in text, text
+    fams = lab.server.metrics()
+    assert sample(fams, "vpngw_tunnel_sa_bytes", tunnel=vco, direction="in") > 0
     c.delete_vco_route_entry(m.DeleteVcoRouteEntryRequest(region_id=REGION, vpn_connection_id=vco, route_dest="10.221.0.0/24", next_hop=vco, weight=100))
     settled()
     deadline = time.time() + 15

@@ -164,3 +164,21 @@ def test_metrics_parse_and_follow_the_requests_and_what_exists(server):
         pass
     families = server.metrics()
     assert f"NoSuchAction{os.getpid()}" not in str(families) and sample(families, "vpngw_requests", action="unknown", code="InvalidAction.NotFound") >= 1
+
+
+def test_status_says_clearly_when_no_server_runs(tmp_path):
+    out = subprocess.run([BIN, "status", "--endpoint", "http://127.0.0.1:1", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "no vpngw server answers at http://127.0.0.1:1" in out.stderr, out.stderr
+
+
+def test_status_lists_gateways_connections_and_tunnels(server):
+    from helpers import make_cgw, make_gateway
+    c = server.tea()
+    gw, _, _ = make_gateway(c)
+    vco = c.create_vpn_connection(m.CreateVpnConnectionRequest(region_id=REGION, vpn_gateway_id=gw, customer_gateway_id=make_cgw(c).customer_gateway_id,
+                                                               local_subnet="10.1.0.0/16", remote_subnet="192.168.0.0/16")).body.vpn_connection_id
+    base = server.metrics_url().rsplit("/", 1)[0]
+    report = json.loads(server.cli("status", "--json", "--endpoint", base))
+    g = [x for x in report["gateways"] if x["id"] == gw][0]
+    assert [t["status"] for conn in g["connections"] if conn["id"] == vco for t in conn["tunnels"]] == ["ike_sa_not_established"]
+    assert vco in server.cli("status", "--endpoint", base)

@@ -242,6 +242,7 @@ impl Charon for FakeCharon {
                     installed: v.iter().flat_map(|(_, c)| c.clone()).collect(),
                     child_ids: v.iter().flat_map(|(id, c)| c.iter().map(move |ch| (ch.clone(), format!("{id}/{ch}")))).collect(),
                     ike_ids: v.iter().map(|(id, _)| id.clone()).collect(),
+                    ..Default::default()
                 };
                 (name.clone(), st)
             })

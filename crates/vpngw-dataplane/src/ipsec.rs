@@ -534,6 +534,12 @@ pub struct SaState {
     pub child_ids: Vec<(String, String)>,
     /// The unique id of every IKE_SA under this name, in any state.
     pub ike_ids: Vec<String>,
+    /// What its installed CHILD_SAs carried (bytes and packets in, out), as charon counts them:
+    /// each CHILD_SA counts from its installation, so a rekey starts them again.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
 }
 
 /// The SAs of each loaded definition name, from `list-sas` events.
@@ -554,6 +560,11 @@ pub fn sa_states(events: &[Message]) -> HashMap<String, SaState> {
                 for (_, ch) in children.sections() {
                     if ch.str("state") == "INSTALLED" {
                         e.installed.push(ch.str("name").to_string());
+                        let n = |k: &str| ch.str(k).parse::<u64>().unwrap_or(0);
+                        e.bytes_in += n("bytes-in");
+                        e.bytes_out += n("bytes-out");
+                        e.packets_in += n("packets-in");
+                        e.packets_out += n("packets-out");
                     }
                     e.child_ids.push((ch.str("name").to_string(), ch.str("uniqueid").to_string()));
                 }
@@ -695,7 +706,7 @@ mod tests {
         let (d, _) = definitions("vco-1", &conn("ikev1"), &cgws(), &RoutePlan::default());
         let d = &d[0];
         assert_eq!(status_of(d, None), status::IKE_DOWN);
-        let mut sa = SaState { present: true, ike_established: false, established_secs: 0, established_count: 0, established: vec![], installed: vec![], child_ids: vec![], ike_ids: vec![] };
+        let mut sa = SaState { present: true, ..Default::default() };
         assert_eq!(status_of(d, Some(&sa)), status::IKE_DOWN);
         sa.ike_established = true;
         assert_eq!(status_of(d, Some(&sa)), status::IKE_UP);
@@ -711,11 +722,13 @@ mod tests {
     fn list_sas_events_become_states() {
         let ev = Message::new().section(
             "vco-1-abcd",
-            Message::new()
-                .kv("uniqueid", "7")
-                .kv("state", "ESTABLISHED")
-                .kv("established", "12")
-                .section("child-sas", Message::new().section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED"))),
+            Message::new().kv("uniqueid", "7").kv("state", "ESTABLISHED").kv("established", "12").section(
+                "child-sas",
+                Message::new()
+                    .section("c-7", Message::new().kv("name", "vco-1-abcd-1").kv("state", "INSTALLED").kv("bytes-in", "840").kv("packets-in", "10").kv("bytes-out", "420").kv("packets-out", "5"))
+                    // A CHILD_SA being rekeyed away counts no more.
+                    .section("c-6", Message::new().kv("name", "vco-1-abcd-1").kv("state", "REKEYED").kv("bytes-in", "999")),
+            ),
         );
         let s = sa_states(&[ev]);
         assert_eq!(
@@ -727,8 +740,12 @@ mod tests {
                 established_count: 1,
                 established: vec![(12, "7".into())],
                 installed: vec!["vco-1-abcd-1".into()],
-                child_ids: vec![("vco-1-abcd-1".into(), String::new())],
-                ike_ids: vec!["7".into()]
+                child_ids: vec![("vco-1-abcd-1".into(), String::new()), ("vco-1-abcd-1".into(), String::new())],
+                ike_ids: vec!["7".into()],
+                bytes_in: 840,
+                bytes_out: 420,
+                packets_in: 10,
+                packets_out: 5,
             }
         );
     }

@@ -159,6 +159,8 @@ pub fn sa_actions(d: &Desired, states: &mut HashMap<String, SaState>, just_loade
 pub struct Observed {
     pub servers: Vec<(String, u32)>,
     pub conns: Vec<(String, Observation)>,
+    /// What charon says of each tunnel's SAs, by tunnel key (for the metrics and `/status`).
+    pub sas: Vec<(String, vpngw_metrics::TunnelSa)>,
 }
 
 /// What the SAs say of each gateway: every IPsec server's online clients, and every
@@ -167,6 +169,7 @@ pub struct Observed {
 pub fn observations(gws: &[&GatewayIntent], d: &Desired, states: &HashMap<String, SaState>) -> Observed {
     let mut servers = Vec::new();
     let mut conns = Vec::new();
+    let mut sas = Vec::new();
     for g in gws {
         for (id, _) in g.servers.iter().filter(|_| g.sides.master) {
             let online = d.of_key(id).and_then(|def| states.get(&def.name)).map(|s| s.established_count.min(g.gw.ssl_connections)).unwrap_or(0);
@@ -180,18 +183,33 @@ pub fn observations(gws: &[&GatewayIntent], d: &Desired, states: &HashMap<String
             };
             let mut o = Observation { plane: Some(plane), unsupported, ..Default::default() };
             let st = |key: &str| d.of_key(key).map(|def| ipsec::status_of(def, states.get(&def.name))).unwrap_or(status::IKE_DOWN);
+            let reading = |key: &str| {
+                let sa = d.of_key(key).and_then(|def| states.get(&def.name)).cloned().unwrap_or_default();
+                vpngw_metrics::TunnelSa {
+                    connection: id.clone(),
+                    gateway: g.id.clone(),
+                    status: st(key).as_str().to_string(),
+                    established_secs: if sa.ike_established { sa.established_secs } else { 0 },
+                    bytes_in: sa.bytes_in,
+                    bytes_out: sa.bytes_out,
+                    packets_in: sa.packets_in,
+                    packets_out: sa.packets_out,
+                }
+            };
             // Only what this plane runs: the tunnels of its sides.
             if c.dual() {
                 o.tunnels = c.tunnels.iter().filter(|tu| g.sides.holds(crate::reconciler::tunnel_role(c, &tu.tunnel_id))).map(|tu| (tu.tunnel_id.clone(), st(&tu.tunnel_id))).collect();
+                sas.extend(o.tunnels.keys().map(|t| (t.to_string(), reading(t))));
             } else if g.sides.master {
                 o.status = Some(st(id));
+                sas.push((id.clone(), reading(id)));
             } else {
                 continue;
             }
             conns.push((id.clone(), o));
         }
     }
-    Observed { servers, conns }
+    Observed { servers, conns, sas }
 }
 
 #[cfg(test)]
@@ -251,6 +269,7 @@ mod tests {
             installed: vec![format!("{name}-1")],
             child_ids: vec![],
             ike_ids: vec![id.into()],
+            ..Default::default()
         }
     }
 

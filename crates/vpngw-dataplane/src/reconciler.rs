@@ -459,6 +459,10 @@ impl Reconciler {
                 tracing::warn!(gateway = %g.id, why = g.frozen.as_deref().unwrap_or_default(), "Leaving the gateway's data plane exactly as it is.");
             }
         }
+        // The per-tunnel series of tunnels this process no longer runs go.
+        let running: HashSet<String> =
+            intent.iter().flat_map(|g| g.conns.iter().flat_map(|(id, c)| if c.dual() { c.tunnels.iter().map(|t| t.tunnel_id.to_string()).collect() } else { vec![id.clone()] })).collect();
+        vpngw_metrics::get().retain_tunnels(&running);
         for u in intent.iter().flat_map(|g| &g.unsupported) {
             if self.reported.lock().await.insert(format!("{}:{}", u.key, u.reason)) {
                 tracing::warn!(connection = %u.conn_id, tunnel = %u.key, reason = %u.reason, "This data plane cannot negotiate the connection; it stays ike_sa_not_established.");
@@ -757,7 +761,11 @@ impl Reconciler {
                 Err(e) => tracing::warn!(gateway = %g.id, error = format!("{e:#}"), "Could not converge the BGP speaker; its sessions read failed until it can."),
             }
         }
-        let plan::Observed { servers, mut conns } = plan::observations(gws, &desired, &states);
+        let plan::Observed { servers, mut conns, sas } = plan::observations(gws, &desired, &states);
+        let metrics = vpngw_metrics::get();
+        for (tunnel, sa) in sas {
+            metrics.tunnel_sa(&tunnel, sa);
+        }
         for (id, o) in conns.iter_mut() {
             let Some((g, c)) = gws.iter().find_map(|g| g.conns.iter().find(|(i, _)| i == id).map(|(_, c)| (g, c))) else { continue };
             for (role, s) in vpngw_model::bgp::bgp_keys(id, c) {

@@ -41,6 +41,34 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TunnelLabels {
+    /// The tunnel: a single-tunnel connection's id, or a dual-tunnel connection's tunnel id.
+    pub tunnel: String,
+    pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TunnelDirection {
+    pub tunnel: String,
+    pub connection: String,
+    pub direction: String,
+}
+
+/// What charon says of a tunnel's SAs, as this process's data plane read it last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSa {
+    pub connection: String,
+    pub gateway: String,
+    pub status: String,
+    /// Seconds since its IKE_SA was established (0: none is).
+    pub established_secs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency() -> Histogram {
@@ -65,6 +93,12 @@ pub struct Metrics {
     pub commits: Counter,
     pub commit_seconds: Histogram,
     pub commit_batch: Histogram,
+    pub tunnel_bytes: Family<TunnelDirection, Gauge>,
+    pub tunnel_packets: Family<TunnelDirection, Gauge>,
+    pub tunnel_sa_age: Family<TunnelLabels, Gauge>,
+    /// The last reading of each tunnel this process runs (for `/status` and to drop the series
+    /// of tunnels that are gone).
+    tunnel_sas: std::sync::Mutex<std::collections::BTreeMap<String, TunnelSa>>,
 }
 
 impl Metrics {
@@ -85,6 +119,10 @@ impl Metrics {
             commits: Counter::default(),
             commit_seconds: latency(),
             commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            tunnel_bytes: Family::default(),
+            tunnel_packets: Family::default(),
+            tunnel_sa_age: Family::default(),
+            tunnel_sas: Default::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests answered, by action, account and error code (OK when none)", m.requests.clone());
@@ -101,6 +139,9 @@ impl Metrics {
         registry.register("store_commits", "Batches committed to the store", m.commits.clone());
         registry.register("store_commit_duration_seconds", "Time from a batch's first write to its durable commit", m.commit_seconds.clone());
         registry.register("store_commit_batch_size", "Writes per committed batch (group commit)", m.commit_batch.clone());
+        registry.register("tunnel_sa_bytes", "Bytes the tunnel's installed CHILD_SAs carried, by direction (in, out), as charon counts them: a rekey starts them again", m.tunnel_bytes.clone());
+        registry.register("tunnel_sa_packets", "Packets the tunnel's installed CHILD_SAs carried, by direction", m.tunnel_packets.clone());
+        registry.register("tunnel_sa_established_seconds", "Age of the tunnel's IKE_SA (0: none is established)", m.tunnel_sa_age.clone());
         Metrics { registry, ..m }
     }
 
@@ -116,6 +157,37 @@ impl Metrics {
         let account = account.map(|a| a.to_string()).unwrap_or_default();
         self.requests.get_or_create(&RequestLabels { action: action.to_string(), account, code: code.to_string() }).inc();
         self.request_seconds.get_or_create(&ActionLabel { action: action.to_string() }).observe(seconds);
+    }
+
+    /// Records what charon said of one tunnel this process runs.
+    pub fn tunnel_sa(&self, tunnel: &str, sa: TunnelSa) {
+        let dir = |d: &str| TunnelDirection { tunnel: tunnel.to_string(), connection: sa.connection.clone(), direction: d.to_string() };
+        self.tunnel_bytes.get_or_create(&dir("in")).set(sa.bytes_in as i64);
+        self.tunnel_bytes.get_or_create(&dir("out")).set(sa.bytes_out as i64);
+        self.tunnel_packets.get_or_create(&dir("in")).set(sa.packets_in as i64);
+        self.tunnel_packets.get_or_create(&dir("out")).set(sa.packets_out as i64);
+        self.tunnel_sa_age.get_or_create(&TunnelLabels { tunnel: tunnel.to_string(), connection: sa.connection.clone() }).set(sa.established_secs as i64);
+        self.tunnel_sas.lock().unwrap_or_else(|e| e.into_inner()).insert(tunnel.to_string(), sa);
+    }
+
+    /// Drops the series of tunnels this process no longer runs.
+    pub fn retain_tunnels(&self, keep: &std::collections::HashSet<String>) {
+        let mut sas = self.tunnel_sas.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<(String, TunnelSa)> = sas.iter().filter(|(k, _)| !keep.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (tunnel, sa) in gone {
+            for d in ["in", "out"] {
+                let labels = TunnelDirection { tunnel: tunnel.clone(), connection: sa.connection.clone(), direction: d.into() };
+                self.tunnel_bytes.remove(&labels);
+                self.tunnel_packets.remove(&labels);
+            }
+            self.tunnel_sa_age.remove(&TunnelLabels { tunnel: tunnel.clone(), connection: sa.connection.clone() });
+            sas.remove(&tunnel);
+        }
+    }
+
+    /// The last reading of every tunnel this process runs, by tunnel.
+    pub fn tunnel_sas(&self) -> std::collections::BTreeMap<String, TunnelSa> {
+        self.tunnel_sas.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sets the gauges of what exists from one reading of the store.

@@ -151,3 +151,13 @@ impl Client {
 fn encode(pairs: &[(String, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect::<Vec<_>>().join("&")
 }
+
+/// One plain-HTTP GET (the operator's listener: `/status`, `/metrics`): the status and body.
+pub async fn get(url: &str) -> anyhow::Result<(u16, String)> {
+    let http: HyperClient<HttpConnector, Full<Bytes>> = HyperClient::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = url.parse()?;
+    let res = tokio::time::timeout(std::time::Duration::from_secs(10), http.get(uri)).await??;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -261,6 +261,7 @@ pub struct Running {
 }
 
 use crate::tls::ApiListener;
+use axum::response::IntoResponse;
 
 /// Serves `GET /metrics` (the Prometheus text format) on `metrics_listen`, apart from the API;
 /// the gauges of what exists are read from the store at each scrape. The address it serves on.
@@ -279,6 +280,7 @@ pub(crate) async fn serve_metrics(cfg: &Config, svc: Arc<Service>, stop: tokio::
         Err(e) => return Err(anyhow::Error::from(e).context(format!("listen on {addr} (metrics_listen)"))),
     };
     let bound = listener.local_addr()?;
+    let svc_for_status = svc.clone();
     let scrape = move || {
         let svc = svc.clone();
         async move {
@@ -290,9 +292,78 @@ pub(crate) async fn serve_metrics(cfg: &Config, svc: Arc<Service>, stop: tokio::
             ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
         }
     };
-    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    let report_svc = svc_for_status.clone();
+    let status = move || {
+        let svc = report_svc.clone();
+        async move {
+            match status_report(&svc).await {
+                Ok(v) => ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+                Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("the store could not be read: {e}")).into_response(),
+            }
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape)).route("/status", axum::routing::get(status));
     tokio::spawn(serve_until(listener, router, stop, "The metrics listener failed."));
     Ok(Some(bound))
+}
+
+/// `GET /status` on the operator's listener: every gateway (and VPN attachment) with its
+/// connections and each tunnel's negotiation status, health and BGP state from the store, and
+/// its SAs' age and counters as this process's data plane read them from charon last (absent
+/// where another process runs the tunnel). What `vpngw status` prints.
+pub async fn status_report(svc: &Service) -> anyhow::Result<serde_json::Value> {
+    use serde_json::json;
+    use vpngw_model::connection::VpnConnection;
+    use vpngw_store::Kind;
+    let sas = vpngw_metrics::get().tunnel_sas();
+    let tunnel = |key: &str, role: &str, status: &str, bgp: Option<bool>, health: &str| {
+        let sa = sas.get(key);
+        json!({
+            "tunnel": key, "role": role, "status": status,
+            "established_secs": sa.map(|s| s.established_secs), "bytes_in": sa.map(|s| s.bytes_in), "bytes_out": sa.map(|s| s.bytes_out),
+            "packets_in": sa.map(|s| s.packets_in), "packets_out": sa.map(|s| s.packets_out),
+            "health": health, "bgp": bgp.map(|up| if up { "established" } else { "down" }),
+        })
+    };
+    let conn_json = |r: &vpngw_store::Record| -> serde_json::Value {
+        let Ok(c) = serde_json::from_value::<VpnConnection>(r.doc.clone()) else { return json!({"id": r.id, "state": r.status, "tunnels": []}) };
+        let health = if c.health.enable {
+            if c.health_status == "success" {
+                "success"
+            } else {
+                "failed"
+            }
+        } else {
+            ""
+        };
+        let tunnels: Vec<serde_json::Value> = if c.dual() {
+            c.tunnels.iter().map(|t| tunnel(t.tunnel_id.as_str(), t.role.as_str(), t.status.as_str(), c.enable_tunnels_bgp.then_some(t.bgp_up), health)).collect()
+        } else {
+            vec![tunnel(&r.id, "", c.status.as_str(), c.bgp.enable.then_some(c.bgp_up), health)]
+        };
+        json!({"id": r.id, "name": c.name, "state": r.status, "attach_type": c.attach_type, "tunnels": tunnels})
+    };
+    let conns = svc.store.all(Kind::VpnConnection).await?;
+    let mut gateways = Vec::new();
+    for g in svc.store.all(Kind::VpnGateway).await? {
+        let doc: vpngw_model::gateway::VpnGateway = match serde_json::from_value(g.doc.clone()) {
+            Ok(d) => d,
+            Err(_) => continue,
+        };
+        let mine: Vec<serde_json::Value> = conns.iter().filter(|c| c.parent.as_deref() == Some(g.id.as_str())).map(conn_json).collect();
+        gateways.push(json!({
+            "id": g.id, "account": g.account, "region": g.region, "name": doc.name, "type": doc.gateway_type, "state": g.status,
+            "internet_ip": doc.internet_ip, "dr_internet_ip": doc.dr_internet_ip, "connections": mine,
+        }));
+    }
+    for c in conns.iter().filter(|c| c.parent.is_none()) {
+        let ip = c.doc["internet_ip"].as_str().unwrap_or_default().to_string();
+        gateways.push(json!({
+            "id": vpngw_model::connection::attachment_gateway_id(&c.id), "account": c.account, "region": c.region, "name": "", "type": "Attachment",
+            "state": c.status, "internet_ip": ip, "dr_internet_ip": null, "connections": [conn_json(c)],
+        }));
+    }
+    Ok(json!({"gateways": gateways}))
 }
 
 /// The file in the data directory that names the running server's process.

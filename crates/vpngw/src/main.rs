@@ -111,6 +111,20 @@ enum Command {
     Bench(vpngw_bench::api::BenchArgs),
     /// Runs the IPsec data-plane benchmark in a lab (root, strongSwan) and prints a table.
     BenchDataplane(vpngw_bench::dataplane::DataPlaneBenchArgs),
+    /// Shows every gateway, its connections and each tunnel: negotiation status, SA age and
+    /// bytes, health and BGP, as the running server sees them (like `swanctl --list-sas`, in the
+    /// API's terms). Asks the server's operator listener (`metrics_listen`).
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// The operator listener of the server: `http://HOST:PORT` (default: the configuration's
+        /// `metrics_listen`, else 127.0.0.1:9464).
+        #[arg(long, env = "VPNGW_ENDPOINT")]
+        endpoint: Option<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints a shell completion script: `vpngw completions bash > /etc/bash_completion.d/vpngw`.
     Completions { shell: clap_complete::Shell },
 }
@@ -279,6 +293,50 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `vpngw status` as text: a gateway per block, its connections, and a line per tunnel.
+fn status_text(report: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    fn size(n: u64) -> String {
+        match n {
+            n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+            n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+            n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+            n => format!("{n} B"),
+        }
+    }
+    let mut out = String::new();
+    let gateways = report["gateways"].as_array().cloned().unwrap_or_default();
+    if gateways.is_empty() {
+        out.push_str("No gateways.\n");
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    for g in gateways {
+        let _ = writeln!(out, "{} ({}) account {} {}: {}, {}", s(&g["id"]), s(&g["type"]), g["account"], s(&g["region"]), s(&g["state"]), s(&g["internet_ip"]));
+        for c in g["connections"].as_array().cloned().unwrap_or_default() {
+            let _ = writeln!(out, "  {} {:?}: {}", s(&c["id"]), s(&c["name"]), s(&c["state"]));
+            for t in c["tunnels"].as_array().cloned().unwrap_or_default() {
+                let mut line = format!("    {}{}: {}", s(&t["tunnel"]), if s(&t["role"]).is_empty() { String::new() } else { format!(" ({})", s(&t["role"])) }, s(&t["status"]));
+                match t["established_secs"].as_u64() {
+                    Some(age) if s(&t["status"]) != "ike_sa_not_established" => {
+                        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+                        let _ = write!(line, ", up {age}s, in {} ({} pkts), out {} ({} pkts)", size(n("bytes_in")), n("packets_in"), size(n("bytes_out")), n("packets_out"));
+                    }
+                    Some(_) => {}
+                    None => line.push_str(", no SA reading in this process (another runs its data plane, or none does)"),
+                }
+                if !s(&t["health"]).is_empty() {
+                    let _ = write!(line, ", health {}", s(&t["health"]));
+                }
+                if t["bgp"].is_string() {
+                    let _ = write!(line, ", BGP {}", s(&t["bgp"]));
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    out
+}
+
 /// What `vpngw serve` prints once it serves: where, and on a first start the new key with how
 /// to connect (environment exports and a three-line SDK example).
 fn banner(cfg: &Config, running: &server::Running) -> String {
@@ -431,6 +489,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let svc = vpngw_service::Service::new(store, cfg.service_config()?);
             vpngw_service::handlers::set_financial_lock(&svc, &gateway, lock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{gateway}: BusinessStatus {}", if lock { "FinancialLocked" } else { "Normal" });
+        }
+        Command::Status { common, endpoint, json } => {
+            let cfg = common.load()?;
+            let base = endpoint.or_else(|| cfg.metrics_listen.clone().filter(|m| !m.is_empty() && m != "off" && !m.ends_with(":0"))).unwrap_or_else(|| "127.0.0.1:9464".into());
+            let base = if base.contains("://") { base } else { format!("http://{base}") };
+            let url = format!("{}/status", base.trim_end_matches('/'));
+            let (code, body) =
+                vpngw_server::client::get(&url).await.with_context(|| format!("no vpngw server answers at {base} (start one with `vpngw serve`, or say where with --endpoint or VPNGW_ENDPOINT)"))?;
+            anyhow::ensure!(code == 200, "{url} answered {code}: {body}");
+            let report: serde_json::Value = serde_json::from_str(&body).context("the server's status is not JSON")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", status_text(&report));
+            }
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
