@@ -65,7 +65,7 @@ impl AppState {
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/bare", get(bare)).route("/", any(api)).with_state(state)
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/bare", get(bare)).route("/", any(api)).merge(crate::console::routes()).with_state(state)
 }
 
 /// A bare JSON endpoint with no signature and no store: the benchmark's baseline.

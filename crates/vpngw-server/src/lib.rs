@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cert;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod server;
 pub mod tls;

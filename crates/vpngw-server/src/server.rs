@@ -143,7 +143,12 @@ pub async fn create_account_with_key(store: &dyn Store, name: &str) -> anyhow::R
 }
 
 pub async fn create_key(store: &dyn Store, account_id: i64, readonly: bool) -> anyhow::Result<AccessKey> {
-    let key = AccessKey { access_key_id: format!("LTAI{}", ids::secret(20)), secret: ids::secret(30), account_id, readonly, revoked_ms: None };
+    create_key_with_prefix(store, account_id, readonly, "LTAI").await
+}
+
+/// A new key whose id starts with `prefix` (`LTAICON`: a console sign-in link's).
+pub async fn create_key_with_prefix(store: &dyn Store, account_id: i64, readonly: bool, prefix: &str) -> anyhow::Result<AccessKey> {
+    let key = AccessKey { access_key_id: format!("{prefix}{}", ids::secret(20)), secret: ids::secret(30), account_id, readonly, revoked_ms: None };
     store.put_key(&key).await?;
     Ok(key)
 }

@@ -125,6 +125,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The web console (`/console/` on the API port).
+    Console {
+        #[command(subcommand)]
+        cmd: ConsoleCmd,
+    },
     /// Prints a shell completion script: `vpngw completions bash > /etc/bash_completion.d/vpngw`.
     Completions { shell: clap_complete::Shell },
 }
@@ -199,6 +204,26 @@ enum SiteCmd {
     },
     /// Removes a site.
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum ConsoleCmd {
+    /// Prints a one-time sign-in link to the console for an account, as the last line. The
+    /// link's key is the account's (read-only with --readonly); `vpngw key revoke` ends it.
+    Login {
+        account: String,
+        #[arg(long)]
+        readonly: bool,
+        /// Where the API is served: `http(s)://HOST:PORT` (default: the configuration's listen
+        /// address, https when TLS is on).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The region the console opens in (default: the first configured).
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -504,6 +529,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", status_text(&report));
             }
+        }
+        Command::Console { cmd: ConsoleCmd::Login { account, readonly, endpoint, region, common } } => {
+            let cfg = common.load()?;
+            let store = server::open_store(&cfg).await?;
+            let acc = store.account_by_name(&account).await?.with_context(|| format!("no account named {account}"))?;
+            let key = server::create_key_with_prefix(store.as_ref(), acc.id, readonly, vpngw_server::console::LOGIN_KEY_PREFIX).await?;
+            let tls = cfg.tls.as_deref().is_some_and(|t| t != "off" && !t.is_empty()) || cfg.tls_cert.is_some();
+            let base = endpoint.unwrap_or_else(|| format!("{}://{}", if tls { "https" } else { "http" }, cfg.listen));
+            let region = region.or_else(|| cfg.regions.first().map(|r| r.id.clone())).unwrap_or_else(|| "cn-hangzhou".into());
+            println!("A one-time sign-in link for account {account} (key {}{}):", key.access_key_id, if readonly { ", read-only" } else { "" });
+            println!("{}/console/login?key={}&token={}&region={region}", base.trim_end_matches('/'), key.access_key_id, key.secret);
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
