@@ -8,6 +8,7 @@ pub mod cert;
 pub mod client;
 pub mod config;
 pub mod console;
+pub mod demo;
 pub mod http;
 pub mod server;
 pub mod tls;

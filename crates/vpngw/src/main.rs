@@ -125,6 +125,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A first tunnel in one command: a lab on this machine (root, strongSwan), a gateway, a
+    /// customer site and a connection through the API, a ping across the tunnel; then it is all
+    /// removed (after Enter, or at once with --no-wait).
+    Demo(vpngw_server::demo::DemoArgs),
     /// The web console (`/console/` on the API port).
     Console {
         #[command(subcommand)]
@@ -541,6 +545,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("A one-time sign-in link for account {account} (key {}{}):", key.access_key_id, if readonly { ", read-only" } else { "" });
             println!("{}/console/login?key={}&token={}&region={region}", base.trim_end_matches('/'), key.access_key_id, key.secret);
         }
+        Command::Demo(args) => vpngw_server::demo::run(args).await?,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             use std::io::Write;
