@@ -31,12 +31,9 @@ def legacy_call(server, req):
 
 
 def sample(families, name, **labels):
-    """The value of one series (0 when absent)."""
+    """The sum of the series of `name` whose labels include these (0 when none)."""
     fam = families.get(name)
-    for s in (fam.samples if fam else []):
-        if s.name in (name, name + "_total") and all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    return 0
+    return sum(s.value for s in (fam.samples if fam else []) if s.name in (name, name + "_total") and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def make_vpc(c, cidr="10.0.0.0/8"):
