@@ -9,11 +9,10 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const Vpc = require('@alicloud/vpc20160428');
+const { freePort, healthy } = require('./helpers');
 const $OpenApi = require('@alicloud/openapi-client');
 const { chromium } = require('playwright-core');
 
@@ -28,22 +27,6 @@ const KEY = ['AKCONSOLE00000000001', 'console-secret'];
 let dir;
 let server;
 let endpoint;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function healthy() {
-  return new Promise((resolve) => {
-    http.get(`http://${endpoint}/healthz`, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
-  });
-}
 
 function cli(...args) {
   return execFileSync(BIN, [...args, '--config', path.join(dir, 'vpngw.toml'), '--data-dir', path.join(dir, 'data')], { encoding: 'utf8' });
@@ -68,8 +51,8 @@ reconcile_interval_ms = 500
   endpoint = `127.0.0.1:${await freePort()}`;
   const log = fs.openSync(path.join(dir, 'serve.log'), 'a');
   server = spawn(BIN, ['serve', '--config', path.join(dir, 'vpngw.toml'), '--data-dir', path.join(dir, 'data'), '--listen', endpoint], { stdio: ['ignore', log, log] });
-  for (let i = 0; i < 300 && !(await healthy()); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(await healthy(), 'vpngw became healthy');
+  for (let i = 0; i < 300 && !(await healthy(endpoint)); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(await healthy(endpoint), 'vpngw became healthy');
 });
 
 after(() => server && server.kill('SIGTERM'));

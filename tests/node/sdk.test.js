@@ -6,11 +6,10 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const Vpc = require('@alicloud/vpc20160428');
+const { freePort, healthy } = require('./helpers');
 const $OpenApi = require('@alicloud/openapi-client');
 
 const Client = Vpc.default;
@@ -35,30 +34,14 @@ let endpoint;
 // The SDK's default protocol: the server makes its own CA at first start, the clients trust it.
 let caPem;
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function healthy() {
-  return new Promise((resolve) => {
-    http.get(`http://${endpoint}/healthz`, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
-  });
-}
-
 before(async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vpngw-node-'));
   fs.writeFileSync(path.join(dir, 'vpngw.toml'), CONFIG);
   endpoint = `127.0.0.1:${await freePort()}`;
   const log = fs.openSync(path.join(dir, 'serve.log'), 'a');
   server = spawn(BIN, ['serve', '--config', path.join(dir, 'vpngw.toml'), '--data-dir', path.join(dir, 'data'), '--listen', endpoint, '--tls', 'self-signed'], { stdio: ['ignore', log, log] });
-  for (let i = 0; i < 300 && !(await healthy()); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(await healthy(), 'vpngw became healthy');
+  for (let i = 0; i < 300 && !(await healthy(endpoint)); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(await healthy(endpoint), 'vpngw became healthy');
   caPem = fs.readFileSync(path.join(dir, 'data', 'tls', 'ca.pem'), 'utf8');
 });
 
