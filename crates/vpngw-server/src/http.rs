@@ -97,9 +97,11 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     // ACS3 names its action in `x-acs-action` (signed, see `sign::claims`); RPC v1 in `Action`.
     let action_name = header_val("x-acs-action").or_else(|| lookup("Action")).unwrap_or("");
     let version = header_val("x-acs-version").or_else(|| lookup("Version"));
+    // Looked up once: for dispatch and for the request's metrics.
+    let spec = actions::find(action_name);
 
     let result = async {
-        let action = decode(action_name, version)?;
+        let action = decode(spec, action_name, version)?;
         if header_val("authorization").is_some() && [("Action", action_name), ("Version", version.unwrap_or(""))].iter().any(|(k, v)| lookup(k).is_some_and(|q| q != *v)) {
             // An `Action` or `Version` parameter that says otherwise than the signed header.
             return Err(ApiError::msg(Code::IncompleteSignature, "The request signature does not conform to Aliyun standards: Action and x-acs-action disagree.".to_string()));
@@ -147,7 +149,7 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
     // One line per request: who asked what, and how it ended; and its metrics (an action
     // that does not exist is `unknown`: the label's values stay bounded).
     let code = response.extensions().get::<Code>().map(|c| c.wire()).unwrap_or("OK");
-    let known = actions::find(action_name).map(|a| a.name).unwrap_or("unknown");
+    let known = spec.map(|a| a.name).unwrap_or("unknown");
     vpngw_metrics::get().request(known, (account >= 0).then_some(account), code, started.elapsed().as_secs_f64());
     tracing::info!(
         target: "vpngw::request",
@@ -163,7 +165,7 @@ async fn api(State(st): State<Arc<AppState>>, request: Request) -> Response {
 }
 
 /// The action and the version: known before anything else is checked.
-fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::ActionSpec, ApiError> {
+fn decode(spec: Option<&'static vpngw_api::ActionSpec>, action: &str, version: Option<&str>) -> Result<&'static vpngw_api::ActionSpec, ApiError> {
     if action.is_empty() {
         return Err(ApiError::missing("Action"));
     }
@@ -172,7 +174,7 @@ fn decode(action: &str, version: Option<&str>) -> Result<&'static vpngw_api::Act
         Some(v) if v != VERSION => return Err(ApiError::new(Code::InvalidVersion)),
         _ => {}
     }
-    actions::find(action).ok_or_else(|| ApiError::new(Code::InvalidAction))
+    spec.ok_or_else(|| ApiError::new(Code::InvalidAction))
 }
 
 /// The caller, once the signature and the clock check out, and the nonce to spend

@@ -40,7 +40,7 @@ pub(crate) async fn gateway_routes(req: &Req<'_>, gw: &str) -> Result<Vec<(Recor
         .collect()
 }
 
-fn weight(p: &Params, name: &str) -> Result<u32, ApiError> {
+pub(crate) fn weight(p: &Params, name: &str) -> Result<u32, ApiError> {
     match p.req(name)?.trim() {
         "0" => Ok(0),
         "100" => Ok(100),
@@ -55,11 +55,11 @@ fn priority(p: &Params, name: &str) -> Result<Option<u32>, ApiError> {
     }
 }
 
-fn net(p: &Params, name: &str) -> Result<String, ApiError> {
+pub(crate) fn net(p: &Params, name: &str) -> Result<String, ApiError> {
     cidr(p.req(name)?).map(|n| n.to_string()).ok_or_else(|| ApiError::invalid(name))
 }
 
-fn overlay(p: &Params) -> Result<String, ApiError> {
+pub(crate) fn overlay(p: &Params) -> Result<String, ApiError> {
     match p.opt("OverlayMode") {
         None => Ok("Ipsec".into()),
         Some(v) if v.eq_ignore_ascii_case("ipsec") => Ok("Ipsec".into()),

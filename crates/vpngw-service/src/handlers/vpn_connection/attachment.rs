@@ -20,7 +20,7 @@
 #[allow(unused_imports)]
 use super::*;
 use crate::handlers::vpn_gateway::allocate_public_ips;
-use crate::handlers::vpn_route::{check_against, VpnRoute, BGP, CUSTOM, DBR, SYSTEM};
+use crate::handlers::vpn_route::{check_against, net, overlay, weight, VpnRoute, BGP, CUSTOM, DBR, SYSTEM};
 use vpngw_model::connection::attachment_gateway_id;
 
 /// The attachment's own parameters that the connection's differ from: `RemoteCaCert` is
@@ -176,24 +176,9 @@ async fn route_target(req: &Req<'_>) -> Result<(Record, VpnConnection, GatewayVi
     modifiable(req, &id).await
 }
 
-fn route_weight(p: &Params, name: &str) -> Result<u32, ApiError> {
-    match p.req(name)?.trim() {
-        "0" => Ok(0),
-        "100" => Ok(100),
-        _ => Err(ApiError::new(Code::RouteInvalidWeight)),
-    }
-}
-
+/// A VCO route's RouteDest, as a gateway route's is read.
 fn route_dest(p: &Params) -> Result<String, ApiError> {
-    cidr(p.req("RouteDest")?).map(|n| n.to_string()).ok_or_else(|| ApiError::invalid("RouteDest"))
-}
-
-fn overlay_mode(p: &Params) -> Result<String, ApiError> {
-    match p.opt("OverlayMode") {
-        None => Ok("Ipsec".into()),
-        Some(v) if v.eq_ignore_ascii_case("ipsec") => Ok("Ipsec".into()),
-        Some(_) => Err(ApiError::invalid("OverlayMode")),
-    }
+    net(p, "RouteDest")
 }
 
 /// The attachment's routes with their record ids.
@@ -226,11 +211,11 @@ pub async fn create_vco_route_entry(req: &mut Req<'_>) -> HandlerResult {
         route_dest: route_dest(&p)?,
         route_source: String::new(),
         next_hop: p.req("NextHop")?.into(),
-        weight: route_weight(&p, "Weight")?,
+        weight: weight(&p, "Weight")?,
         priority: 0,
         publish_vpc: false,
         description: validate::opt_text(&p, "Description", |d| validate::vpc_text(d, 256), Code::InvalidDescription)?.unwrap_or_default().to_string(),
-        overlay_mode: overlay_mode(&p)?,
+        overlay_mode: overlay(&p)?,
         entry_type: CUSTOM.into(),
         origin: String::new(),
     };
@@ -260,9 +245,9 @@ pub async fn create_vco_route_entry(req: &mut Req<'_>) -> HandlerResult {
 
 pub async fn delete_vco_route_entry(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let weight = route_weight(&p, "Weight")?;
+    let weight = weight(&p, "Weight")?;
     let (rec, _, g) = route_target(req).await?;
-    overlay_mode(&p)?;
+    overlay(&p)?;
     let (route_id, _) = find_route(&g, &p, weight)?;
     req.dry_run()?;
     commit_route_change(req, rec, vec![Mutation::Delete { kind: Kind::VpnRoute, id: route_id }], Default::default()).await
@@ -270,9 +255,9 @@ pub async fn delete_vco_route_entry(req: &mut Req<'_>) -> HandlerResult {
 
 pub async fn modify_vco_route_entry_weight(req: &mut Req<'_>) -> HandlerResult {
     let p = req.params.clone();
-    let (weight, new_weight) = (route_weight(&p, "Weight")?, route_weight(&p, "NewWeight")?);
+    let (weight, new_weight) = (weight(&p, "Weight")?, weight(&p, "NewWeight")?);
     let (rec, _, g) = route_target(req).await?;
-    overlay_mode(&p)?;
+    overlay(&p)?;
     let (route_id, mut route) = find_route(&g, &p, weight)?;
     route.weight = new_weight;
     let routes = own_routes(&g);
